@@ -1,0 +1,81 @@
+# JEPA Pilot — the two commands are `make demo` and `make test`.
+# Each bootstraps from nothing and is idempotent: a second run skips what is done
+# (apt packages, .venv, pip packages, the colcon build), tracked by files in .stamps/.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+STAMPS := .stamps
+ROS_MODE := $(if $(ROS_DISTRO),system,wheels)
+ENV := source scripts/env.sh &&
+
+# DDS never leaves this machine in tests, the demo or benchmarks, and every
+# `make` invocation gets its own ROS domain so parallel runs do not cross-talk.
+export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
+export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
+
+APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0
+PY_SOURCES := $(shell find common sim control nodes cli -name '*.py' 2>/dev/null)
+ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml)
+
+.PHONY: help setup build test test-unit test-sim test-ros demo bench clean distclean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+setup: $(STAMPS)/venv  ## apt packages + .venv with pinned pip packages (+ ROS 2 wheels)
+build: $(STAMPS)/colcon  ## setup + colcon build of the jepa_pilot package in ros_ws/
+
+$(STAMPS)/apt:
+	@mkdir -p $(STAMPS)
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo ">> apt-get install $$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+	@touch $@
+
+$(STAMPS)/venv: $(STAMPS)/apt requirements/base.txt requirements/ros-jazzy.txt pyproject.toml
+	@echo ">> .venv ($(ROS_MODE) ROS 2) with $(PYTHON)"
+	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(if $(filter system,$(ROS_MODE)),--system-site-packages) $(VENV)
+	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/base.txt
+	@if [ "$(ROS_MODE)" = wheels ]; then \
+	  $(VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/ros-jazzy.txt && \
+	  scripts/fix_ros_wheel_paths.sh $(VENV); fi
+	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
+	@touch $@
+
+$(STAMPS)/colcon: $(STAMPS)/venv $(ROS_SOURCES) $(PY_SOURCES)
+	@echo ">> colcon build (ros_ws/)"
+	@mkdir -p ros_ws/src ros_ws/log && ln -sfn ../.. ros_ws/src/jepa_pilot
+	@$(ENV) cd ros_ws && colcon --log-base log build --symlink-install \
+	  --cmake-args -DPython3_EXECUTABLE=$(CURDIR)/$(VENV)/bin/python -DBUILD_TESTING=OFF \
+	  > $(CURDIR)/ros_ws/log/last_build.txt 2>&1 || { tail -n 40 $(CURDIR)/ros_ws/log/last_build.txt; exit 1; }
+	@touch $@
+
+test: $(STAMPS)/colcon  ## run every test tier that needs no GPU (unit, sim, ros)
+	@echo ">> pytest (ROS_DOMAIN_ID=$$ROS_DOMAIN_ID, discovery $$ROS_AUTOMATIC_DISCOVERY_RANGE)"
+	$(ENV) python -m pytest $(PYTEST_ARGS)
+
+test-unit: $(STAMPS)/colcon  ## only the pure unit tests
+	$(ENV) python -m pytest -m unit $(PYTEST_ARGS)
+test-sim: $(STAMPS)/colcon  ## only the MuJoCo tests
+	$(ENV) python -m pytest -m sim $(PYTEST_ARGS)
+test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
+	$(ENV) python -m pytest -m ros $(PYTEST_ARGS)
+
+demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
+	$(ENV) jepa-pilot demo $(DEMO_ARGS)
+
+bench: $(STAMPS)/colcon  ## simulator and DDS benchmarks -> benchmarks/*.json
+	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
+	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
+
+clean:  ## remove the colcon build (keeps .venv)
+	rm -rf ros_ws/build ros_ws/install ros_ws/log ros_ws/src $(STAMPS)/colcon
+distclean: clean  ## remove everything make created
+	rm -rf $(VENV) $(STAMPS)

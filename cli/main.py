@@ -1,0 +1,37 @@
+"""`jepa-pilot`: the command-line entry point.
+
+Each subcommand lives in its own module of this package and provides
+``register(subparsers)``, which adds its parser and sets ``func`` to a
+function ``(args) -> int``. ``main`` only assembles them.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# Subcommand modules, in the order `--help` lists them.
+COMMANDS = ("up", "demo", "bench", "envs")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="jepa-pilot",
+        description="JEPA Pilot: drive robots with a learned world model (ROS 2 + MuJoCo).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMANDS:
+        importlib.import_module(f"jepa_pilot.cli.{name}").register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

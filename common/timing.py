@@ -1,0 +1,67 @@
+"""Measuring loops: event rates and whether a periodic loop keeps its period."""
+from __future__ import annotations
+
+import collections
+
+import numpy as np
+
+__all__ = ["RateMeter", "LoopMonitor"]
+
+
+class RateMeter:
+    """Rate of events over a sliding window of the last ``window`` seconds."""
+
+    def __init__(self, window: float = 2.0) -> None:
+        self.window = window
+        self._times: collections.deque[float] = collections.deque()
+
+    def tick(self, now: float) -> None:
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+
+    def rate(self, now: float) -> float:
+        """Events per second in the window ending at ``now`` (0 with fewer than two events)."""
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+        if len(self._times) < 2:
+            return 0.0
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+
+
+class LoopMonitor:
+    """Tracks how long each iteration of a periodic loop takes against its period.
+
+    ``record(work_seconds, wall_now, sim_now)`` after each iteration. The
+    real-time factor is simulated time advanced per wall-clock second over
+    the last ``window`` iterations (1.0 = keeping real time).
+    """
+
+    def __init__(self, period: float, window: int = 50) -> None:
+        self.period = period
+        self.overruns = 0
+        self.iterations = 0
+        self._work: collections.deque[float] = collections.deque(maxlen=window)
+        self._clock: collections.deque[tuple[float, float]] = collections.deque(maxlen=window)
+
+    def record(self, work: float, wall_now: float, sim_now: float) -> bool:
+        """Record one iteration; True if it took longer than the period (an overrun)."""
+        self.iterations += 1
+        self._work.append(work)
+        self._clock.append((wall_now, sim_now))
+        overrun = work > self.period
+        self.overruns += overrun
+        return overrun
+
+    def real_time_factor(self) -> float:
+        if len(self._clock) < 2:
+            return float("nan")
+        (w0, s0), (w1, s1) = self._clock[0], self._clock[-1]
+        return (s1 - s0) / max(w1 - w0, 1e-9)
+
+    def work_percentiles(self) -> tuple[float, float]:
+        """(p50, p99) seconds of work per iteration over the window."""
+        if not self._work:
+            return float("nan"), float("nan")
+        p50, p99 = np.percentile(np.asarray(self._work), [50, 99])
+        return float(p50), float(p99)

@@ -1,0 +1,96 @@
+"""Conversions between ROS messages and numpy / plain Python values.
+
+No cv_bridge on the PyPI ROS wheels: images are converted here, with the
+checks a camera driver from outside deserves.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from builtin_interfaces.msg import Time
+from sensor_msgs.msg import CameraInfo, Image
+
+from jepa_pilot.control.action_space import TWIST_FIELDS
+
+__all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
+           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info"]
+
+ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+
+
+class ImageError(ValueError):
+    """An image message that cannot be turned into pixels (and why)."""
+
+
+def to_time(seconds: float) -> Time:
+    sec = math.floor(seconds)
+    return Time(sec=int(sec), nanosec=min(int(round((seconds - sec) * 1e9)), 999_999_999))
+
+
+def from_time(stamp: Time) -> float:
+    return stamp.sec + stamp.nanosec * 1e-9
+
+
+def image_to_msg(image: np.ndarray, stamp: float, frame_id: str, encoding: str = "rgb8") -> Image:
+    """(H, W, C) uint8 -> sensor_msgs/Image."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+        raise ImageError(f"expected an (H, W[, C]) uint8 array, got {image.dtype} {image.shape}")
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    if ENCODINGS.get(encoding) != channels:
+        raise ImageError(f"{encoding} needs {ENCODINGS.get(encoding)} channels, image has {channels}")
+    msg = Image(encoding=encoding, height=image.shape[0], width=image.shape[1], is_bigendian=0)
+    msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
+    msg.step = image.shape[1] * channels
+    msg.data = np.ascontiguousarray(image).tobytes()
+    return msg
+
+
+def msg_to_image(msg: Image) -> np.ndarray:
+    """sensor_msgs/Image -> (H, W, C) uint8 view in the message's own channel order.
+
+    Raises ImageError for unsupported encodings, zero sizes, a step too small
+    for the width, or data shorter than height * step (truncated frames).
+    """
+    channels = ENCODINGS.get(msg.encoding)
+    if channels is None:
+        raise ImageError(f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}")
+    h, w, step = msg.height, msg.width, msg.step
+    if h == 0 or w == 0:
+        raise ImageError(f"empty image ({w}x{h})")
+    if step < w * channels:
+        raise ImageError(f"step {step} < width {w} x {channels} channels")
+    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data,
+                         dtype=np.uint8)
+    if data.size < h * step:
+        raise ImageError(f"truncated image: {data.size} bytes, {w}x{h} {msg.encoding} needs {h * step}")
+    rows = data[: h * step].reshape(h, step)[:, : w * channels]
+    return rows.reshape(h, w, channels)
+
+
+def twist_to_dict(twist) -> dict[str, float]:
+    """geometry_msgs/Twist -> {"linear.x": ..., ..., "angular.z": ...}."""
+    return {f: float(getattr(getattr(twist, f[:-2]), f[-1])) for f in TWIST_FIELDS}
+
+
+def dict_to_twist(values: dict[str, float], twist) -> None:
+    """Fill a geometry_msgs/Twist in place from twist fields (missing fields -> 0)."""
+    for f in TWIST_FIELDS:
+        setattr(getattr(twist, f[:-2]), f[-1], float(values.get(f, 0.0)))
+
+
+def yaw_quaternion(yaw: float) -> tuple[float, float, float, float]:
+    """(x, y, z, w) of a rotation by ``yaw`` about +z."""
+    return 0.0, 0.0, math.sin(yaw / 2.0), math.cos(yaw / 2.0)
+
+
+def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float,
+                stamp: float, frame_id: str) -> CameraInfo:
+    """A pinhole, distortion-free CameraInfo."""
+    msg = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
+    msg.header.stamp, msg.header.frame_id = to_time(stamp), frame_id
+    msg.d = [0.0] * 5
+    msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
+    msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
+    msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg

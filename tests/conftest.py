@@ -1,0 +1,29 @@
+"""Shared fixtures. Tiers are pytest markers: unit, sim, ros, gpu (see pyproject.toml)."""
+from __future__ import annotations
+
+import os
+import random
+
+import pytest
+
+# Tests never let DDS leave this machine, and a run outside `make` still gets
+# a domain of its own (the Makefile and .ci/run set one per run).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+    except ImportError:
+        return False
+    return torch.cuda.is_available()
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("gpu" in item.keywords for item in items) and not _cuda_available():
+        skip = pytest.mark.skip(reason="needs a CUDA GPU")
+        for item in items:
+            if "gpu" in item.keywords:
+                item.add_marker(skip)

@@ -1,0 +1,501 @@
+"""`jepa-pilot up` engine: YAML launch parsing, node commands, process supervision."""
+from __future__ import annotations
+
+import argparse
+import io
+import shlex
+import signal
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+import jepa_pilot.nodes
+from jepa_pilot.cli import launch, up
+from jepa_pilot.cli.launch import (
+    Launcher,
+    LaunchError,
+    NodeSpec,
+    format_param_value,
+    parse_launch_file,
+)
+
+pytestmark = pytest.mark.unit
+
+FAKE_PKG = "fakepkg"
+
+
+def write(path: Path, text: str) -> Path:
+    """Write dedented ``text`` to ``path`` (creating folders) and return it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+@pytest.fixture
+def prefix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An install prefix with share/fakepkg and lib/fakepkg, the only AMENT_PREFIX_PATH entry."""
+    root = tmp_path / "install"
+    (root / "share" / FAKE_PKG / "config").mkdir(parents=True)
+    (root / "lib" / FAKE_PKG).mkdir(parents=True)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", str(root))
+    return root
+
+
+def add_executable(prefix: Path, name: str, body: str) -> None:
+    """Install a /bin/sh script as ``lib/fakepkg/<name>``."""
+    path = write(prefix / "lib" / FAKE_PKG / name, "#!/bin/sh\n" + textwrap.dedent(body))
+    path.chmod(0o755)
+
+
+def node(name: str, *args: Path) -> NodeSpec:
+    """A fakepkg node whose executable has the same name, with file arguments."""
+    return NodeSpec(package=FAKE_PKG, executable=name, name=name, args=[str(a) for a in args])
+
+
+def wait_for(condition, timeout: float = 10.0) -> bool:
+    """Poll ``condition`` until it holds or ``timeout`` passes (a bound, not a measurement)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def pid_running(pid: int) -> bool:
+    """Whether ``pid`` is a live (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+# ---------------------------------------------------------------- arguments
+
+
+ARGS_LAUNCH = """\
+launch:
+- arg: {name: robot, default: go2, description: robot profile}
+- arg: {name: rate, description: control rate in Hz}
+- node:
+    pkg: fakepkg
+    exec: talker
+    name: talker
+    param:
+    - {name: robot, value: "$(var robot)"}
+    - {name: rate, value: "$(var rate)"}
+"""
+
+
+def test_arg_default_and_override(tmp_path):
+    path = write(tmp_path / "a.launch.yaml", ARGS_LAUNCH)
+    [spec] = parse_launch_file(path, {"rate": "10"})
+    assert spec.params == {"robot": "go2", "rate": 10}
+    [spec] = parse_launch_file(path, {"rate": "0.5", "robot": "reacher"})
+    assert spec.params == {"robot": "reacher", "rate": 0.5}
+
+
+def test_missing_required_arg_names_file_and_action(tmp_path):
+    path = write(tmp_path / "a.launch.yaml", ARGS_LAUNCH)
+    with pytest.raises(LaunchError) as err:
+        parse_launch_file(path, {})
+    message = str(err.value)
+    assert str(path) in message and "action 2 (arg 'rate')" in message
+    assert "rate:=VALUE" in message and "control rate in Hz" in message
+
+
+def test_unknown_override_lists_declared_args(tmp_path):
+    path = write(tmp_path / "a.launch.yaml", ARGS_LAUNCH)
+    with pytest.raises(LaunchError, match=r"unknown launch argument\(s\) robto .*declared: rate, robot"):
+        parse_launch_file(path, {"rate": "1", "robto": "x"})
+
+
+def test_parse_launch_arguments():
+    assert launch.parse_launch_arguments(["a:=1", "b:=x:=y", "c:="]) == {"a": "1", "b": "x:=y", "c": ""}
+    with pytest.raises(LaunchError, match="name:=value"):
+        launch.parse_launch_arguments(["a=1"])
+
+
+# ------------------------------------------------------------ substitutions
+
+
+def test_substitutions_var_env_find_pkg_share(tmp_path, prefix, monkeypatch):
+    monkeypatch.setenv("JP_TEST_FRAME", "base_link")
+    monkeypatch.delenv("JP_TEST_UNSET", raising=False)
+    path = write(tmp_path / "s.launch.yaml", """\
+        launch:
+        - let: {name: cfg, value: "$(find-pkg-share fakepkg)/config/x.yaml"}
+        - node:
+            pkg: fakepkg
+            exec: talker
+            namespace: "$(env JP_TEST_UNSET robot1)"
+            param:
+            - {from: "$(var cfg)"}
+            - {name: frame, value: "$(env JP_TEST_FRAME)"}
+            - {name: here, value: "$(dirname)"}
+            - {name: opt, value: "x$(optenv JP_TEST_UNSET)y"}
+        """)
+    [spec] = parse_launch_file(path)
+    assert spec.param_files == [prefix / "share" / FAKE_PKG / "config" / "x.yaml"]
+    assert spec.namespace == "/robot1"
+    assert spec.params == {"frame": "base_link", "here": str(tmp_path), "opt": "xy"}
+
+
+def test_substitution_errors_name_the_file(tmp_path, prefix, monkeypatch):
+    monkeypatch.delenv("JP_TEST_UNSET", raising=False)
+    cases = {
+        "$(eval 1 + 1)": "unsupported substitution \\$\\(eval\\)",
+        "$(var nope)": "\\$\\(var nope\\): undefined",
+        "$(env JP_TEST_UNSET)": "'JP_TEST_UNSET' is not set",
+        "$(find-pkg-share no_such_pkg)": "package 'no_such_pkg' not found",
+        "$(var x": "unterminated substitution",
+    }
+    for text, pattern in cases.items():
+        path = write(tmp_path / "bad.launch.yaml", f"""\
+            launch:
+            - node: {{pkg: fakepkg, exec: talker, name: "{text}"}}
+            """)
+        with pytest.raises(LaunchError, match=pattern) as err:
+            parse_launch_file(path)
+        assert str(err.value).startswith(f"{path}: action 1 (node ")
+
+
+def test_find_pkg_share_falls_back_to_checkout(monkeypatch):
+    root = Path(launch.__file__).resolve().parents[1]
+    if not (root / "package.xml").is_file():
+        pytest.skip("jepa_pilot is installed here, not a source checkout")
+    monkeypatch.setenv("AMENT_PREFIX_PATH", "")
+    assert launch.find_package_share("jepa_pilot") == root
+    with pytest.raises(LaunchError, match="package 'other' not found"):
+        launch.find_package_share("other")
+
+
+# ------------------------------------------------------- include and groups
+
+
+def test_include_with_args_and_scoping(tmp_path):
+    write(tmp_path / "sub" / "child.launch.yaml", """\
+        launch:
+        - arg: {name: who, default: nobody}
+        - let: {name: inherited, value: "leaked"}
+        - node: {pkg: fakepkg, exec: talker, name: "$(var who)", namespace: "$(var ns)"}
+        """)
+    path = write(tmp_path / "parent.launch.yaml", """\
+        launch:
+        - let: {name: ns, value: robot}
+        - let: {name: inherited, value: parent}
+        - include:
+            file: "sub/child.launch.yaml"
+            arg: [{name: who, value: "$(var ns)_talker"}]
+        - include: {file: "$(dirname)/sub/child.launch.yaml"}
+        - node: {pkg: fakepkg, exec: listener, name: "$(var inherited)"}
+        """)
+    specs = parse_launch_file(path)
+    assert [(s.name, s.namespace) for s in specs] == [
+        ("robot_talker", "/robot"), ("nobody", "/robot"), ("parent", "")]
+
+
+def test_error_in_included_file_names_both_files(tmp_path):
+    child = write(tmp_path / "child.launch.yaml", "launch:\n- node: {pkg: fakepkg}\n")
+    parent = write(tmp_path / "parent.launch.yaml", "launch:\n- include: {file: child.launch.yaml}\n")
+    with pytest.raises(LaunchError) as err:
+        parse_launch_file(parent)
+    message = str(err.value)
+    assert message.startswith(f"{child}: action 1 (node): 'node' needs key(s) ['exec']")
+    assert f"included from {parent}: action 1 (include 'child.launch.yaml')" in message
+
+
+def test_include_cycle_is_an_error(tmp_path):
+    write(tmp_path / "a.launch.yaml", "launch:\n- include: {file: sub/../b.launch.yaml}\n")
+    (tmp_path / "sub").mkdir()
+    path = write(tmp_path / "b.launch.yaml", "launch:\n- include: {file: a.launch.yaml}\n")
+    with pytest.raises(LaunchError, match="include cycle: .*b.launch.yaml -> .*a.launch.yaml -> .*b.launch.yaml"):
+        parse_launch_file(path)
+
+
+def test_if_unless_and_groups(tmp_path):
+    path = write(tmp_path / "c.launch.yaml", """\
+        launch:
+        - arg: {name: extra, default: "false"}
+        - node: {pkg: fakepkg, exec: a, if: "$(var extra)"}
+        - node: {pkg: fakepkg, exec: b, unless: "$(var extra)"}
+        - node: {pkg: fakepkg, exec: c, if: "1"}
+        - group:
+            children:
+            - push-ros-namespace: {namespace: arm}
+            - node: {pkg: fakepkg, exec: d, namespace: left}
+            - node: {pkg: fakepkg, exec: e, namespace: /abs}
+        - node: {pkg: fakepkg, exec: f}
+        - group:
+            if: "$(var extra)"
+            children: [{node: {pkg: fakepkg, exec: g}}]
+        """)
+    specs = parse_launch_file(path)
+    assert [(s.executable, s.namespace) for s in specs] == [
+        ("b", ""), ("c", ""), ("d", "/arm/left"), ("e", "/abs"), ("f", "")]
+    enabled = parse_launch_file(path, {"extra": "True"})
+    assert [s.executable for s in enabled] == ["a", "c", "d", "e", "f", "g"]
+    with pytest.raises(LaunchError, match=r"action 2 \(node 'a'\): 'if' must be true, false, 1 or 0"):
+        parse_launch_file(path, {"extra": "maybe"})
+
+
+def test_unsupported_action_and_key(tmp_path):
+    path = write(tmp_path / "u.launch.yaml", "launch:\n- executable: {cmd: ls}\n")
+    with pytest.raises(LaunchError, match=r"action 1 \(executable\): unsupported action 'executable'"):
+        parse_launch_file(path)
+    path = write(tmp_path / "u.launch.yaml", "launch:\n- node: {pkg: p, exec: e, respawn: true}\n")
+    with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['respawn'\] in 'node'"):
+        parse_launch_file(path)
+    path = write(tmp_path / "u.launch.yaml", "nodes: []\n")
+    with pytest.raises(LaunchError, match="must be a mapping with a 'launch:' list"):
+        parse_launch_file(path)
+
+
+# ------------------------------------------------------------------ commands
+
+
+@pytest.mark.parametrize("value, text", [
+    (True, "true"), (False, "false"), (3, "3"), (0.5, "0.5"), (2.0, "2.0"), (1e-05, "1.0e-05"),
+    ("true", "'true'"), ("0.5", "'0.5'"), ("", "''"), ("yes", "'yes'"), ("n", "'n'"), ("inf", "'inf'"),
+    ("it's: x", "'it''s: x'"),
+    ("base_link", "base_link"), ("/camera/image_raw", "/camera/image_raw"),
+    ([1.0, 2.5], "[1.0, 2.5]"), (["a", "true"], "[a, 'true']"), ([1, 2], "[1, 2]"),
+])
+def test_param_values_keep_their_type(value, text):
+    assert format_param_value(value) == text
+    loaded = yaml.safe_load(text)
+    assert loaded == value and type(loaded) is type(value)
+
+
+@pytest.mark.parametrize("value", [[], [1, 2.0], [[1]], {"a": 1}, None])
+def test_param_values_without_ros_type_are_rejected(value):
+    with pytest.raises(LaunchError):
+        format_param_value(value)
+
+
+def test_launch_file_types_strings_like_launch_ros(tmp_path):
+    path = write(tmp_path / "t.launch.yaml", """\
+        launch:
+        - node:
+            pkg: fakepkg
+            exec: talker
+            param:
+            - {name: flag, value: "true"}
+            - {name: gain, value: "0.5"}
+            - {name: n, value: 7}
+            - {name: names, value: [a, "b"]}
+            - {name: frame, value: map}
+        """)
+    [spec] = parse_launch_file(path)
+    assert spec.params == {"flag": True, "gain": 0.5, "n": 7, "names": ["a", "b"], "frame": "map"}
+    path.write_text(path.read_text().replace('"b"', '"2"'))
+    with pytest.raises(LaunchError, match=r"action 1 \(node 'talker'\): parameter 'names': list"):
+        parse_launch_file(path)
+
+
+def test_command_contents(tmp_path, prefix):
+    add_executable(prefix, "talker", "exit 0\n")
+    spec = NodeSpec(
+        package=FAKE_PKG, executable="talker", name="talk", namespace="/robot",
+        param_files=[tmp_path / "p.yaml"], params={"mode": "true", "gain": 0.5, "ids": [1, 2]},
+        remaps=[("/in", "/camera/image_raw")], ros_args=["--log-level", "debug"], args=["--fast"],
+    )
+    assert spec.command() == [
+        str(prefix / "lib" / FAKE_PKG / "talker"), "--fast", "--ros-args",
+        "-r", "__node:=talk", "-r", "__ns:=/robot", "--params-file", str(tmp_path / "p.yaml"),
+        "-p", "mode:='true'", "-p", "gain:=0.5", "-p", "ids:=[1, 2]",
+        "-r", "/in:=/camera/image_raw", "--log-level", "debug",
+    ]
+    bare = NodeSpec(package=FAKE_PKG, executable="talker")
+    assert bare.command() == [str(prefix / "lib" / FAKE_PKG / "talker")]
+
+
+def test_jepa_pilot_nodes_run_as_modules(prefix, monkeypatch):
+    monkeypatch.setitem(jepa_pilot.nodes.NODES, "fake_node", "jepa_pilot.nodes.fake_node")
+    spec = NodeSpec(package="jepa_pilot", executable="fake_node", name="fake")
+    assert spec.command() == [
+        sys.executable, "-m", "jepa_pilot.nodes.fake_node", "--ros-args", "-r", "__node:=fake"]
+    pattern = "'not_a_node' of package 'jepa_pilot' not found.*not in jepa_pilot.nodes.NODES"
+    with pytest.raises(LaunchError, match=pattern):
+        NodeSpec(package="jepa_pilot", executable="not_a_node", origin="x.launch.yaml: action 3").command()
+
+
+def test_missing_executable_is_a_located_error(prefix):
+    spec = NodeSpec(package=FAKE_PKG, executable="ghost", origin="x.launch.yaml: action 3 (node 'ghost')")
+    with pytest.raises(LaunchError, match=r"^x.launch.yaml: action 3 \(node 'ghost'\): executable 'ghost'"):
+        spec.validate()
+
+
+@pytest.mark.parametrize("content, pattern", [
+    ("talker:\n  foo: 1\n", r"section 'talker' has no 'ros__parameters'"),
+    ("- a\n- b\n", r"must be a mapping 'node_name: \{ros__parameters"),
+    ("talker:\n  ros__parameters: [1, 2]\n", r"'talker.ros__parameters' must be a mapping"),
+    ("talker: {ros__parameters: {a: 1}, rate: 2}\n", r"has \['rate'\] next to 'ros__parameters'"),
+    ("talker: [unclosed\n", "cannot be read as YAML"),
+])
+def test_malformed_param_file_is_rejected(tmp_path, prefix, content, pattern):
+    add_executable(prefix, "talker", "exit 0\n")
+    params = write(tmp_path / "params.yaml", content)
+    spec = NodeSpec(FAKE_PKG, "talker", param_files=[params], origin="t.launch.yaml: action 1")
+    with pytest.raises(LaunchError, match=pattern) as err:
+        spec.validate()
+    assert str(err.value).startswith(f"t.launch.yaml: action 1: parameter file {params}")
+
+
+def test_valid_param_files(tmp_path, prefix):
+    add_executable(prefix, "talker", "exit 0\n")
+    files = [
+        write(tmp_path / "a.yaml", "talker:\n  ros__parameters:\n    rate: 10.0\n"),
+        write(tmp_path / "b.yaml", "/**:\n  ros__parameters: {use_sim_time: true}\n"),
+        write(tmp_path / "c.yaml", "robot:\n  talker:\n    ros__parameters: {a: 1}\n"),
+    ]
+    NodeSpec(package=FAKE_PKG, executable="talker", param_files=files).validate()
+    missing = NodeSpec(package=FAKE_PKG, executable="talker", param_files=[tmp_path / "none.yaml"])
+    with pytest.raises(LaunchError, match="none.yaml does not exist"):
+        missing.validate()
+
+
+# --------------------------------------------------------------- supervision
+
+TRAP_SIGINT = """\
+trap 'echo SIGINT > "$1"; exit 0' INT
+touch "$2"
+while :; do sleep 0.05; done
+"""
+
+
+def test_output_lines_are_prefixed(prefix):
+    add_executable(prefix, "talker", "echo hello\necho oops >&2\n")
+    out = io.StringIO()
+    assert Launcher([node("talker")], stream=out).run() == 0
+    lines = out.getvalue().splitlines()
+    assert "[talker] hello" in lines and "[talker] oops" in lines
+    assert "[launch] talker exited with code 0" in lines
+
+
+def test_duration_stops_nodes_with_sigint(tmp_path, prefix):
+    add_executable(prefix, "steady", TRAP_SIGINT)
+    add_executable(prefix, "quitter", "echo done\n")
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
+    out = io.StringIO()
+    launcher = Launcher([node("steady", marker, ready), node("quitter")], stream=out)
+    assert launcher.run(duration=1.0) == 0
+    assert marker.read_text().strip() == "SIGINT"  # kept running after quitter exited 0
+    log = out.getvalue()
+    assert "[launch] quitter exited with code 0" in log and "[launch] steady exited with code 0" in log
+    assert not any(launcher.alive(name) for name in ("steady", "quitter"))
+
+
+def test_node_ignoring_sigint_is_killed_after_grace(tmp_path, prefix):
+    add_executable(prefix, "stubborn", "trap '' INT TERM\ntouch \"$1\"\nwhile :; do sleep 0.05; done\n")
+    ready = tmp_path / "ready"
+    out = io.StringIO()
+    with Launcher([node("stubborn", ready)], grace=0.3, term_timeout=0.3, stream=out) as launcher:
+        assert wait_for(ready.exists)
+        assert launcher.alive()
+    assert launcher.processes["stubborn"].returncode == -signal.SIGKILL
+    log = out.getvalue()
+    assert log.index("sending SIGINT") < log.index("sending SIGTERM") < log.index("sending SIGKILL")
+
+
+def test_failing_node_stops_the_others(tmp_path, prefix):
+    add_executable(prefix, "steady", TRAP_SIGINT)
+    add_executable(prefix, "crasher", """\
+        i=0
+        while [ ! -e "$1" ] && [ $i -lt 500 ]; do sleep 0.02; i=$((i + 1)); done
+        exit 3
+        """)
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
+    out = io.StringIO()
+    launcher = Launcher([node("steady", marker, ready), node("crasher", ready)], stream=out)
+    assert launcher.run(duration=20) == 3  # the duration only bounds a broken run
+    assert marker.read_text().strip() == "SIGINT"
+    assert "[launch] crasher exited with code 3" in out.getvalue()
+    assert not launcher._running()
+
+
+def test_context_manager_leaves_no_process(tmp_path, prefix):
+    pid_file = tmp_path / "grandchild.pid"
+    add_executable(prefix, "parent", 'sleep 60 &\necho $! > "$1.tmp" && mv "$1.tmp" "$1"\nwait\n')
+    with Launcher([node("parent", pid_file)], grace=2.0, stream=io.StringIO()) as launcher:
+        assert wait_for(pid_file.exists)
+        grandchild = int(pid_file.read_text())
+        assert launcher.alive("parent") and pid_running(grandchild)
+    assert not launcher.alive("parent") and launcher.processes["parent"].returncode is not None
+    assert wait_for(lambda: not pid_running(grandchild), timeout=5.0)
+
+
+def test_start_failure_stops_started_nodes(tmp_path, prefix):
+    add_executable(prefix, "steady", TRAP_SIGINT)
+    launcher = Launcher([node("steady", tmp_path / "m", tmp_path / "r"), node("ghost")], stream=io.StringIO())
+    with pytest.raises(LaunchError, match="cannot start node 'ghost'"):
+        launcher.start()
+    assert launcher.processes["steady"].poll() is not None
+
+
+def test_duplicate_node_names_are_rejected():
+    with pytest.raises(LaunchError, match="several nodes are named"):
+        Launcher([node("a"), node("a")])
+    named = Launcher([
+        NodeSpec(FAKE_PKG, "x", name="cam", namespace="/l"), NodeSpec(FAKE_PKG, "x", name="cam", namespace="/r")])
+    assert named.labels == ["l/cam", "r/cam"]
+
+
+# -------------------------------------------------------------- jepa-pilot up
+
+
+def up_args(*argv: str) -> argparse.Namespace:
+    """Parse ``jepa-pilot up ARGV`` with only the up subcommand registered."""
+    parser = argparse.ArgumentParser(prog="jepa-pilot")
+    up.register(parser.add_subparsers(dest="command", required=True))
+    return parser.parse_args(["up", *argv])
+
+
+@pytest.fixture
+def profile(prefix: Path) -> Path:
+    """A jepa_pilot share dir in the prefix with one profile, ``demo``."""
+    add_executable(prefix, "talker", "exit 0\n")
+    return write(prefix / "share" / "jepa_pilot" / "launch" / "demo.launch.yaml", """\
+        launch:
+        - arg: {name: word, default: hi, description: what to say}
+        - node: {pkg: fakepkg, exec: talker, name: talker, param: [{name: word, value: "$(var word)"}]}
+        """)
+
+
+def test_up_dry_run_prints_commands(profile, prefix, capsys):
+    args = up_args("--dry-run", "demo", "word:=true")
+    assert args.func(args) == 0
+    talker = str(prefix / "lib" / FAKE_PKG / "talker")
+    expected = [talker, "--ros-args", "-r", "__node:=talker", "-p", "word:=true"]
+    assert capsys.readouterr().out.splitlines() == [shlex.join(expected)]
+
+
+def test_up_list_and_errors(profile, capsys):
+    args = up_args("--list")
+    assert args.func(args) == 0
+    out = capsys.readouterr().out
+    assert f"demo  ({profile})" in out and "word:=hi  what to say" in out
+    args = up_args("nope")
+    assert args.func(args) == 2
+    assert "unknown profile 'nope' (available: demo)" in capsys.readouterr().err
+    args = up_args(str(profile), "wrod:=x")
+    assert args.func(args) == 2
+    assert "unknown launch argument(s) wrod" in capsys.readouterr().err
+
+
+def test_up_runs_the_graph(profile, capsys):
+    args = up_args(str(profile), "--duration", "5")
+    assert args.func(args) == 0
+    assert "[launch] talker exited with code 0" in capsys.readouterr().out
+
+
+def test_child_environment_keeps_dds_settings():
+    assert up.child_environment({})["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "LOCALHOST"
+    env = up.child_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_DOMAIN_ID": "7"})
+    assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
+    assert "SUBNET (from the environment), ROS_DOMAIN_ID=7" in up.describe_dds(env, env)
