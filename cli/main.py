@@ -26,7 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    # `name:=value` launch arguments may follow options (`up sim --dry-run env:=x`).
+    if extra and hasattr(args, "launch_args") and all(":=" in e for e in extra):
+        args.launch_args = [*args.launch_args, *extra]
+    elif extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -14,9 +14,9 @@ import sys
 from pathlib import Path
 from typing import Mapping
 
+from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.launch import (
     PACKAGE,
-    Launcher,
     LaunchError,
     declared_args,
     find_package_share,

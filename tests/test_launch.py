@@ -15,8 +15,8 @@ import yaml
 
 import jepa_pilot.nodes
 from jepa_pilot.cli import launch, up
+from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.launch import (
-    Launcher,
     LaunchError,
     NodeSpec,
     format_param_value,

@@ -1,0 +1,90 @@
+"""`jepa-pilot bench`: measured numbers, printed and written as JSON.
+
+  sim   MuJoCo stepping and rendering cost per env (no ROS)
+  dds   camera images through the sim node and DDS (localhost), at real time and flat out
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import time
+from pathlib import Path
+
+from jepa_pilot.cli.launch import find_package_share, parse_launch_file
+from jepa_pilot.cli.supervisor import Launcher
+from jepa_pilot.cli.up import child_environment
+
+# name -> (sim node parameters, simulated seconds to run, wall-clock cap)
+DDS_SCENARIOS = {
+    "realtime_64px_10hz": (dict(control_period=0.1, camera_rate_hz=10.0, real_time_factor=1.0), 6.0, 30.0),
+    "flat_out_64px": (dict(control_period=0.01, camera_rate_hz=100.0, real_time_factor=100.0), 1e9, 6.0),
+    "flat_out_256px": (dict(control_period=0.01, camera_rate_hz=100.0, real_time_factor=100.0,
+                            image_width=256, image_height=256), 1e9, 6.0),
+}
+
+
+def register(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("what", choices=("sim", "dds"), help="which benchmark")
+    p.add_argument("--json", type=Path, help="also write the results to this JSON file")
+    p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
+    p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
+    p.set_defaults(func=run)
+
+
+def machine() -> dict:
+    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+            "date": time.strftime("%Y-%m-%d")}
+
+
+def run(args: argparse.Namespace) -> int:
+    results = bench_sim(args) if args.what == "sim" else bench_dds(args)
+    results = {"benchmark": args.what, "machine": machine(), "repeats": args.repeats, **results}
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=2) + "\n")
+        print(f"wrote {args.json}")
+    return 0
+
+
+def bench_sim(args: argparse.Namespace) -> dict:
+    from jepa_pilot.sim import benchmark
+
+    out = benchmark.run(envs=args.env, repeats=args.repeats)
+    print(f"{'env':<16}{'physics steps/s':>16}{'env.step/s':>12}{'render ms 64px':>16}{'step+render/s':>15}")
+    for name, r in out["envs"].items():
+        print(f"{name:<16}{r['physics_steps_per_s']:>16,.0f}{r['env_steps_per_s']:>12,.0f}"
+              f"{r['render_ms_64x64']:>16.2f}{r['step_render_per_s']:>15,.0f}")
+    return out
+
+
+def bench_dds(args: argparse.Namespace) -> dict:
+    from jepa_pilot.nodes.monitor import watch  # rclpy lives in nodes/
+
+    env_name = (args.env or ["two_rooms"])[0]
+    launch_file = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
+    results = {}
+    print(f"{'scenario':<22}{'images/s (wall)':>16}{'images/s (sim)':>15}{'real-time factor':>18}")
+    for name, (params, sim_seconds, wall_cap) in DDS_SCENARIOS.items():
+        runs = []
+        for _ in range(args.repeats):
+            (spec,) = parse_launch_file(launch_file, {"env": env_name, "explore": "false"})
+            spec.params.update(params)
+            with open(os.devnull, "w") as quiet, Launcher([spec], env=child_environment(os.environ),
+                                                          stream=quiet) as launcher:
+                wall0 = time.monotonic()
+                mon = watch(sim_seconds, wall_timeout=wall_cap, keep_frames=False, alive=launcher.alive)
+                wall = time.monotonic() - wall0
+            wall_rate, sim_rate = mon.image_rates()
+            stamps = [s for _, s in mon.image_times]
+            span_wall = mon.image_times[-1][0] - mon.image_times[0][0] if len(stamps) > 1 else wall
+            rtf = (stamps[-1] - stamps[0]) / max(span_wall, 1e-9) if len(stamps) > 1 else 0.0
+            runs.append({"images": len(stamps), "wall_rate": wall_rate, "sim_rate": sim_rate, "rtf": rtf})
+        med = {k: statistics.median(r[k] for r in runs) for k in ("wall_rate", "sim_rate", "rtf")}
+        results[name] = {"params": params, "median": med, "runs": runs}
+        print(f"{name:<22}{med['wall_rate']:>16.1f}{med['sim_rate']:>15.1f}{med['rtf']:>18.2f}")
+    return {"env": env_name, "scenarios": results}
