@@ -32,6 +32,9 @@ class ExplorerConfig(Config):
     seed: int = setting(0, "random seed", low=0, high=2**31 - 1)
 
 
+CONFIG = ExplorerConfig  # parameters this node declares (checked against launch files by tests)
+
+
 class ExplorerNode(Node):
     def __init__(self) -> None:
         super().__init__("explorer")

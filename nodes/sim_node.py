@@ -75,6 +75,9 @@ class SimNodeConfig(Config):
         return CommandGateConfig(timeout=self.cmd_timeout, max_age=self.cmd_max_age, frame_id=self.base_frame)
 
 
+CONFIG = SimNodeConfig  # parameters this node declares (checked against launch files by tests)
+
+
 class SimNode(Node):
     def __init__(self) -> None:
         super().__init__("sim")
