@@ -88,7 +88,7 @@ class SimNode(Node):
         self.space = ActionSpace.for_embodiment(self.env.embodiment, self.env.action_scale,
                                                 self.env.robot_state().joint_names)
         self.gate = CommandGate(self.space, cfg.gate_config())
-        self.monitor = LoopMonitor(cfg.control_period)
+        self.monitor = LoopMonitor(cfg.control_period / cfg.real_time_factor)  # wall-clock budget per step
         self.sim_time, self.next_image_time = 0.0, 0.0
         self.obs, _ = self.env.reset(seed=cfg.seed)
 
@@ -136,8 +136,10 @@ class SimNode(Node):
     # --- stepping ---------------------------------------------------------------
     def _tick(self) -> None:
         start = time.perf_counter()
-        self.obs, *_ = self.env.step(self.gate.action(self.sim_time))
-        self.sim_time += self.params.config.control_period
+        next_time = self.sim_time + self.params.config.control_period
+        render = next_time + 1e-9 >= self.next_image_time  # render only frames that get published
+        self.obs, *_ = self.env.step(self.gate.action(self.sim_time), render=render)
+        self.sim_time = next_time
         self._publish_state()
         if self.monitor.record(time.perf_counter() - start, time.monotonic(), self.sim_time):
             self.get_logger().warning(
@@ -164,7 +166,7 @@ class SimNode(Node):
                                 velocity=state.joint_velocities.tolist())
             joints.header.stamp = stamp
             self.joint_pub.publish(joints)
-        if now + 1e-9 >= self.next_image_time:
+        if self.obs.image is not None and now + 1e-9 >= self.next_image_time:
             self.next_image_time = max(self.next_image_time + 1.0 / cfg.camera_rate_hz, now)
             frame = self.env.camera_frame_id
             self.image_pub.publish(image_to_msg(self.obs.image, now, frame))
@@ -204,7 +206,8 @@ class SimNode(Node):
 
     def _on_params(self, cfg: SimNodeConfig) -> None:
         self.gate.config = cfg.gate_config()
-        self.timer.timer_period_ns = int(cfg.control_period / cfg.real_time_factor * 1e9)
+        self.monitor.period = cfg.control_period / cfg.real_time_factor
+        self.timer.timer_period_ns = int(self.monitor.period * 1e9)
         self.timer.reset()
 
     def _publish_diagnostics(self) -> None:

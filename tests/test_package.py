@@ -64,3 +64,12 @@ def test_parameter_files_only_configure_nodes_that_some_launch_file_starts():
     for path in (ROOT / "config").glob("*.yaml"):
         sections = set(yaml.safe_load(path.read_text()))
         assert sections <= started | {"/**"}, f"{path.name} configures unknown nodes {sections - started}"
+
+
+@pytest.mark.parametrize("executable", sorted(NODES))
+def test_readme_documents_every_node_parameter(executable):
+    pytest.importorskip("rclpy")
+    readme = (ROOT / "README.md").read_text()
+    config = importlib.import_module(NODES[executable]).CONFIG
+    missing = [f.name for f, _, _ in config.settings() if f"`{f.name}`" not in readme]
+    assert not missing, f"README.md does not document {executable} parameters {missing}"
