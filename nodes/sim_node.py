@@ -34,7 +34,7 @@ from jepa_pilot.common.config import Config, setting
 from jepa_pilot.common.timing import LoopMonitor
 from jepa_pilot.control.action_space import ActionSpace
 from jepa_pilot.control.command_gate import CommandGate, CommandGateConfig
-from jepa_pilot.msg import PlanStatus  # noqa: F401  (fails early if the interfaces are not built)
+from jepa_pilot.nodes.contract import robot_topics
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
@@ -92,19 +92,25 @@ class SimNode(Node):
         self.sim_time, self.next_image_time = 0.0, 0.0
         self.obs, _ = self.env.reset(seed=cfg.seed)
 
-        image_qos = qos(cfg.image_qos)
-        self.image_pub = self.create_publisher(Image, "/camera/image_raw", image_qos)
-        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", image_qos)
-        self.clock_pub = self.create_publisher(Clock, "/clock", qos("reliable"))
+        # Topics, types and QoS come from the robot contract (nodes/contract.py),
+        # which the Gazebo bridge config is checked against.
+        contract = robot_topics(self.env.embodiment)
+
+        def qos_of(topic: str):
+            return qos(cfg.image_qos if topic.startswith("/camera/") else contract[topic].qos)
+
+        self.image_pub = self.create_publisher(Image, "/camera/image_raw", qos_of("/camera/image_raw"))
+        self.info_pub = self.create_publisher(CameraInfo, "/camera/camera_info", qos_of("/camera/camera_info"))
+        self.clock_pub = self.create_publisher(Clock, "/clock", qos_of("/clock"))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
         if self.space.is_twist:
-            self.odom_pub = self.create_publisher(Odometry, "/odom", qos("reliable"))
+            self.odom_pub = self.create_publisher(Odometry, "/odom", qos_of("/odom"))
             msg_type = TwistStamped if cfg.cmd_vel_stamped else Twist
-            self.create_subscription(msg_type, "/cmd_vel", self._on_twist, qos("reliable"))
+            self.create_subscription(msg_type, "/cmd_vel", self._on_twist, qos_of("/cmd_vel"))
         else:
-            self.joint_pub = self.create_publisher(JointState, "/joint_states", qos("reliable"))
+            self.joint_pub = self.create_publisher(JointState, "/joint_states", qos_of("/joint_states"))
             self.create_subscription(Float64MultiArray, "/arm_controller/commands", self._on_joints,
-                                     qos("reliable"))
+                                     qos_of("/arm_controller/commands"))
         self.create_service(ResetSim, "~/reset", self._on_reset)
         self.create_service(GetGoalImage, "~/get_goal_image", self._on_goal_image)
         self.timer = self.create_timer(cfg.control_period / cfg.real_time_factor, self._tick)

@@ -188,3 +188,25 @@ def test_goal_image_is_what_the_camera_sees_in_that_state(g):
     assert sampled.success and list(sampled.state) == list(again.state) and len(sampled.state) == 4
     bad = g.probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=[9.0, 9.0, 0.0, 0.0]))
     assert not bad.success and bad.message
+
+
+def test_the_node_offers_exactly_the_robot_contract(g):
+    from rclpy.qos import ReliabilityPolicy
+
+    from jepa_pilot.nodes.contract import robot_topics
+
+    contract = robot_topics("holonomic_base")
+    node = g.probe.node
+    assert g.probe.spin_until(lambda: node.get_publisher_names_and_types_by_node("sim", "/"), 10)
+    published = dict(node.get_publisher_names_and_types_by_node("sim", "/"))
+    subscribed = dict(node.get_subscriber_names_and_types_by_node("sim", "/"))
+    for topic, entry in contract.items():
+        offered = published if entry.direction == "out" else subscribed
+        assert offered.get(topic) == [entry.type], f"{topic}: {offered.get(topic)} != {entry.type}"
+        if entry.direction == "out":
+            (info,) = node.get_publishers_info_by_topic(topic)
+            want = ReliabilityPolicy.BEST_EFFORT if entry.qos == "sensor_data" else ReliabilityPolicy.RELIABLE
+            assert info.qos_profile.reliability == want, topic
+    assert g.odom[-1].header.frame_id == contract["/odom"].frame_id
+    assert g.odom[-1].child_frame_id == contract["/odom"].child_frame_id
+    assert g.images[-1].header.frame_id == contract["/camera/image_raw"].frame_id
