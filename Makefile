@@ -17,9 +17,9 @@ ENV := source scripts/env.sh &&
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 
-APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0
+APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libsdformat-dev ignition-tools
 PY_SOURCES := $(shell find common sim control data world_model perception nodes cli -name '*.py' 2>/dev/null)
-ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml)
+ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml gazebo/* gazebo/*/* gazebo/*/*/*)
 
 .PHONY: help setup build test test-unit test-sim test-ros demo bench clean distclean
 

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("up", "demo", "bench", "envs")
+COMMANDS = ("up", "demo", "collect", "import_bag", "train", "eval_model", "bench", "envs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -16,7 +16,7 @@ from jepa_pilot.control.action_space import TWIST_FIELDS
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
            "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info"]
 
-ENCODINGS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+from jepa_pilot.perception.preprocess import ENCODINGS  # noqa: E402  (encoding -> channels)
 
 
 class ImageError(ValueError):

@@ -1,0 +1,1 @@
+"""jepa_pilot.perception: frame preprocessing, model bundles, ONNX Runtime inference."""

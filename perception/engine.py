@@ -1,0 +1,106 @@
+"""Run a model bundle with ONNX Runtime: encode frames, roll action sequences forward.
+
+``WorldModelEngine`` is what nodes and planners use in deployment. Its
+``rollout(z_hist, actions)`` is the small protocol planners depend on, so a
+toy model can stand in for it in tests.
+
+Providers: CUDA then CPU by default (TensorRT when asked for); the ones
+actually in use are in ``providers`` — report them, since ONNX Runtime
+silently falls back to the CPU when CUDA cannot load.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from jepa_pilot.perception.bundle import Bundle, BundleError, load_bundle
+from jepa_pilot.perception.preprocess import prepare, to_model_input
+
+__all__ = ["PROVIDERS", "WorldModelEngine", "resolve_providers"]
+
+PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
+             "cpu": "CPUExecutionProvider"}
+
+
+def resolve_providers(wanted: Sequence[str]) -> list[str]:
+    """Short names (tensorrt, cuda, cpu) -> the available ORT providers, in order; CPU always last."""
+    unknown = [w for w in wanted if w not in PROVIDERS]
+    if unknown:
+        raise ValueError(f"unknown provider(s) {unknown}; choose from {', '.join(PROVIDERS)}")
+    available = set(ort.get_available_providers())
+    chosen = [PROVIDERS[w] for w in wanted if PROVIDERS[w] in available]
+    return [p for p in chosen if p != PROVIDERS["cpu"]] + [PROVIDERS["cpu"]]
+
+
+class WorldModelEngine:
+    def __init__(self, bundle: Bundle | str | Path, providers: Sequence[str] = ("cuda", "cpu"),
+                 threads: int = 0) -> None:
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        self.spec = self.bundle.spec
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        names = resolve_providers(providers)
+        self.sessions = {}
+        for name in ("encoder", "rollout"):
+            try:
+                self.sessions[name] = ort.InferenceSession(str(self.bundle.path(name)), options, providers=names)
+            except Exception as exc:  # ORT raises its own types for corrupt or invalid graphs
+                raise BundleError(f"{self.bundle.path(name)}: ONNX Runtime cannot load it: {exc}") from None
+            self._check_io(name)
+        self.providers = self.sessions["encoder"].get_providers()
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    def _check_io(self, name: str) -> None:
+        """The graph's declared inputs/outputs must match bundle.yaml (names and fixed dims)."""
+        session, want = self.sessions[name], self.spec.io_shapes()[name]
+        have = {a.name: a.shape for a in [*session.get_inputs(), *session.get_outputs()]}
+        for arg, shape in want.items():
+            got = have.get(arg)
+            if got is None or len(got) != len(shape) or any(
+                    isinstance(w, int) and g != w for w, g in zip(shape, got)):
+                raise BundleError(f"{self.bundle.path(name)}: {arg} has shape {got}, bundle.yaml says {shape} "
+                                  f"(encoder and predictor from different bundles?)")
+
+    # --- encoder ----------------------------------------------------------------
+    def encode_prepared(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) float32 in [0, 1] -> (N, D)."""
+        return self.sessions["encoder"].run(None, {"frames": np.ascontiguousarray(frames, np.float32)})[0]
+
+    def encode(self, images: np.ndarray | Sequence[np.ndarray], encoding: str = "rgb8") -> np.ndarray:
+        """One (H, W, C) uint8 frame -> (D,), or a batch (N, H, W, C) / list of frames -> (N, D).
+
+        Any supported encoding and size; frames are converted and resized as in training.
+        """
+        single = isinstance(images, np.ndarray) and images.ndim in (2, 3) and images.dtype == np.uint8 \
+            and (images.ndim == 2 or images.shape[-1] in (1, 3, 4))
+        batch = [images] if single else list(images)
+        prepared = np.stack([prepare(im, self.spec.image_size, encoding) for im in batch])
+        z = self.encode_prepared(to_model_input(prepared))
+        if not np.isfinite(z).all():
+            raise ValueError("encoder produced non-finite latents for this input")
+        return z[0] if single else z
+
+    # --- predictor --------------------------------------------------------------
+    def rollout(self, z_hist: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(N, K, D) latest latents (oldest first) + (N, H*S, A) actions -> (N, H, D) forecast.
+
+        One action per control period (S = frameskip per model step, H = horizon
+        model steps); latent h is the state after actions[:, :(h+1)*S].
+        ``z_hist`` may be (K, D) for one history shared by all N sequences.
+        """
+        actions = np.ascontiguousarray(actions, np.float32)
+        steps = self.spec.horizon * self.spec.frameskip
+        if actions.ndim != 3 or actions.shape[1:] != (steps, self.spec.action_dim):
+            raise ValueError(f"actions must be (N, {steps}, {self.spec.action_dim}) "
+                             f"(horizon {self.spec.horizon} x frameskip {self.spec.frameskip}), got {actions.shape}")
+        z_hist = np.asarray(z_hist, np.float32)
+        if z_hist.ndim == 2:
+            z_hist = np.broadcast_to(z_hist, (len(actions), *z_hist.shape))
+        return self.sessions["rollout"].run(None, {"z_hist": np.ascontiguousarray(z_hist), "actions": actions})[0]

@@ -1,0 +1,138 @@
+"""Evaluate a model bundle on held-out episodes: `jepa-pilot eval-model BUNDLE --data DIR`.
+
+Everything runs on the exported ONNX graphs (what deployment runs):
+
+* linear-probe R² of the true state from the latent (ridge fit on half the
+  held-out episodes, scored on the other half), per state dimension;
+* k-step rollout error for k = 1..H against the copy-last-latent baseline;
+* per-dimension latent std (a collapsed dimension has ~0 std);
+* how well latent distance tracks true distance (Spearman rank correlation
+  over random frame pairs): what a planner's goal cost relies on;
+* encoder latency (batch 1) and rollout latency (256 sequences), ONNX Runtime.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from jepa_pilot.data import Dataset
+from jepa_pilot.perception.engine import WorldModelEngine
+from jepa_pilot.perception.preprocess import resize, to_model_input
+from jepa_pilot.world_model.probe import linear_probe_r2
+
+__all__ = ["held_out_episodes", "evaluate", "plot_evaluation"]
+
+
+def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) -> list[int]:
+    """The validation split of training when ``dataset`` is the training set, else every episode."""
+    from jepa_pilot.world_model.windows import split_episodes  # numpy only
+
+    if trained_on and Path(trained_on).resolve() == dataset.root.resolve():
+        train = recipe.get("train", {})
+        return split_episodes(len(dataset), train.get("val_fraction", 0.1), train.get("seed", 0))[1]
+    return list(range(len(dataset)))
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
+    return float(np.corrcoef(ra, rb)[0, 1])
+
+
+def _median_ms(fn, repeats: int) -> float:
+    fn()  # warm-up
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)
+
+
+def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], max_windows: int = 2000,
+             seed: int = 0) -> dict:
+    spec, rng = engine.spec, np.random.default_rng(seed)
+    k, h, s = spec.history, spec.horizon, spec.frameskip
+    latents, states, actions_of, windows = [], [], [], []
+    for i in episodes:
+        ep = dataset[i]
+        actions_of.append(ep.actions)
+        frames = np.stack([resize(f, spec.image_size) for f in ep.images])
+        z = np.concatenate([engine.encode_prepared(to_model_input(frames[j:j + 256]))
+                            for j in range(0, len(frames), 256)])
+        latents.append(z)
+        states.append(ep.states)
+        span = (k - 1 + h) * s
+        for start in range(0, ep.steps - span + 1, s):
+            windows.append((len(latents) - 1, start))
+    if not windows:
+        raise ValueError(f"no held-out episode is long enough for history {k} + horizon {h} x frameskip {s}")
+    chosen = rng.choice(len(windows), size=min(max_windows, len(windows)), replace=False)
+    z_hist, actions, truth = [], [], []
+    for e, start in (windows[c] for c in chosen):
+        idx = start + s * np.arange(k + h)
+        z_hist.append(latents[e][idx[:k]])
+        truth.append(latents[e][idx[k:]])
+        actions.append(actions_of[e][start + (k - 1) * s: start + (k - 1 + h) * s])
+    z_hist, truth, actions = np.stack(z_hist), np.stack(truth), np.stack(actions)
+    pred = np.concatenate([engine.rollout(z_hist[j:j + 512], actions[j:j + 512]) for j in range(0, len(z_hist), 512)])
+    model_err = ((pred - truth) ** 2).mean(axis=(0, 2))
+    copy_err = ((z_hist[:, -1:] - truth) ** 2).mean(axis=(0, 2))
+    all_z = np.concatenate(latents)
+    std = all_z.std(0)
+    report = {
+        "model_id": spec.model_id, "providers": engine.providers, "episodes": len(episodes),
+        "frames": int(len(all_z)), "windows": int(len(z_hist)),
+        "rollout": {"k": list(range(1, h + 1)), "model_step_s": spec.model_step, "mse": model_err.tolist(),
+                    "copy_last_mse": copy_err.tolist(), "ratio": (model_err / copy_err).tolist()},
+        "latent_std": {"per_dim": std.tolist(), "min": float(std.min()), "max": float(std.max()),
+                       "collapsed_dims": int((std < 1e-3 * max(std.max(), 1e-12)).sum())},
+        "latency_ms": {
+            "encoder_batch1": _median_ms(lambda: engine.encode_prepared(
+                to_model_input(np.zeros((1, spec.image_size, spec.image_size, 3), np.uint8))), 200),
+            "rollout_256": _median_ms(lambda: engine.rollout(
+                np.zeros((spec.history, spec.latent_dim), np.float32),
+                rng.uniform(-1, 1, (256, h * s, spec.action_dim)).astype(np.float32)), 50)},
+    }
+    if all(st is not None for st in states) and len(latents) >= 2:
+        half = len(latents) // 2
+        r2 = linear_probe_r2(np.concatenate(latents[:half]), np.concatenate(states[:half]),
+                             np.concatenate(latents[half:]), np.concatenate(states[half:]), per_dim=True)
+        names = dataset.info.state_names
+        report["probe_r2"] = dict(zip(names, map(float, r2)))
+        position = [n for n in names if n in ("x", "y")] or list(names)
+        report["probe_r2_position"] = float(np.mean([report["probe_r2"][n] for n in position]))
+        all_s = np.concatenate(states)[:, [names.index(n) for n in position]]
+        pairs = rng.integers(0, len(all_z), size=(4000, 2))
+        report["latent_vs_true_distance_spearman"] = _spearman(
+            np.linalg.norm(all_z[pairs[:, 0]] - all_z[pairs[:, 1]], axis=1),
+            np.linalg.norm(all_s[pairs[:, 0]] - all_s[pairs[:, 1]], axis=1))
+    return report
+
+
+def plot_evaluation(report: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    r = report["rollout"]
+    axes[0].plot(r["k"], r["mse"], "o-", label="world model")
+    axes[0].plot(r["k"], r["copy_last_mse"], "s--", label="copy last latent")
+    axes[0].set(xlabel=f"k (model steps of {r['model_step_s']:g} s)", ylabel="latent MSE",
+                title="k-step rollout error (held out)")
+    axes[0].legend()
+    std = np.array(report["latent_std"]["per_dim"])
+    axes[1].bar(range(len(std)), np.sort(std)[::-1])
+    axes[1].set(xlabel="latent dimension (sorted)", ylabel="std", title="per-dimension latent std")
+    if "probe_r2" in report:
+        names, values = zip(*report["probe_r2"].items())
+        axes[2].bar(names, values)
+        axes[2].axhline(0.95, color="k", lw=0.8, ls=":")
+        axes[2].set(ylim=(min(0.0, min(values)), 1.0), title="linear probe R² of the true state")
+    fig.suptitle(f"{report['model_id']}")
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)

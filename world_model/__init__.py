@@ -1,0 +1,1 @@
+"""jepa_pilot.world_model: the JEPA encoder and predictor, their training and ONNX export."""

@@ -1,0 +1,133 @@
+"""Export a trained run to a model bundle: `jepa-pilot export RUN --out BUNDLE`.
+
+Writes encoder.onnx, rollout.onnx (the predictor unrolled over the horizon,
+one call for a whole batch of action sequences, batch size dynamic) and
+bundle.yaml; then loads the bundle with ONNX Runtime and checks it against
+PyTorch on fresh random inputs with a batch > 1 (relative error <= 1e-4).
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from jepa_pilot.data import Dataset
+from jepa_pilot.perception.bundle import BundleSpec, sha256
+from jepa_pilot.world_model.model import ModelConfig, WorldModel
+
+__all__ = ["load_run", "export_bundle", "parity", "main"]
+
+PARITY_RTOL = 1e-4
+
+
+class _Rollout(nn.Module):
+    """(N, K, D) + (N, H*S, A) per-control-period actions -> (N, H, D), the graph planners call."""
+
+    def __init__(self, model: WorldModel) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, z_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        chunks = actions.reshape(actions.shape[0], -1, self.model.cfg.frameskip, actions.shape[-1])  # (N, H, S, A)
+        return self.model.rollout(z_hist, chunks)
+
+
+def load_run(run: Path) -> tuple[WorldModel, dict]:
+    """The final (or, failing that, last checkpointed) weights of a training run."""
+    path = run / "model.pt" if (run / "model.pt").exists() else run / "checkpoints" / "last.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{run}: no model.pt or checkpoints/last.pt (is it a training run folder?)")
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = WorldModel(ModelConfig.from_dict(state["recipe"]["model"]))
+    model.load_state_dict(state["model"])
+    return model.eval(), state["recipe"]
+
+
+def _export(module: nn.Module, inputs: tuple, names: list[str], output: str, path: Path) -> None:
+    batch = torch.export.Dim("N", min=1, max=65536)
+    torch.onnx.export(module, inputs, str(path), dynamo=True, external_data=False, verbose=False,
+                      input_names=names, output_names=[output],
+                      dynamic_shapes={n: {0: batch} for n in names})
+
+
+def parity(model: WorldModel, engine, horizon: int, batch: int = 5, seed: int = 0) -> dict:
+    """Max relative error of ONNX Runtime vs PyTorch, encoder and rollout, on fresh random inputs."""
+    cfg, g = model.cfg, torch.Generator().manual_seed(seed)
+    frames = torch.rand(batch, 3, cfg.image_size, cfg.image_size, generator=g)
+    z_hist = torch.randn(batch, cfg.history, cfg.latent_dim, generator=g)
+    actions = torch.rand(batch, horizon * cfg.frameskip, cfg.action_dim, generator=g) * 2 - 1
+    with torch.no_grad():
+        want_z, want_roll = model.encode(frames).numpy(), _Rollout(model)(z_hist, actions).numpy()
+    got_z = engine.encode_prepared(frames.numpy())
+    got_roll = engine.rollout(z_hist.numpy(), actions.numpy())
+    rel = lambda got, want: float(np.abs(got - want).max() / (np.abs(want).max() + 1e-12))  # noqa: E731
+    return {"encoder": rel(got_z, want_z), "rollout": rel(got_roll, want_roll), "batch": batch}
+
+
+def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = None,
+                  model_id: str | None = None) -> Path:
+    from jepa_pilot.perception.engine import WorldModelEngine
+
+    model, recipe = load_run(run)
+    cfg = model.cfg
+    metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
+    info = Dataset(metrics["dataset"]).info if "dataset" in metrics and Path(metrics["dataset"]).exists() else None
+    out.mkdir(parents=True, exist_ok=True)
+    s = cfg.image_size
+    _export(model.encoder, (torch.rand(2, 3, s, s),), ["frames"], "latent", out / "encoder.onnx")
+    actions = torch.rand(2, horizon * cfg.frameskip, cfg.action_dim)
+    _export(_Rollout(model), (torch.randn(2, cfg.history, cfg.latent_dim), actions),
+            ["z_hist", "actions"], "latents", out / "rollout.onnx")
+    files = {name: {"path": f"{name}.onnx", "sha256": sha256(out / f"{name}.onnx")} for name in ("encoder", "rollout")}
+    robot = robot or (info.robot if info else "robot")
+    digest = hashlib.sha256((files["encoder"]["sha256"] + files["rollout"]["sha256"]).encode()).hexdigest()
+    spec = BundleSpec(
+        model_id=model_id or f"{robot}-{digest[:8]}", robot=robot, image_size=s, latent_dim=cfg.latent_dim,
+        history=cfg.history, horizon=horizon, frameskip=cfg.frameskip,
+        control_period=info.control_period if info else 0.1,
+        action_names=tuple(info.action_names) if info else tuple(f"a{i}" for i in range(cfg.action_dim)),
+        action_scale=tuple(info.action_scale) if info else (1.0,) * cfg.action_dim,
+        files=files, recipe=recipe,
+        training={k: metrics.get(k) for k in ("dataset", "steps", "wall_s", "device", "world_size", "threads")},
+        metrics={"training_final": {k: v for k, v in metrics.get("final", {}).items() if k.startswith("val_")}},
+    )
+    (out / "bundle.yaml").write_text(spec.to_yaml())
+    errors = parity(model, WorldModelEngine(out, providers=("cpu",)), horizon)
+    if max(errors["encoder"], errors["rollout"]) > PARITY_RTOL:
+        raise RuntimeError(f"ONNX Runtime and PyTorch disagree beyond {PARITY_RTOL:g}: {errors}")
+    return out
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="jepa_pilot.world_model.export", description=__doc__)
+    parser.add_argument("run", type=Path, help="training run folder (jepa-pilot train --out)")
+    parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
+    parser.add_argument("--horizon", type=int, default=10, help="model steps the rollout graph unrolls (default 10)")
+    parser.add_argument("--robot", help="robot/env name recorded in the bundle (default: the dataset's)")
+    return parser
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    start = time.monotonic()
+    try:
+        out = export_bundle(args.run, args.out, args.horizon, args.robot)
+    except (FileNotFoundError, RuntimeError) as exc:
+        print(f"jepa-pilot export: error: {exc}")
+        return 2
+    print(f"bundle {out} written in {time.monotonic() - start:.1f} s:")
+    print((out / "bundle.yaml").read_text().split("recipe:")[0])
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

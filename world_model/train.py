@@ -1,0 +1,314 @@
+"""Train the world model on a dataset: `jepa-pilot train --data DIR --config FILE --out RUN`.
+
+Single process (CPU or CUDA), or several with PyTorch DDP:
+``torchrun --nproc_per_node=2 -m jepa_pilot.world_model.train --data DIR --config FILE --out RUN``
+(gloo on CPU, NCCL on CUDA; the global batch is split across processes).
+
+A run folder holds ``recipe.yaml`` (the full config), ``checkpoints/last.pt``
+(model, EMA target, optimiser, RNG states: ``--resume`` continues bit-exactly),
+``model.pt`` (the final weights), ``metrics.json`` and ``loss.png``.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from tqdm import tqdm
+
+from jepa_pilot.common.config import Config, ConfigError, setting
+from jepa_pilot.data import Dataset
+from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
+from jepa_pilot.world_model.model import ModelConfig, WorldModel
+from jepa_pilot.world_model.probe import linear_probe_r2
+from jepa_pilot.world_model.windows import EpisodeWindows, split_episodes
+
+__all__ = ["TrainConfig", "Recipe", "train", "main"]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig(Config):
+    steps: int = setting(4000, "optimiser steps", low=1)
+    batch_size: int = setting(32, "windows per step (global, split across DDP processes)", low=1)
+    lr: float = setting(1e-3, "peak learning rate (AdamW, cosine decay after warm-up)", low=0.0, high=1.0)
+    weight_decay: float = setting(1e-4, "AdamW weight decay", low=0.0, high=1.0)
+    warmup_steps: int = setting(200, "linear learning-rate warm-up steps", low=0)
+    ema: float = setting(0.99, "EMA momentum of the target encoder", low=0.0, high=1.0)
+    val_fraction: float = setting(0.1, "fraction of episodes held out for validation", low=0.0, high=0.9)
+    val_every: int = setting(500, "steps between validations", low=1)
+    val_windows: int = setting(512, "windows in the fixed validation set", low=8)
+    checkpoint_every: int = setting(500, "steps between checkpoints", low=1)
+    seed: int = setting(0, "seed of initialisation, data split and sampling", low=0)
+    threads: int = setting(0, "CPU threads per process (0: PyTorch's default)", low=0, high=256)
+    device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """Everything that defines a training run: one YAML file with model/loss/train sections."""
+
+    model: ModelConfig
+    loss: LossConfig
+    train: TrainConfig
+
+    @classmethod
+    def load(cls, path: str | Path | None, **overrides: dict) -> "Recipe":
+        raw = yaml.safe_load(Path(path).read_text()) if path else {}
+        raw = raw or {}
+        unknown = set(raw) - {"model", "loss", "train"}
+        if unknown:
+            raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected model, loss, train")
+        return cls(*(c.from_dict(raw.get(name), **overrides.get(name, {}))
+                     for name, c in (("model", ModelConfig), ("loss", LossConfig), ("train", TrainConfig))))
+
+    def to_dict(self) -> dict:
+        return {"model": self.model.to_dict(), "loss": self.loss.to_dict(), "train": self.train.to_dict()}
+
+
+# --- distributed helpers -----------------------------------------------------
+def _world() -> tuple[int, int]:
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def _setup(cfg: TrainConfig) -> torch.device:
+    cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    rank, _ = _world()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    if cuda:
+        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", rank)))
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class _Objective(torch.nn.Module):
+    """The loss as one module's forward, so DDP can synchronise its gradients."""
+
+    def __init__(self, model: WorldModel, inverse_head: torch.nn.Module, loss_cfg: LossConfig) -> None:
+        super().__init__()
+        self.model, self.inverse_head, self.loss_cfg = model, inverse_head, loss_cfg
+        self.target: torch.nn.Module | None = None
+
+    def forward(self, frames: torch.Tensor, chunks: torch.Tensor):
+        return jepa_loss(self.model, self.target, self.inverse_head, frames, chunks, self.loss_cfg)
+
+
+def _to_torch(frames: np.ndarray, chunks: np.ndarray, device: torch.device):
+    x = torch.from_numpy(frames).to(device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, L, 3, H, W)
+    return x, torch.from_numpy(chunks).to(device)
+
+
+def _lr(step: int, cfg: TrainConfig) -> float:
+    if step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
+    return cfg.lr * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
+# --- the run -------------------------------------------------------------------
+class Run:
+    """State of one training run: model, EMA target, optimiser, data, RNG, history."""
+
+    def __init__(self, recipe: Recipe, data: Path, out: Path, device: torch.device) -> None:
+        self.recipe, self.out, self.device = recipe, out, device
+        self.rank, self.world = _world()
+        cfg = recipe.train
+        torch.manual_seed(cfg.seed)
+        self.dataset = Dataset(data)
+        train_idx, val_idx = split_episodes(len(self.dataset), cfg.val_fraction, cfg.seed)
+        length = recipe.model.history + recipe.loss.rollout_steps
+        windows = lambda idx: EpisodeWindows(self.dataset, idx, recipe.model.image_size, length,  # noqa: E731
+                                             recipe.model.frameskip)
+        self.train_windows = windows(train_idx)
+        self.val_windows = windows(val_idx) if val_idx else None
+        self.model = WorldModel(recipe.model).to(device)
+        self.target = copy.deepcopy(self.model.encoder).requires_grad_(False)
+        self.objective = _Objective(self.model, inverse_dynamics_head(recipe.model), recipe.loss).to(device)
+        self.objective.target = self.target
+        self.ddp = torch.nn.parallel.DistributedDataParallel(self.objective) if self.world > 1 else self.objective
+        self.optimizer = torch.optim.AdamW(self.objective.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.rng = np.random.default_rng([cfg.seed, self.rank])
+        self.step, self.history, self.wall = 0, [], 0.0
+
+    def train_step(self) -> dict:
+        cfg = self.recipe.train
+        for group in self.optimizer.param_groups:
+            group["lr"] = _lr(self.step, cfg)
+        frames, chunks = _to_torch(*self.train_windows.sample(cfg.batch_size // self.world, self.rng), self.device)
+        loss, terms = self.ddp(frames, chunks)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.objective.parameters(), 1.0)
+        self.optimizer.step()
+        with torch.no_grad():  # target <- ema * target + (1 - ema) * online
+            for t, o in zip(self.target.parameters(), self.model.encoder.parameters()):
+                t.lerp_(o, 1.0 - cfg.ema)
+        self.step += 1
+        return {"loss": float(loss), **terms}
+
+    @torch.no_grad()
+    def validate(self) -> dict:
+        """Validation loss, rollout error vs copy-last, and (with true states) a linear-probe R²."""
+        if self.val_windows is None:
+            return {}
+        rng = np.random.default_rng(12345)  # the same windows every time
+        frames, chunks = _to_torch(*self.val_windows.sample(self.recipe.train.val_windows, rng), self.device)
+        self.objective.eval()
+        loss, terms = self.objective(frames, chunks)
+        k = self.model.cfg.history
+        z = self.target(frames.flatten(0, 1)).reshape(*frames.shape[:2], -1)
+        rolled = self.model.rollout(self.model.encode(frames[:, :k]), chunks[:, k - 1:])
+        err = (rolled - z[:, k:]).pow(2).mean((0, 2))
+        copy_last = (z[:, k - 1:k] - z[:, k:]).pow(2).mean((0, 2))
+        self.objective.train()
+        out = {"val_loss": float(loss), **{f"val_{n}": v for n, v in terms.items()},
+               "val_rollout_vs_copy_last": (err / copy_last.clamp_min(1e-12)).tolist()}
+        states = [s for s in self.val_windows.states if s is not None]
+        if states and len(states) == len(self.val_windows.states):
+            out["val_probe_r2"] = self._probe()
+        return out
+
+    def _probe(self) -> float:
+        """R² of the true state from the latent (ridge fit on half the val episodes, scored on the rest)."""
+        zs, ss = [], []
+        for frames, states in zip(self.val_windows.frames, self.val_windows.states):
+            x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
+            zs.append(self.model.encode(x).cpu().numpy())
+            ss.append(states)
+        half = max(1, len(zs) // 2)
+        if half == len(zs):
+            return float("nan")
+        return linear_probe_r2(np.concatenate(zs[:half]), np.concatenate(ss[:half]),
+                               np.concatenate(zs[half:]), np.concatenate(ss[half:]))
+
+    # --- checkpoints -------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"recipe": self.recipe.to_dict(), "step": self.step, "wall": self.wall,
+                "model": self.model.state_dict(), "target": self.target.state_dict(),
+                "inverse_head": self.objective.inverse_head.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "history": self.history,
+                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+
+    def save(self, path: Path) -> None:
+        if self.rank != 0:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        torch.save(self.state_dict(), tmp)
+        os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
+
+    def load(self, path: Path) -> None:
+        state = torch.load(path, map_location=self.device, weights_only=False)
+        if state["recipe"] != self.recipe.to_dict():
+            raise ConfigError(f"{path} was trained with another recipe; resume with the run's recipe.yaml")
+        self.model.load_state_dict(state["model"])
+        self.target.load_state_dict(state["target"])
+        self.objective.inverse_head.load_state_dict(state["inverse_head"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step, self.wall, self.history = state["step"], state["wall"], state["history"]
+        self.rng.bit_generator.state = state["rng"]
+        torch.set_rng_state(state["torch_rng"])
+
+
+def train(recipe: Recipe, data: Path, out: Path, resume: bool = False, progress: bool = True) -> dict:
+    """Run (or resume) training; returns the final metrics. Rank 0 writes everything."""
+    device = _setup(recipe.train)
+    run = Run(recipe, data, out, device)
+    last = out / "checkpoints" / "last.pt"
+    if resume and last.exists():
+        run.load(last)
+    if run.rank == 0:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
+    cfg = recipe.train
+    bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress or run.rank != 0, unit="step",
+               mininterval=2.0)
+    start = time.monotonic() - run.wall
+    while run.step < cfg.steps:
+        terms = run.train_step()
+        bar.update(1)
+        bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
+        if run.step % cfg.val_every == 0 or run.step == cfg.steps:
+            run.history.append({"step": run.step, "wall_s": time.monotonic() - start, **terms, **run.validate()})
+            if run.rank == 0:
+                bar.write(_summary(run.history[-1]))
+        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+            run.wall = time.monotonic() - start
+            run.save(last)
+    bar.close()
+    if run.rank == 0:
+        torch.save({"recipe": recipe.to_dict(), "model": run.model.state_dict()}, out / "model.pt")
+        _write_report(run, out)
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+    return run.history[-1] if run.history else {}
+
+
+def _summary(h: dict) -> str:
+    parts = [f"step {h['step']}", f"loss {h['loss']:.4f}"]
+    if "val_loss" in h:
+        parts.append(f"val {h['val_loss']:.4f}")
+        ratio = h["val_rollout_vs_copy_last"]
+        parts.append(f"rollout/copy-last {ratio[0]:.2f}..{ratio[-1]:.2f}")
+    if "val_probe_r2" in h:
+        parts.append(f"probe R² {h['val_probe_r2']:.3f}")
+    return " | ".join(parts)
+
+
+def _write_report(run: Run, out: Path) -> None:
+    from jepa_pilot.world_model.report import plot_history
+
+    metrics = {"recipe": run.recipe.to_dict(), "dataset": str(run.dataset.root), "steps": run.step,
+               "wall_s": run.wall, "device": str(run.device), "world_size": run.world,
+               "threads": torch.get_num_threads(), "final": run.history[-1] if run.history else {},
+               "history": run.history}
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1))
+    plot_history(run.history, out / "loss.png")
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="jepa_pilot.world_model.train", description=__doc__,
+                                               formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", type=Path, required=True, help="dataset folder (jepa-pilot collect / import-bag)")
+    parser.add_argument("--config", type=Path, help="recipe YAML with model/loss/train sections "
+                                                    "(default: built-in defaults; see config/train/)")
+    parser.add_argument("--out", type=Path, required=True, help="run folder to write")
+    parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    parser.add_argument("--steps", type=int, help="override train.steps")
+    parser.add_argument("--seed", type=int, help="override train.seed")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override train.device")
+    return parser
+
+
+def run_cli(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("device", args.device)) if v is not None}
+    try:
+        dataset = Dataset(args.data)
+        recipe = Recipe.load(args.config, model={"action_dim": dataset.info.action_dim}, train=overrides)
+    except (ConfigError, ValueError) as exc:
+        print(f"jepa-pilot train: error: {exc}")
+        return 2
+    final = train(recipe, args.data, args.out, resume=args.resume)
+    if _world()[0] == 0 and final:
+        print(f"done: {_summary(final)}\nrun folder: {args.out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli(build_parser().parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

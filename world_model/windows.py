@@ -1,0 +1,63 @@
+"""Training windows cut from dataset episodes, held in memory.
+
+A window is L = K + R frames, ``frameskip`` (S) control steps apart, with
+the R + K - 1 action chunks between consecutive frames::
+
+    frames (B, L, H, W, 3) uint8      chunks (B, L-1, S, A) float32
+    frame j+1 follows frame j after actions chunks[j] (S control steps)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from jepa_pilot.data import Dataset
+from jepa_pilot.perception.preprocess import resize
+
+__all__ = ["EpisodeWindows", "split_episodes"]
+
+
+def split_episodes(count: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Episode indices -> (train, validation), a fixed random split of whole episodes."""
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = max(1, int(round(count * val_fraction))) if count > 1 and val_fraction > 0 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+class EpisodeWindows:
+    """Episodes of one dataset, resized to the model's frame size, sampled as windows."""
+
+    def __init__(self, dataset: Dataset, indices: list[int], image_size: int, length: int, frameskip: int):
+        self.length, self.frameskip = length, frameskip
+        self.span = (length - 1) * frameskip  # control steps a window covers
+        self.frames, self.actions, self.states = [], [], []
+        for i in indices:
+            ep = dataset[i]
+            if ep.steps < self.span:
+                continue  # too short for one window
+            frames = ep.images if ep.images.shape[1] == image_size else \
+                np.stack([resize(f, image_size) for f in ep.images])
+            self.frames.append(frames)
+            self.actions.append(ep.actions)
+            self.states.append(ep.states)
+        if not self.frames:
+            raise ValueError(f"no episode in {dataset.root} is long enough for a window of {self.span} steps "
+                             f"({length} frames x frameskip {frameskip})")
+        self.starts = np.array([len(a) - self.span + 1 for a in self.actions])  # valid starts per episode
+
+    def __len__(self) -> int:
+        return int(self.starts.sum())
+
+    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Random windows: episodes weighted by how many windows they hold."""
+        flat = rng.integers(0, len(self), size=batch)
+        ends = np.cumsum(self.starts)
+        episodes = np.searchsorted(ends, flat, side="right")
+        offsets = flat - (ends[episodes] - self.starts[episodes])
+        return self.gather(episodes, offsets)
+
+    def gather(self, episodes: np.ndarray, offsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        s, length = self.frameskip, self.length
+        frames = np.stack([self.frames[e][o:o + self.span + 1:s] for e, o in zip(episodes, offsets)])
+        chunks = np.stack([self.actions[e][o:o + self.span].reshape(length - 1, s, -1)
+                           for e, o in zip(episodes, offsets)])
+        return frames, chunks.astype(np.float32)
