@@ -32,8 +32,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
         dataset = Dataset(args.data)
-        episodes = held_out_episodes(dataset, engine.spec.recipe, engine.spec.training.get("dataset"))
-        report = evaluate(engine, dataset, episodes)
+        fit, held_out = held_out_episodes(dataset, engine.spec.recipe, engine.spec.training.get("dataset"))
+        report = evaluate(engine, dataset, held_out, fit)
     except (BundleError, DatasetError, ValueError) as exc:
         print(f"jepa-pilot eval-model: error: {exc}")
         return 2

@@ -25,14 +25,20 @@ from jepa_pilot.world_model.probe import linear_probe_r2
 __all__ = ["held_out_episodes", "evaluate", "plot_evaluation"]
 
 
-def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) -> list[int]:
-    """The validation split of training when ``dataset`` is the training set, else every episode."""
+def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) -> tuple[list[int], list[int]]:
+    """(episodes to fit the probe on, held-out episodes to score on).
+
+    On the training set: the training split (up to 50 episodes) and the validation
+    split. On another dataset: its first and second half.
+    """
     from jepa_pilot.world_model.windows import split_episodes  # numpy only
 
     if trained_on and Path(trained_on).resolve() == dataset.root.resolve():
         train = recipe.get("train", {})
-        return split_episodes(len(dataset), train.get("val_fraction", 0.1), train.get("seed", 0))[1]
-    return list(range(len(dataset)))
+        fit, val = split_episodes(len(dataset), train.get("val_fraction", 0.1), train.get("seed", 0))
+        return fit[:50], val
+    half = max(1, len(dataset) // 2)
+    return list(range(half)), list(range(half, len(dataset))) or list(range(half))
 
 
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
@@ -50,18 +56,22 @@ def _median_ms(fn, repeats: int) -> float:
     return float(np.median(times) * 1e3)
 
 
-def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], max_windows: int = 2000,
-             seed: int = 0) -> dict:
+def _encode_episode(engine: WorldModelEngine, images: np.ndarray) -> np.ndarray:
+    frames = np.stack([resize(f, engine.spec.image_size) for f in images])
+    return np.concatenate([engine.encode_prepared(to_model_input(frames[j:j + 256]))
+                           for j in range(0, len(frames), 256)])
+
+
+def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fit_episodes: list[int],
+             max_windows: int = 2000, seed: int = 0) -> dict:
+    """Metrics on ``episodes``; the linear probe is fitted on ``fit_episodes``."""
     spec, rng = engine.spec, np.random.default_rng(seed)
     k, h, s = spec.history, spec.horizon, spec.frameskip
     latents, states, actions_of, windows = [], [], [], []
     for i in episodes:
         ep = dataset[i]
         actions_of.append(ep.actions)
-        frames = np.stack([resize(f, spec.image_size) for f in ep.images])
-        z = np.concatenate([engine.encode_prepared(to_model_input(frames[j:j + 256]))
-                            for j in range(0, len(frames), 256)])
-        latents.append(z)
+        latents.append(_encode_episode(engine, ep.images))
         states.append(ep.states)
         span = (k - 1 + h) * s
         for start in range(0, ep.steps - span + 1, s):
@@ -95,10 +105,11 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], ma
                 np.zeros((spec.history, spec.latent_dim), np.float32),
                 rng.uniform(-1, 1, (256, h * s, spec.action_dim)).astype(np.float32)), 50)},
     }
-    if all(st is not None for st in states) and len(latents) >= 2:
-        half = len(latents) // 2
-        r2 = linear_probe_r2(np.concatenate(latents[:half]), np.concatenate(states[:half]),
-                             np.concatenate(latents[half:]), np.concatenate(states[half:]), per_dim=True)
+    if dataset.info.state_names:
+        fit = [dataset[i] for i in fit_episodes]
+        r2 = linear_probe_r2(np.concatenate([_encode_episode(engine, ep.images) for ep in fit]),
+                             np.concatenate([ep.states for ep in fit]),
+                             np.concatenate(latents), np.concatenate(states), per_dim=True)
         names = dataset.info.state_names
         report["probe_r2"] = dict(zip(names, map(float, r2)))
         position = [n for n in names if n in ("x", "y")] or list(names)

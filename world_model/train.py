@@ -155,7 +155,7 @@ class Run:
             for t, o in zip(self.target.parameters(), self.model.encoder.parameters()):
                 t.lerp_(o, 1.0 - cfg.ema)
         self.step += 1
-        return {"loss": float(loss), **terms}
+        return {"loss": float(loss.detach()), **terms}
 
     @torch.no_grad()
     def validate(self) -> dict:
@@ -180,17 +180,17 @@ class Run:
         return out
 
     def _probe(self) -> float:
-        """R² of the true state from the latent (ridge fit on half the val episodes, scored on the rest)."""
-        zs, ss = [], []
-        for frames, states in zip(self.val_windows.frames, self.val_windows.states):
-            x = torch.from_numpy(frames).to(self.device).permute(0, 3, 1, 2).float().div_(255.0)
-            zs.append(self.model.encode(x).cpu().numpy())
-            ss.append(states)
-        half = max(1, len(zs) // 2)
-        if half == len(zs):
+        """R² of the true state from the latent: ridge fit on (up to 20) training episodes, scored on val."""
+        def encode(windows: EpisodeWindows, count: int):
+            zs = [self.model.encode(torch.from_numpy(f).to(self.device).permute(0, 3, 1, 2).float().div_(255.0))
+                  for f in windows.frames[:count]]
+            return torch.cat(zs).cpu().numpy(), np.concatenate(windows.states[:count])
+
+        if any(s is None for s in self.train_windows.states[:20]):
             return float("nan")
-        return linear_probe_r2(np.concatenate(zs[:half]), np.concatenate(ss[:half]),
-                               np.concatenate(zs[half:]), np.concatenate(ss[half:]))
+        z_fit, s_fit = encode(self.train_windows, 20)
+        z_val, s_val = encode(self.val_windows, len(self.val_windows.frames))
+        return linear_probe_r2(z_fit, s_fit, z_val, s_val)
 
     # --- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:

@@ -1,0 +1,221 @@
+"""World model: shapes, the objective, seeded and resumable training, DDP, ONNX export parity, bundles."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from jepa_pilot.data import DatasetInfo, DatasetWriter, Episode
+from jepa_pilot.perception.bundle import BundleError, load_bundle
+from jepa_pilot.perception.engine import WorldModelEngine
+from jepa_pilot.world_model.export import PARITY_RTOL, export_bundle, load_run, parity
+from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
+from jepa_pilot.world_model.model import ModelConfig, WorldModel
+from jepa_pilot.world_model.train import Recipe, train
+
+pytestmark = pytest.mark.unit
+
+TINY = dict(image_size=16, latent_dim=8, channels=[8, 8], encoder_hidden=32, history=2, frameskip=2,
+            action_dim=2, predictor_hidden=32, predictor_layers=2)
+
+
+def square_world(rng: np.random.Generator, steps: int, size: int = 16) -> Episode:
+    """A white square on black pushed around by 2-d actions: a world small enough to learn in seconds."""
+    pos = rng.uniform(3, size - 4, 2)
+    actions = np.clip(rng.normal(0, 0.7, (steps, 2)), -1, 1).astype(np.float32)
+    states, images = [], []
+    for t in range(steps + 1):
+        img = np.zeros((size, size, 3), np.uint8)
+        x, y = np.round(pos).astype(int)
+        img[y - 1:y + 2, x - 1:x + 2] = 255
+        images.append(img)
+        states.append(pos.copy())
+        if t < steps:
+            pos = np.clip(pos + actions[t], 2, size - 3)
+    return Episode(np.stack(images), actions, np.arange(steps + 1) * 0.1, np.array(states))
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("squares")
+    info = DatasetInfo(robot="squares", image_height=16, image_width=16, action_names=("dx", "dy"),
+                       action_scale=(1.0, 1.0), state_names=("x", "y"))
+    writer = DatasetWriter(root, info)
+    rng = np.random.default_rng(0)
+    for _ in range(12):
+        writer.add(square_world(rng, 30))
+    return root
+
+
+def tiny_recipe(steps: int = 12, **train) -> Recipe:
+    return Recipe.load(None, model=TINY, loss={"rollout_steps": 3},
+                       train=dict(steps=steps, batch_size=8, val_every=6, checkpoint_every=6, val_windows=16,
+                                  warmup_steps=2, threads=1, device="cpu", **train))
+
+
+def test_model_verbs_have_the_documented_shapes():
+    cfg = ModelConfig.from_dict(TINY)
+    model = WorldModel(cfg)
+    z = model.encode(torch.rand(3, 5, 3, 16, 16))
+    assert z.shape == (3, 5, 8)
+    assert model.next(z[:, :2], torch.rand(3, 2, 2)).shape == (3, 8)
+    assert model.rollout(z[:, :2], torch.rand(3, 4, 2, 2)).shape == (3, 4, 8)
+
+
+def test_model_config_rejects_sizes_the_encoder_cannot_halve():
+    with pytest.raises(ValueError, match="divisible by 2\\^2"):
+        ModelConfig.from_dict({**TINY, "image_size": 18})
+
+
+def test_objective_is_finite_and_its_anti_collapse_terms_react_to_collapse():
+    cfg = ModelConfig.from_dict(TINY)
+    model, head = WorldModel(cfg), inverse_dynamics_head(cfg)
+    frames, chunks = torch.rand(4, 5, 3, 16, 16), torch.rand(4, 4, 2, 2) * 2 - 1
+    total, terms = jepa_loss(model, model.encoder, head, frames, chunks, LossConfig(rollout_steps=3))
+    assert torch.isfinite(total) and set(terms) == {"teacher_forcing", "rollout", "variance", "covariance",
+                                                   "inverse_dynamics"}
+    with torch.no_grad():  # a collapsed encoder (constant output) must pay the full variance hinge
+        for p in model.encoder.head[-1].parameters():
+            p.zero_()
+    _, collapsed = jepa_loss(model, model.encoder, head, frames, chunks, LossConfig(rollout_steps=3))
+    assert collapsed["variance"] == pytest.approx(1.0, abs=0.02)
+    assert collapsed["variance"] > terms["variance"]
+
+
+def weights(run: Path) -> dict:
+    return torch.load(run / "model.pt", weights_only=False)["model"]
+
+
+def test_seeded_training_is_reproducible_and_resume_is_exact(dataset, tmp_path):
+    a = train(tiny_recipe(), dataset, tmp_path / "a", progress=False)
+    b = train(tiny_recipe(), dataset, tmp_path / "b", progress=False)
+    same = lambda h: {k: v for k, v in h.items() if k != "wall_s"}  # noqa: E731
+    assert same(a) == same(b)
+    for name, value in weights(tmp_path / "a").items():
+        assert torch.equal(value, weights(tmp_path / "b")[name]), name
+    # Stop after 6 steps, resume to 12: the same weights as 12 steps in one go.
+    train(tiny_recipe(steps=6), dataset, tmp_path / "c", progress=False)
+    recipe = tiny_recipe(steps=12)
+    (tmp_path / "c" / "checkpoints" / "last.pt").replace(tmp_path / "c" / "checkpoints" / "six.pt")
+    state = torch.load(tmp_path / "c" / "checkpoints" / "six.pt", weights_only=False)
+    state["recipe"] = recipe.to_dict()  # same run, longer schedule
+    torch.save(state, tmp_path / "c" / "checkpoints" / "last.pt")
+    train(recipe, dataset, tmp_path / "c", resume=True, progress=False)
+    other = train(tiny_recipe(seed=1), dataset, tmp_path / "d", progress=False)
+    assert same(other) != same(a)
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["history"][-1]["step"] == 12 and (tmp_path / "a" / "loss.png").stat().st_size > 0
+    assert "val_probe_r2" in metrics["history"][-1] and len(metrics["history"][-1]["val_rollout_vs_copy_last"]) == 3
+
+
+def test_resume_refuses_a_checkpoint_of_another_recipe(dataset, tmp_path):
+    train(tiny_recipe(steps=6), dataset, tmp_path / "r", progress=False)
+    with pytest.raises(ValueError, match="another recipe"):
+        train(tiny_recipe(steps=6, lr=0.5), dataset, tmp_path / "r", resume=True, progress=False)
+
+
+def test_torchrun_ddp_with_two_processes_on_gloo(dataset, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(tiny_recipe(steps=6).to_dict()))
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "jepa_pilot.world_model.train", "--data", str(dataset), "--config", str(config),
+                           "--out", str(tmp_path / "ddp")],
+                          capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
+    assert metrics["world_size"] == 2 and metrics["steps"] == 6
+
+
+@pytest.fixture(scope="module")
+def exported(dataset, tmp_path_factory) -> tuple[Path, Path]:
+    """(training run, its exported bundle)."""
+    run = tmp_path_factory.mktemp("run")
+    train(tiny_recipe(), dataset, run, progress=False)
+    return run, export_bundle(run, tmp_path_factory.mktemp("bundle") / "b", horizon=3)
+
+
+def test_onnx_runtime_matches_pytorch_on_fresh_inputs(exported):
+    run, bundle = exported
+    model, _ = load_run(run)
+    engine = WorldModelEngine(bundle, providers=("cpu",))
+    assert engine.providers == ["CPUExecutionProvider"]
+    for seed, batch in ((1, 2), (2, 7)):
+        errors = parity(model, engine, horizon=3, batch=batch, seed=seed)
+        assert errors["encoder"] <= PARITY_RTOL and errors["rollout"] <= PARITY_RTOL, errors
+
+
+def test_bundle_records_shapes_and_the_engine_checks_inputs(exported):
+    _, bundle = exported
+    spec = load_bundle(bundle).spec
+    assert (spec.latent_dim, spec.history, spec.horizon, spec.frameskip, spec.action_dim) == (8, 2, 3, 2, 2)
+    assert spec.model_id.startswith("squares-") and spec.recipe["model"]["latent_dim"] == 8
+    engine = WorldModelEngine(bundle, providers=("cpu",))
+    out = engine.rollout(np.zeros((2, 8), np.float32), np.zeros((5, 6, 2), np.float32))
+    assert out.shape == (5, 3, 8)
+    with pytest.raises(ValueError, match=r"actions must be \(N, 6, 2\)"):
+        engine.rollout(np.zeros((2, 8), np.float32), np.zeros((5, 3, 2), np.float32))
+
+
+def test_encoder_accepts_every_encoding_and_size_the_same_way(exported):
+    engine = WorldModelEngine(exported[1], providers=("cpu",))
+    rgb = square_world(np.random.default_rng(3), 1).images[0]
+    z = engine.encode(rgb)
+    assert z.shape == (8,)
+    np.testing.assert_allclose(engine.encode(rgb[..., ::-1].copy(), "bgr8"), z, rtol=1e-5, atol=1e-6)
+    rgba = np.concatenate([rgb, np.full((16, 16, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_allclose(engine.encode(rgba, "rgba8"), z, rtol=1e-5, atol=1e-6)
+    big = np.kron(rgb, np.ones((4, 4, 1), np.uint8))  # 64x64 -> area-resized back to 16x16
+    np.testing.assert_allclose(engine.encode(big), z, rtol=1e-4, atol=1e-5)
+    assert engine.encode(rgb[..., 0], "mono8").shape == (8,)
+    assert engine.encode(np.stack([rgb, rgb, rgb])).shape == (3, 8)
+    with pytest.raises(ValueError, match="unsupported encoding"):
+        engine.encode(rgb, "yuv422")
+
+
+def test_bundle_problems_get_clear_errors(exported, tmp_path):
+    _, bundle = exported
+    with pytest.raises(BundleError, match="does not exist"):
+        load_bundle(tmp_path / "nowhere")
+    broken = tmp_path / "missing"
+    shutil.copytree(bundle, broken)
+    (broken / "rollout.onnx").unlink()
+    with pytest.raises(BundleError, match="rollout file rollout.onnx is missing"):
+        load_bundle(broken)
+    corrupt = tmp_path / "corrupt"
+    shutil.copytree(bundle, corrupt)
+    with open(corrupt / "encoder.onnx", "r+b") as f:
+        f.seek(100)
+        f.write(b"\x00\x01\x02")
+    with pytest.raises(BundleError, match="sha256 does not match"):
+        load_bundle(corrupt)
+    mixed = tmp_path / "mixed"  # hashes made consistent, but bundle.yaml claims another latent size
+    shutil.copytree(bundle, mixed)
+    meta = yaml.safe_load((mixed / "bundle.yaml").read_text())
+    meta["latent_dim"] = 16
+    (mixed / "bundle.yaml").write_text(yaml.safe_dump(meta))
+    with pytest.raises(BundleError, match="bundle.yaml says"):
+        WorldModelEngine(mixed, providers=("cpu",))
+    (mixed / "bundle.yaml").write_text("format: something-else\n")
+    with pytest.raises(BundleError, match="not a jepa_pilot.bundle/1 file"):
+        load_bundle(mixed)
+
+
+def test_eval_model_reports_every_metric(exported, dataset, tmp_path):
+    from jepa_pilot.cli.main import main
+
+    assert main(["eval-model", str(exported[1]), "--data", str(dataset), "--out", str(tmp_path)]) == 0
+    report = json.loads((tmp_path / "eval.json").read_text())
+    assert len(report["rollout"]["ratio"]) == 3 and set(report["probe_r2"]) == {"x", "y"}
+    assert report["latent_std"]["collapsed_dims"] == 0 and report["latency_ms"]["encoder_batch1"] > 0
+    assert -1.0 <= report["latent_vs_true_distance_spearman"] <= 1.0
+    assert report["episodes"] == 1  # the validation split of the training set (12 episodes x 0.1)
+    assert (tmp_path / "eval.png").stat().st_size > 0
