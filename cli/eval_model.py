@@ -55,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
 def summary(r: dict) -> str:
     lines = [f"{r['model_id']} on {r['episodes']} held-out episodes ({r['frames']} frames, {r['windows']} windows)"]
     if "probe_r2" in r:
-        lines.append("probe R²        " + ", ".join(f"{k} {v:.3f}" for k, v in r["probe_r2"].items()))
+        lines.append("probe R²        " + ", ".join(f"{k} {v:.3f}" for k, v in r["probe_r2"].items())
+                     + f"  (position: {r['probe_r2_position']:.3f})")
         lines.append(f"latent vs true distance (Spearman) {r['latent_vs_true_distance_spearman']:.3f}")
     ratio = r["rollout"]["ratio"]
     lines.append("rollout/copy-last " + " ".join(f"{x:.2f}" for x in ratio) + f"  (k = 1..{len(ratio)})")

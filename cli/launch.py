@@ -11,11 +11,19 @@ Supported, in a top-level ``launch:`` list:
 * ``arg: {name, default?, description?}`` (``name:=value`` on the command line),
 * ``let: {name, value}``,
 * ``node: {pkg, exec, name?, namespace?, output?, param?, remap?, ros_args?, args?}``,
-* ``include: {file, arg?: [{name, value}]}`` of another YAML launch file,
+* ``include: {file, arg?: [{name, value}]}`` of another YAML launch file
+  (a Python or XML launch file, such as ros_gz_sim's ``gz_sim.launch.py``, is
+  an error here, or only recorded with ``resolve_external=False``),
 * ``group: {scoped?, children}`` and ``push-ros-namespace: {namespace}``,
 * ``if`` / ``unless`` on every action,
 * substitutions ``$(var N)``, ``$(env N [DEFAULT])``, ``$(optenv N [DEFAULT])``,
   ``$(find-pkg-share PKG)`` and ``$(dirname)``.
+
+With ``resolve_external=False`` (for checking launch files on a machine
+without the other packages they use) ``$(find-pkg-share PKG)`` of a package
+that is not installed stays as written, and includes of non-YAML launch files
+are recorded as :class:`ExternalInclude` instead of read; nodes are never
+resolved to executables while parsing.
 
 Included files and scoped groups see the variables of their parent; what they
 set does not leak back. A relative ``include`` path is taken relative to the
@@ -327,6 +335,30 @@ class ArgDecl:
     description: str = ""
 
 
+@dataclass
+class ExternalInclude:
+    """An include of a launch file this reader cannot run (Python or XML), kept as written."""
+
+    file: str
+    """The file after substitution (``$(find-pkg-share PKG)`` of a missing package stays)."""
+    arguments: dict[str, str] = field(default_factory=dict)
+    origin: str = ""
+
+    @property
+    def package(self) -> str | None:
+        """PKG of a ``$(find-pkg-share PKG)/...`` file left unexpanded, else None."""
+        match = re.match(r"\$\(find-pkg-share ([^)\s]+)\)", self.file)
+        return match.group(1) if match else None
+
+
+@dataclass
+class LaunchPlan:
+    """What a launch file starts: nodes, and includes of non-YAML launch files."""
+
+    nodes: list[NodeSpec]
+    external_includes: list[ExternalInclude] = field(default_factory=list)
+
+
 def parse_launch_arguments(items: Sequence[str]) -> dict[str, str]:
     """``["a:=1", "b:=x"]`` -> ``{"a": "1", "b": "x"}``; anything else is an error."""
     result: dict[str, str] = {}
@@ -350,10 +382,12 @@ class _Scope:
     file: Path
     variables: dict[str, str]
     namespace: str = ""
+    resolve_external: bool = True
+    """False: leave ``$(find-pkg-share PKG)`` of a missing package unexpanded."""
 
     def child(self, file: Path | None = None) -> _Scope:
         """A copy whose changes do not leak back into this scope."""
-        return _Scope(file or self.file, dict(self.variables), self.namespace)
+        return _Scope(file or self.file, dict(self.variables), self.namespace, self.resolve_external)
 
 
 def _subst_var(args: list[str], scope: _Scope) -> str:
@@ -383,7 +417,12 @@ def _subst_optenv(args: list[str], scope: _Scope) -> str:
 def _subst_find_pkg_share(args: list[str], scope: _Scope) -> str:
     """``$(find-pkg-share PKG)``: the package's share directory."""
     _arity("find-pkg-share", args, 1, 1)
-    return str(find_package_share(args[0]))
+    try:
+        return str(find_package_share(args[0]))
+    except LaunchError:
+        if scope.resolve_external:
+            raise
+        return f"$(find-pkg-share {args[0]})"  # recorded as written: the package is not installed here
 
 
 def _subst_dirname(args: list[str], scope: _Scope) -> str:
@@ -594,8 +633,10 @@ def declared_args(path: Path) -> list[ArgDecl]:
 class _LaunchReader:
     """Walks a launch file tree and collects the nodes it starts."""
 
-    def __init__(self) -> None:
+    def __init__(self, resolve_external: bool = True) -> None:
+        self.resolve_external = resolve_external
         self.nodes: list[NodeSpec] = []
+        self.external_includes: list[ExternalInclude] = []
         self.declared: dict[str, ArgDecl] = {}
         self._stack: list[Path] = []
         # Each handler gets (body, scope, location of the action in its file).
@@ -704,13 +745,26 @@ class _LaunchReader:
     def _include(self, body: Any, scope: _Scope, location: str) -> None:
         """``include``: run another launch file with the given args in a child scope."""
         body = _check_keys(body, _INCLUDE_KEYS, {"file"}, "include")
-        path = Path(expand(_scalar_text(body["file"], "'file'"), scope))
+        raw = _scalar_text(body["file"], "'file'")
+        kind = _launch_file_kind(raw)
+        if kind not in (None, "YAML") and self.resolve_external:
+            raise LaunchError(_NOT_YAML.format(file=raw, kind=kind))
+        text = expand(raw, scope)
+        kind = kind or _launch_file_kind(text)
+        arguments = {}
+        for entry in _list_of_mappings(body.get("arg", []), "arg"):
+            entry = _check_keys(entry, {"name", "value"}, {"name", "value"}, "include arg")
+            arguments[str(entry["name"])] = expand(_scalar_text(entry["value"], "'value'"), scope)
+        if kind not in (None, "YAML"):
+            if self.resolve_external:
+                raise LaunchError(_NOT_YAML.format(file=text, kind=kind))
+            self.external_includes.append(ExternalInclude(text, arguments, f"{scope.file}: {location}"))
+            return
+        path = Path(text)
         if not path.is_absolute():
             path = scope.file.parent / path
         child = scope.child(file=path)
-        for entry in _list_of_mappings(body.get("arg", []), "arg"):
-            entry = _check_keys(entry, {"name", "value"}, {"name", "value"}, "include arg")
-            child.variables[str(entry["name"])] = expand(_scalar_text(entry["value"], "'value'"), scope)
+        child.variables.update(arguments)
         try:
             self.read_file(path, child)
         except LaunchError as err:
@@ -734,6 +788,26 @@ class _LaunchReader:
         scope.namespace = _join_namespace(scope.namespace, namespace)
 
 
+_NOT_YAML = (
+    "includes {file}, a {kind} launch file: jepa-pilot up runs only YAML launch files "
+    "and the nodes they name, so this launch file needs real `ros2 launch`"
+)
+
+
+def _launch_file_kind(text: str) -> str | None:
+    """``"YAML"``, ``"Python"`` or ``"XML"`` by the file name's suffix; None if it is not known yet."""
+    name = text.strip().rstrip("'\"")
+    if name.endswith(")"):  # ends in a substitution: known only after expansion
+        return None
+    if name.endswith((".yaml", ".yml")):
+        return "YAML"
+    if name.endswith(".py"):
+        return "Python"
+    if name.endswith((".xml", ".launch")):
+        return "XML"
+    return None
+
+
 def _split_words(text: str, key: str) -> list[str]:
     """A command-line string such as ``ros_args`` split into words, as a shell would."""
     try:
@@ -749,17 +823,34 @@ def _list_of_mappings(value: Any, key: str) -> list[dict]:
     return value
 
 
-def parse_launch_file(path: Path | str, arguments: Mapping[str, str] | None = None) -> list[NodeSpec]:
+def parse_launch_file(path: Path | str, arguments: Mapping[str, str] | None = None, *,
+                      resolve_external: bool = True) -> list[NodeSpec]:
     """The nodes a YAML launch file starts, given ``name:=value`` launch arguments.
 
     Raises LaunchError, naming the file and action, for any problem: a missing
     required argument, an argument no launch file declares, an unsupported
-    action, key or substitution, an undefined variable, a missing package.
+    action, key or substitution, an undefined variable, a missing package, an
+    include of a non-YAML launch file (see :func:`read_launch_file` for
+    ``resolve_external``).
+    """
+    return read_launch_file(path, arguments, resolve_external=resolve_external).nodes
+
+
+def read_launch_file(path: Path | str, arguments: Mapping[str, str] | None = None, *,
+                     resolve_external: bool = True) -> LaunchPlan:
+    """The nodes a YAML launch file starts and the non-YAML launch files it includes.
+
+    With ``resolve_external=True`` (what ``jepa-pilot up`` runs) an include of
+    a Python or XML launch file and ``$(find-pkg-share PKG)`` of a missing
+    package are errors. With ``resolve_external=False`` (checking a launch file
+    meant for real ``ros2 launch``, e.g. one that starts Gazebo) they are
+    recorded as written: the includes in ``external_includes``, the
+    substitution unexpanded.
     """
     path = Path(path).absolute()
     arguments = dict(arguments or {})
-    reader = _LaunchReader()
-    reader.read_file(path, _Scope(path, dict(arguments)))
+    reader = _LaunchReader(resolve_external)
+    reader.read_file(path, _Scope(path, dict(arguments), resolve_external=resolve_external))
     unknown = sorted(set(arguments) - set(reader.declared))
     if unknown:
         declared = ", ".join(sorted(reader.declared)) or "none"
@@ -767,4 +858,4 @@ def parse_launch_file(path: Path | str, arguments: Mapping[str, str] | None = No
             f"{path}: unknown launch argument(s) {', '.join(unknown)} given on the command line "
             f"(declared: {declared})"
         )
-    return reader.nodes
+    return LaunchPlan(reader.nodes, reader.external_includes)

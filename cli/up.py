@@ -22,6 +22,7 @@ from jepa_pilot.cli.launch import (
     find_package_share,
     parse_launch_arguments,
     parse_launch_file,
+    read_launch_file,
 )
 
 PROFILE_SUFFIX = ".launch.yaml"
@@ -137,6 +138,27 @@ def describe_dds(base: Mapping[str, str], env: Mapping[str, str]) -> str:
     return line
 
 
+def check_runnable_here(path: Path, launch_args: Mapping[str, str]) -> None:
+    """Raise a clear LaunchError if the launch file includes Python/XML launch files.
+
+    Such files (e.g. ros_gz_sim's ``gz_sim.launch.py`` in ``gazebo.launch.yaml``)
+    only real ``ros2 launch`` can run.
+    """
+    plan = read_launch_file(path, launch_args, resolve_external=False)
+    if not plan.external_includes:
+        return
+    packages = {inc.package or "" for inc in plan.external_includes} | {
+        spec.package for spec in plan.nodes}
+    gazebo = any(pkg.startswith(("ros_gz", "gz_", "ros_ign")) for pkg in packages)
+    needs = "real ros2 launch and Gazebo (ros_gz)" if gazebo else "real ros2 launch"
+    files = ", ".join(inc.file for inc in plan.external_includes)
+    raise LaunchError(
+        f"{path.name} needs {needs}: it includes {files}, which jepa-pilot up cannot run "
+        f"(it runs only YAML launch files). On a machine with ROS 2{' and Gazebo' if gazebo else ''}: "
+        f"ros2 launch {PACKAGE} {path.name}"
+    )
+
+
 def print_profiles() -> None:
     """Print each profile with its file and the arguments it declares."""
     available = profiles()
@@ -165,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
         if args.target is None:
             raise LaunchError("give a profile name or a launch file (see `jepa-pilot up --list`)")
         path = resolve_target(args.target)
-        specs = parse_launch_file(path, parse_launch_arguments(args.launch_args))
+        launch_args = parse_launch_arguments(args.launch_args)
+        check_runnable_here(path, launch_args)
+        specs = parse_launch_file(path, launch_args)
         if not specs:
             raise LaunchError(f"{path}: no node to start (check the if/unless conditions)")
         for spec in specs:

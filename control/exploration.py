@@ -1,13 +1,29 @@
-"""Exploration drivers: actions for collecting data or exercising a robot, no model needed."""
+"""Exploration drivers: actions for collecting data or exercising a robot, no model needed.
+
+Two drivers, both producing normalised actions in [-1, 1]^A:
+
+* :class:`MomentumRandomWalk` - smooth random actions; needs nothing but the
+  action dimension (used on real robots, where no true state is known).
+* :class:`WaypointExplorer` - alternates random-walk segments with segments
+  that seek sampled waypoints using the TRUE state (a simulator's), so data
+  also covers places a random walk rarely reaches, e.g. the far side of a
+  door. What a waypoint is and how to steer towards it are given as small
+  functions: :func:`proportional_steer` (holonomic bases in world-frame
+  velocities, arms in joint space), :func:`unicycle_steer` (differential
+  drive) and :func:`door_route` (two rooms joined by a door).
+"""
 from __future__ import annotations
 
 import dataclasses
+import math
+from typing import Callable, Sequence
 
 import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["RandomWalkConfig", "MomentumRandomWalk"]
+__all__ = ["RandomWalkConfig", "MomentumRandomWalk", "WaypointConfig", "WaypointExplorer",
+           "Route", "Steer", "door_route", "proportional_steer", "unicycle_steer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -25,9 +41,11 @@ class MomentumRandomWalk:
     carry a base across a room, unlike white noise that jitters in place.
     """
 
-    def __init__(self, action_dim: int, config: RandomWalkConfig | None = None) -> None:
+    def __init__(self, action_dim: int, config: RandomWalkConfig | None = None,
+                 rng: np.random.Generator | None = None) -> None:
+        """``rng``, when given, is used (and shared) instead of one seeded with ``config.seed``."""
         self.config = config or RandomWalkConfig()
-        self.rng = np.random.default_rng(self.config.seed)
+        self.rng = np.random.default_rng(self.config.seed) if rng is None else rng
         self.action = np.zeros(action_dim)
 
     def __call__(self) -> np.ndarray:
@@ -35,3 +53,161 @@ class MomentumRandomWalk:
         kick = self.rng.normal(0.0, sigma, self.action.shape)
         self.action = np.clip(m * self.action + np.sqrt(1.0 - m * m) * kick, -1.0, 1.0)
         return self.action.copy()
+
+
+# A route: (true state, rng) -> the waypoints to visit in order (in position units).
+Route = Callable[[np.ndarray, np.random.Generator], Sequence[np.ndarray]]
+# A steering law: (true state, waypoint) -> normalised action towards it (may exceed [-1, 1]).
+Steer = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclasses.dataclass(frozen=True)
+class WaypointConfig(Config):
+    """How a :class:`WaypointExplorer` alternates random walks and waypoint seeking."""
+
+    seek_prob: float = setting(0.5, "probability that a new segment follows a route (else a random walk)",
+                               low=0.0, high=1.0)
+    walk_steps_min: int = setting(10, "shortest random-walk segment in steps", low=1)
+    walk_steps_max: int = setting(40, "longest random-walk segment in steps", low=1)
+    seek_steps_max: int = setting(80, "steps after which an unfinished route is given up", low=1)
+    tolerance: float = setting(0.05, "distance at which a waypoint counts as reached "
+                               "(position units: m, or rad in joint space)", low=0.0)
+    speed_min: float = setting(0.4, "slowest per-route speed limit (normalised, drawn uniformly per route)",
+                               low=0.0, high=1.0)
+    speed_max: float = setting(1.0, "fastest per-route speed limit (normalised)", low=0.0, high=1.0)
+    seek_noise: float = setting(0.15, "std of the Gaussian noise added to each seeking action (normalised)",
+                                low=0.0, high=5.0)
+    momentum: float = setting(0.9, "random walk: fraction of the previous action kept each step",
+                              low=0.0, high=0.999)
+    walk_noise: float = setting(0.5, "random walk: std of the kick per step (normalised)", low=0.0, high=5.0)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.walk_steps_max < self.walk_steps_min:
+            self._fail("walk_steps_max", self.walk_steps_max, f"expected >= walk_steps_min = {self.walk_steps_min}")
+        if self.speed_max < self.speed_min:
+            self._fail("speed_max", self.speed_max, f"expected >= speed_min = {self.speed_min:g}")
+
+
+class WaypointExplorer:
+    """Random-walk segments mixed with noisy waypoint seeking on the true state.
+
+    Each episode is a chain of segments. With probability ``seek_prob`` a
+    segment asks ``route(state, rng)`` for waypoints (e.g. a random goal,
+    via a door when it lies in the other room) and steers to each in turn
+    with ``steer(state, waypoint)``, at a speed limit drawn per route and
+    with Gaussian action noise, until the last one is within ``tolerance``
+    of ``position(state)`` or ``seek_steps_max`` steps have passed.
+    Otherwise it runs a :class:`MomentumRandomWalk` for a random number of
+    steps; the walk continues from the last action, so actions stay smooth
+    across the switch. All randomness comes from ``rng``: the same rng seed
+    and states give the same actions.
+    """
+
+    def __init__(self, action_dim: int, route: Route, steer: Steer,
+                 position: Callable[[np.ndarray], np.ndarray], config: WaypointConfig | None = None,
+                 rng: np.random.Generator | None = None) -> None:
+        self.config = config or WaypointConfig()
+        self.rng = np.random.default_rng() if rng is None else rng
+        self.route, self.steer, self.position = route, steer, position
+        walk = RandomWalkConfig(momentum=self.config.momentum, noise=self.config.walk_noise)
+        self.walk = MomentumRandomWalk(action_dim, walk, rng=self.rng)
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the current segment and action (call at the start of an episode)."""
+        self.waypoints: list[np.ndarray] = []
+        self.seeking = False
+        self._left = 0
+        self._speed = 1.0
+        self.walk.action[:] = 0.0
+
+    def __call__(self, state: np.ndarray) -> np.ndarray:
+        """The normalised action for the true ``state``."""
+        state = np.asarray(state, dtype=np.float64)
+        if self.seeking:
+            self._drop_reached(state)
+        if self._left <= 0 or (self.seeking and not self.waypoints):
+            self._start_segment(state)
+        self._left -= 1
+        if not self.seeking:
+            return self.walk()
+        action = np.asarray(self.steer(state, self.waypoints[0]), dtype=np.float64)
+        peak = np.abs(action).max()
+        if peak > self._speed:
+            action = action * (self._speed / peak)
+        action = action + self.rng.normal(0.0, self.config.seek_noise, action.shape)
+        self.walk.action = np.clip(action, -1.0, 1.0)
+        return self.walk.action.copy()
+
+    def _drop_reached(self, state: np.ndarray) -> None:
+        here = np.asarray(self.position(state), dtype=np.float64)
+        while self.waypoints and np.linalg.norm(here - self.waypoints[0]) <= self.config.tolerance:
+            self.waypoints.pop(0)
+
+    def _start_segment(self, state: np.ndarray) -> None:
+        cfg = self.config
+        self.seeking = bool(self.rng.random() < cfg.seek_prob)
+        if self.seeking:
+            self.waypoints = [np.asarray(w, dtype=np.float64) for w in self.route(state, self.rng)]
+            self._drop_reached(state)
+            self.seeking = bool(self.waypoints)
+            self._speed = float(self.rng.uniform(cfg.speed_min, cfg.speed_max))
+            self._left = cfg.seek_steps_max
+        if not self.seeking:
+            self.waypoints = []
+            self._left = int(self.rng.integers(cfg.walk_steps_min, cfg.walk_steps_max + 1))
+
+
+def proportional_steer(scale: Sequence[float], gain: float = 2.0, first: int = 0) -> Steer:
+    """P-control of ``state[first:first + A]`` (positions, m or rad) with velocity actions.
+
+    Action i = ``gain * (target_i - state_i) / scale_i``: the velocity (units
+    per second) that closes the error in ``1 / gain`` s, normalised by the
+    velocity ``scale_i`` of action 1.0. Fits a holonomic base commanded in
+    world-frame (vx, vy) with state (x, y, ...), and an arm commanded in joint
+    velocities with state (q_1..q_A, ...).
+    """
+    scale = np.asarray(scale, dtype=np.float64)
+
+    def steer(state: np.ndarray, target: np.ndarray) -> np.ndarray:
+        return gain * (np.asarray(target) - state[first:first + len(scale)]) / scale
+
+    return steer
+
+
+def unicycle_steer(linear_scale: float, angular_scale: float, gain: float = 2.0,
+                   turn_gain: float = 3.0) -> Steer:
+    """Go-to-point control of a differential-drive base with state (x, y, yaw, ...).
+
+    Turn rate ``turn_gain * heading error`` (rad/s); forward speed
+    ``gain * distance * cos(heading error)`` (m/s), zero while the target
+    is behind. Both normalised by the speeds of action 1.0.
+    """
+    def steer(state: np.ndarray, target: np.ndarray) -> np.ndarray:
+        dx, dy = target[0] - state[0], target[1] - state[1]
+        error = (math.atan2(dy, dx) - state[2] + math.pi) % (2 * math.pi) - math.pi
+        forward = gain * math.hypot(dx, dy) * max(math.cos(error), 0.0)
+        return np.array([forward / linear_scale, turn_gain * error / angular_scale])
+
+    return steer
+
+
+def door_route(start: np.ndarray, goal: np.ndarray, door_y: float, approach: float = 0.25,
+               wall_x: float = 0.0, jitter: float = 0.0,
+               rng: np.random.Generator | None = None) -> list[np.ndarray]:
+    """Waypoints (x, y) in metres from ``start`` to ``goal`` in a world split by a wall.
+
+    The wall runs along x = ``wall_x`` with one door centred at y =
+    ``door_y``. In the same room the route is just the goal; otherwise it
+    passes a point ``approach`` m before the door, one as far beyond it, then
+    the goal. ``jitter`` (m) shifts the door points along y uniformly, so
+    repeated crossings do not all follow one line.
+    """
+    start, goal = np.asarray(start[:2], dtype=np.float64), np.asarray(goal[:2], dtype=np.float64)
+    side = math.copysign(1.0, start[0] - wall_x)
+    if math.copysign(1.0, goal[0] - wall_x) == side:
+        return [goal]
+    shift = 0.0 if rng is None or jitter == 0 else float(rng.uniform(-jitter, jitter))
+    y = door_y + shift
+    return [np.array([wall_x + side * approach, y]), np.array([wall_x - side * approach, y]), goal]

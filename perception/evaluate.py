@@ -20,7 +20,7 @@ import numpy as np
 from jepa_pilot.data import Dataset
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.perception.preprocess import resize, to_model_input
-from jepa_pilot.world_model.probe import linear_probe_r2
+from jepa_pilot.world_model.probe import linear_probe_r2, position_dims
 
 __all__ = ["held_out_episodes", "evaluate", "plot_evaluation"]
 
@@ -112,9 +112,9 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
                              np.concatenate(latents), np.concatenate(states), per_dim=True)
         names = dataset.info.state_names
         report["probe_r2"] = dict(zip(names, map(float, r2)))
-        position = [n for n in names if n in ("x", "y")] or list(names)
-        report["probe_r2_position"] = float(np.mean([report["probe_r2"][n] for n in position]))
-        all_s = np.concatenate(states)[:, [names.index(n) for n in position]]
+        dims = position_dims(names)
+        report["probe_r2_position"] = float(np.mean(r2[dims]))
+        all_s = np.concatenate(states)[:, dims]
         pairs = rng.integers(0, len(all_z), size=(4000, 2))
         report["latent_vs_true_distance_spearman"] = _spearman(
             np.linalg.norm(all_z[pairs[:, 0]] - all_z[pairs[:, 1]], axis=1),

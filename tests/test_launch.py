@@ -16,11 +16,13 @@ import yaml
 import jepa_pilot.nodes
 from jepa_pilot.cli import launch, up
 from jepa_pilot.cli.supervisor import Launcher
+from jepa_pilot.common.paths import source_root
 from jepa_pilot.cli.launch import (
     LaunchError,
     NodeSpec,
     format_param_value,
     parse_launch_file,
+    read_launch_file,
 )
 
 pytestmark = pytest.mark.unit
@@ -254,6 +256,56 @@ def test_unsupported_action_and_key(tmp_path):
     path = write(tmp_path / "u.launch.yaml", "nodes: []\n")
     with pytest.raises(LaunchError, match="must be a mapping with a 'launch:' list"):
         parse_launch_file(path)
+
+
+# ------------------------------------------- launch files for real ros2 launch
+
+
+EXTERNAL = """\
+    launch:
+    - arg: {name: world, default: empty.sdf}
+    - include:
+        file: "$(find-pkg-share not_installed_pkg)/launch/sim.launch.py"
+        arg: [{name: gz_args, value: "-r $(var world)"}]
+    - node:
+        pkg: other_pkg
+        exec: bridge
+        param: [{name: config_file, value: "$(find-pkg-share other_pkg)/bridge.yaml"}]
+    """
+
+
+def test_non_yaml_include_needs_real_ros2_launch(tmp_path, prefix):
+    path = write(tmp_path / "x.launch.yaml", "launch:\n- include: {file: other.launch.py}\n")
+    with pytest.raises(LaunchError, match=r"action 1 \(include 'other.launch.py'\): includes other.launch.py, "
+                                          r"a Python launch file: .*needs real `ros2 launch`"):
+        parse_launch_file(path)
+    path = write(tmp_path / "x.launch.yaml", EXTERNAL)
+    with pytest.raises(LaunchError, match=r"includes \$\(find-pkg-share not_installed_pkg\)/launch/sim.launch.py"):
+        parse_launch_file(path)
+
+
+def test_resolve_external_false_records_what_it_cannot_resolve(tmp_path, prefix):
+    path = write(tmp_path / "x.launch.yaml", EXTERNAL)
+    plan = read_launch_file(path, {"world": "two_rooms.sdf"}, resolve_external=False)
+    [include] = plan.external_includes
+    assert include.file == "$(find-pkg-share not_installed_pkg)/launch/sim.launch.py"
+    assert include.package == "not_installed_pkg" and include.arguments == {"gz_args": "-r two_rooms.sdf"}
+    assert include.origin.startswith(f"{path}: action 2 (include")
+    [node] = plan.nodes  # recorded, not resolved to an executable
+    assert (node.package, node.executable) == ("other_pkg", "bridge")
+    assert node.params == {"config_file": "$(find-pkg-share other_pkg)/bridge.yaml"}
+    assert parse_launch_file(path, resolve_external=False) == plan.nodes
+    # Installed packages still resolve, and YAML includes are still read.
+    write(tmp_path / "child.launch.yaml",
+          "launch:\n- node: {pkg: fakepkg, exec: talker, name: $(find-pkg-share fakepkg)}\n")
+    path = write(tmp_path / "y.launch.yaml", "launch:\n- include: {file: child.launch.yaml}\n")
+    [node] = read_launch_file(path, resolve_external=False).nodes
+    assert node.name == str(prefix / "share" / FAKE_PKG)
+    # Resolving (jepa-pilot up) fails on a missing package, as before.
+    path = write(tmp_path / "z.launch.yaml", "launch:\n- node: {pkg: p, exec: e, name: $(find-pkg-share nope)}\n")
+    with pytest.raises(LaunchError, match="package 'nope' not found"):
+        parse_launch_file(path)
+    assert parse_launch_file(path, resolve_external=False)[0].name == "$(find-pkg-share nope)"
 
 
 # ------------------------------------------------------------------ commands
@@ -492,6 +544,19 @@ def test_up_runs_the_graph(profile, capsys):
     args = up_args(str(profile), "--duration", "5")
     assert args.func(args) == 0
     assert "[launch] talker exited with code 0" in capsys.readouterr().out
+
+
+def test_up_refuses_launch_files_for_real_ros2_launch(tmp_path, prefix, capsys):
+    args = up_args(str(write(tmp_path / "x.launch.yaml", EXTERNAL)))
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "x.launch.yaml needs real ros2 launch: it includes $(find-pkg-share not_installed_pkg)" in err
+    gazebo = source_root() / "launch" / "gazebo.launch.yaml"
+    args = up_args("--dry-run", str(gazebo), "robot:=two_rooms")
+    assert args.func(args) == 2
+    err = capsys.readouterr().err
+    assert "gazebo.launch.yaml needs real ros2 launch and Gazebo (ros_gz)" in err
+    assert "ros2 launch jepa_pilot gazebo.launch.yaml" in err
 
 
 def test_child_environment_keeps_dds_settings():

@@ -23,3 +23,14 @@ def linear_probe_r2(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
     total = ((y_test - y_test.mean(0)) ** 2).sum(0) + 1e-12
     r2 = 1.0 - residual / total
     return r2 if per_dim else float(r2.mean())
+
+
+def position_dims(state_names) -> list[int]:
+    """Indices of the state's position (x, y) when it has one, else of every dimension.
+
+    Velocities are not visible in a single frame, so a probe of them from one
+    latent says little; the planning-relevant part of a base's state is where it is.
+    """
+    names = list(state_names)
+    picked = [names.index(n) for n in ("x", "y") if n in names]
+    return picked or list(range(len(names)))

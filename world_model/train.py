@@ -29,7 +29,7 @@ from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.data import Dataset
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
-from jepa_pilot.world_model.probe import linear_probe_r2
+from jepa_pilot.world_model.probe import linear_probe_r2, position_dims
 from jepa_pilot.world_model.windows import EpisodeWindows, split_episodes
 
 __all__ = ["TrainConfig", "Recipe", "train", "main"]
@@ -180,7 +180,7 @@ class Run:
         return out
 
     def _probe(self) -> float:
-        """R² of the true state from the latent: ridge fit on (up to 20) training episodes, scored on val."""
+        """R² of the position (or whole state) from the latent: ridge fit on <= 20 training episodes, scored on val."""
         def encode(windows: EpisodeWindows, count: int):
             zs = [self.model.encode(torch.from_numpy(f).to(self.device).permute(0, 3, 1, 2).float().div_(255.0))
                   for f in windows.frames[:count]]
@@ -190,7 +190,8 @@ class Run:
             return float("nan")
         z_fit, s_fit = encode(self.train_windows, 20)
         z_val, s_val = encode(self.val_windows, len(self.val_windows.frames))
-        return linear_probe_r2(z_fit, s_fit, z_val, s_val)
+        dims = position_dims(self.dataset.info.state_names)
+        return linear_probe_r2(z_fit, s_fit[:, dims], z_val, s_val[:, dims])
 
     # --- checkpoints -------------------------------------------------------------
     def state_dict(self) -> dict:
