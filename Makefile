@@ -18,6 +18,8 @@ export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 
 APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libsdformat-dev ignition-tools
+# The stamp's name carries the package list, so adding a package reinstalls.
+APT_STAMP := $(STAMPS)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PY_SOURCES := $(shell find common sim control data world_model perception nodes cli -name '*.py' 2>/dev/null)
 ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml gazebo/* gazebo/*/* gazebo/*/*/*)
 
@@ -29,7 +31,7 @@ help:  ## list the targets
 setup: $(STAMPS)/venv  ## apt packages + .venv with pinned pip packages (+ ROS 2 wheels)
 build: $(STAMPS)/colcon  ## setup + colcon build of the jepa_pilot package in ros_ws/
 
-$(STAMPS)/apt:
+$(APT_STAMP):
 	@mkdir -p $(STAMPS)
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
@@ -39,7 +41,7 @@ $(STAMPS)/apt:
 	fi
 	@touch $@
 
-$(STAMPS)/venv: $(STAMPS)/apt requirements/base.txt requirements/ros-jazzy.txt pyproject.toml
+$(STAMPS)/venv: $(APT_STAMP) requirements/base.txt requirements/ros-jazzy.txt pyproject.toml
 	@echo ">> .venv ($(ROS_MODE) ROS 2) with $(PYTHON)"
 	@test -x $(VENV)/bin/python || $(PYTHON) -m venv $(if $(filter system,$(ROS_MODE)),--system-site-packages) $(VENV)
 	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/base.txt
