@@ -23,7 +23,7 @@ APT_STAMP := $(STAMPS)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PY_SOURCES := $(shell find common sim control data world_model perception nodes cli -name '*.py' 2>/dev/null)
 ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml gazebo/* gazebo/*/* gazebo/*/*/*)
 
-.PHONY: help setup build test test-unit test-sim test-ros demo bench clean distclean
+.PHONY: help setup build test test-unit test-sim test-ros demo bench train clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -73,9 +73,14 @@ test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## simulator and DDS benchmarks -> benchmarks/*.json
+bench: $(STAMPS)/colcon  ## simulator, DDS and model-latency benchmarks -> benchmarks/*.json
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
+	$(ENV) jepa-pilot bench model --bundle models/two_rooms --json benchmarks/model_two_rooms.json
+
+train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
+	$(ENV) scripts/train_default.sh two_rooms 1000
+	$(ENV) scripts/train_default.sh reacher 500
 
 clean:  ## remove the colcon build (keeps .venv)
 	rm -rf ros_ws/build ros_ws/install ros_ws/log ros_ws/src $(STAMPS)/colcon

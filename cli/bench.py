@@ -1,7 +1,8 @@
 """`jepa-pilot bench`: measured numbers, printed and written as JSON.
 
-  sim   MuJoCo stepping and rendering cost per env (no ROS)
-  dds   camera images through the sim node and DDS (localhost), at real time and flat out
+  sim    MuJoCo stepping and rendering cost per env (no ROS)
+  dds    camera images through the sim node and DDS (localhost), at real time and flat out
+  model  a bundle's encoder and rollout latency with ONNX Runtime (--bundle, --providers)
 """
 from __future__ import annotations
 
@@ -29,10 +30,12 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
+    p.add_argument("--bundle", type=Path, default=Path("models/two_rooms"), help="model: bundle to measure")
+    p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
     p.set_defaults(func=run)
 
 
@@ -42,7 +45,7 @@ def machine() -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    results = bench_sim(args) if args.what == "sim" else bench_dds(args)
+    results = {"sim": bench_sim, "dds": bench_dds, "model": bench_model}[args.what](args)
     results = {"benchmark": args.what, "machine": machine(), "repeats": args.repeats, **results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -88,3 +91,38 @@ def bench_dds(args: argparse.Namespace) -> dict:
         results[name] = {"params": params, "median": med, "runs": runs}
         print(f"{name:<22}{med['wall_rate']:>16.1f}{med['sim_rate']:>15.1f}{med['rtf']:>18.2f}")
     return {"env": env_name, "scenarios": results}
+
+
+def bench_model(args: argparse.Namespace) -> dict:
+    import numpy as np
+
+    from jepa_pilot.perception.engine import WorldModelEngine
+
+    engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
+    spec, rng = engine.spec, np.random.default_rng(0)
+
+    def median_ms(fn, repeats: int) -> float:
+        fn()
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+
+    frames = lambda n: rng.random((n, 3, spec.image_size, spec.image_size), dtype=np.float32)  # noqa: E731
+    image = rng.integers(0, 255, (spec.image_size, spec.image_size, 3), dtype=np.uint8)
+    z = np.zeros((spec.history, spec.latent_dim), np.float32)
+    out = {"bundle": str(args.bundle), "model_id": spec.model_id, "providers": engine.providers,
+           "horizon": spec.horizon, "frameskip": spec.frameskip, "encoder_ms": {}, "rollout_ms": {}}
+    out["encoder_ms"]["raw_frame_batch1"] = median_ms(lambda: engine.encode(image), 200 * args.repeats)
+    for n in (1, 16):
+        x = frames(n)
+        out["encoder_ms"][f"batch{n}"] = median_ms(lambda: engine.encode_prepared(x), 200 * args.repeats)
+    for n in (64, 256, 1024):
+        a = rng.uniform(-1, 1, (n, spec.horizon * spec.frameskip, spec.action_dim)).astype(np.float32)
+        out["rollout_ms"][f"N{n}"] = median_ms(lambda: engine.rollout(z, a), 30 * args.repeats)
+    print(f"{spec.model_id} on {engine.providers[0]} (horizon {spec.horizon} model steps)")
+    print("encoder ms:  " + ", ".join(f"{k} {v:.2f}" for k, v in out["encoder_ms"].items()))
+    print("rollout ms:  " + ", ".join(f"{k} {v:.1f}" for k, v in out["rollout_ms"].items()))
+    return out
