@@ -1,0 +1,249 @@
+"""Collect exploration episodes in the built-in simulator and write them as a dataset.
+
+``collect(CollectConfig(env="two_rooms", episodes=2000, steps=100), "datasets/two_rooms")``
+rolls out a :class:`~jepa_pilot.control.exploration.WaypointExplorer` (random
+walk mixed with noisy waypoint seeking on the true state) and writes, per
+episode, the camera frames, the normalised actions, the simulated time and
+the true states (see :mod:`jepa_pilot.data.dataset`).
+
+Reproducible: episode ``i`` draws everything (start state, explorer) from
+``numpy.random.SeedSequence([seed, i])``, so the same seed writes the same
+episode files whatever the number of worker processes. Next to the
+episodes, ``collect.json`` records the settings and the coverage measured
+(for the two-rooms worlds: door crossings, occupancy of an 8 x 8 grid of the
+arena, frames per room; for the arm: occupancy of an 8 x 8 grid of joint
+space).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import multiprocessing
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import numpy as np
+from tqdm import tqdm
+
+from jepa_pilot.common.config import Config, setting
+from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, door_route,
+                                            proportional_steer, unicycle_steer)
+from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
+from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
+from jepa_pilot.sim.reacher import JOINT_LIMITS
+
+__all__ = ["CollectConfig", "Coverage", "collect", "episode_rng", "make_explorer", "rollout",
+           "start_state"]
+
+GRID = 8  # cells per axis of the coverage grid
+
+# Per-env explorer settings; anything not named keeps WaypointConfig's default.
+EXPLORER_DEFAULTS: dict[str, dict[str, Any]] = {
+    "two_rooms": {},
+    "two_rooms_diff": {"tolerance": 0.08, "seek_noise": 0.1},
+    "reacher": {"seek_prob": 0.3, "tolerance": 0.15, "seek_steps_max": 60},
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class CollectConfig(Config):
+    """What `jepa-pilot collect` rolls out."""
+
+    env: str = setting("two_rooms", "built-in simulator env (see `jepa-pilot envs`)")
+    episodes: int = setting(100, "number of episodes", low=1)
+    steps: int = setting(100, "actions per episode (frames: steps + 1)", low=1)
+    seed: int = setting(0, "base seed; episode i uses SeedSequence([seed, i])", low=0)
+    door_start_prob: float = setting(0.3, "two rooms: fraction of episodes that start near the door",
+                                     low=0.0, high=1.0)
+    image_size: int = setting(0, "square frame size in pixels; 0 keeps the env's default", low=0, high=1024)
+
+    def env_overrides(self) -> dict[str, int]:
+        """Keyword overrides for ``sim.make``."""
+        size = self.image_size
+        return {"image_width": size, "image_height": size} if size else {}
+
+
+def episode_rng(seed: int, index: int) -> np.random.Generator:
+    """The random generator of episode ``index`` of a collection seeded with ``seed``."""
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def explorer_config(env: MujocoEnv) -> WaypointConfig:
+    """The explorer settings used for ``env`` (``EXPLORER_DEFAULTS``)."""
+    return WaypointConfig.from_dict(EXPLORER_DEFAULTS.get(env.name, {}))
+
+
+def make_explorer(env: MujocoEnv, rng: np.random.Generator) -> WaypointExplorer:
+    """A waypoint explorer for a built-in env, driven by ``rng``.
+
+    Two rooms: waypoints are uniform positions in either room, reached via
+    the door when in the other room; holonomic bases steer with a P law on
+    (x, y), differential ones with a go-to-point law. Reacher: waypoints
+    are uniform joint configurations, steered to with a P law in joint space.
+    """
+    config = explorer_config(env)
+    if isinstance(env, TwoRoomsEnv):
+        world = env.config
+        jitter = max(world.door_width / 2 - env.base_radius, 0.0) / 2  # half the door's free play, m
+
+        def route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+            return door_route(state[:2], env.sample_state(rng)[:2], world.door_y, jitter=jitter, rng=rng)
+
+        scale = env.action_scale
+        steer = proportional_steer(scale) if env.holonomic else unicycle_steer(scale[0], scale[1])
+        return WaypointExplorer(env.action_dim, route, steer, lambda s: s[:2], config, rng)
+    if env.embodiment != "arm":
+        raise ValueError(f"no explorer for env {env.name!r} ({env.embodiment})")
+
+    def joint_goal(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+        return [env.sample_state(rng)[:env.action_dim]]
+
+    return WaypointExplorer(env.action_dim, joint_goal, proportional_steer(env.action_scale),
+                            lambda s: s[:env.action_dim], config, rng)
+
+
+def start_state(env: MujocoEnv, rng: np.random.Generator, door_start_prob: float) -> np.ndarray:
+    """A start state: near the door with probability ``door_start_prob`` (two rooms), else uniform."""
+    if isinstance(env, TwoRoomsEnv) and rng.random() < door_start_prob:
+        world = env.config
+        for _ in range(100):
+            state = env.sample_state(rng)  # keeps the heading draw of a differential base
+            state[0] = rng.uniform(-0.4, 0.4)
+            state[1] = world.door_y + rng.uniform(-0.35, 0.35)
+            try:
+                return env.validate_state(state)
+            except ValueError:  # in a wall or outside the arena: draw again
+                continue
+    return env.sample_state(rng)
+
+
+def rollout(env: MujocoEnv, steps: int, rng: np.random.Generator, door_start_prob: float) -> tuple[Episode, float]:
+    """One rendered episode of ``steps`` actions; also the fraction of steps spent seeking."""
+    explorer = make_explorer(env, rng)
+    obs, _ = env.reset(state=start_state(env, rng, door_start_prob))
+    images, states, times, actions = [obs.image], [obs.state], [obs.time], []
+    seeking = 0
+    for _ in range(steps):
+        action = explorer(obs.state)
+        seeking += explorer.seeking
+        obs, *_ = env.step(action)
+        actions.append(action)
+        images.append(obs.image)
+        states.append(obs.state)
+        times.append(obs.time)
+    episode = Episode(images=np.stack(images), actions=np.asarray(actions, dtype=np.float32),
+                      timestamps=np.asarray(times, dtype=np.float64), states=np.stack(states))
+    return episode, seeking / steps
+
+
+class Coverage:
+    """Where the episodes went: an 8 x 8 occupancy grid (and, for two rooms, rooms and door crossings)."""
+
+    def __init__(self, env: MujocoEnv) -> None:
+        self.two_rooms = isinstance(env, TwoRoomsEnv)
+        self.high = np.array([1.0, 1.0]) if self.two_rooms else np.array(JOINT_LIMITS)  # arena (m), joints (rad)
+        self.low = -self.high
+        self.counts = np.zeros((GRID, GRID), dtype=np.int64)
+        self.episodes = self.crossing = 0
+        self.room_frames = np.zeros(2, dtype=np.int64)
+        self.seek_fraction = 0.0
+
+    def add(self, states: np.ndarray, seek_fraction: float) -> None:
+        """Account one episode's true states (T+1, S)."""
+        cells = np.floor((states[:, :2] - self.low) / (self.high - self.low) * GRID).astype(int)
+        cells = np.clip(cells, 0, GRID - 1)
+        np.add.at(self.counts, (cells[:, 0], cells[:, 1]), 1)
+        self.episodes += 1
+        self.seek_fraction += seek_fraction
+        if self.two_rooms:
+            rooms = (states[:, 0] >= 0).astype(int)  # TwoRoomsEnv.room_of
+            self.crossing += bool(np.any(rooms != rooms[0]))
+            self.room_frames += np.bincount(rooms, minlength=2)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers printed and written to collect.json."""
+        frames = max(int(self.counts.sum()), 1)
+        out: dict[str, Any] = {
+            "grid": f"{GRID}x{GRID} over {'x, y in [-1, 1] m' if self.two_rooms else 'joint angles'}",
+            "grid_cells_visited": round(float((self.counts > 0).mean()), 4),
+            "grid_min_cell_frames": round(float(self.counts.min() / frames), 5),
+            "grid_max_cell_frames": round(float(self.counts.max() / frames), 5),
+            "seek_fraction": round(self.seek_fraction / max(self.episodes, 1), 4),
+        }
+        if self.two_rooms:
+            out["episodes_crossing_door"] = round(self.crossing / max(self.episodes, 1), 4)
+            out["frames_room0"], out["frames_room1"] = (round(float(f) / frames, 4) for f in self.room_frames)
+        return out
+
+    def lines(self) -> list[str]:
+        """A human-readable summary."""
+        s = self.summary()
+        lines = [f"grid cells visited  {s['grid_cells_visited']:.0%} of {s['grid']} "
+                 f"(frames per cell {s['grid_min_cell_frames']:.2%} .. {s['grid_max_cell_frames']:.2%})",
+                 f"steps seeking       {s['seek_fraction']:.0%} (rest: random walk)"]
+        if self.two_rooms:
+            lines += [f"door crossings      {s['episodes_crossing_door']:.0%} of episodes",
+                      f"frames per room     {s['frames_room0']:.0%} left (x<0), {s['frames_room1']:.0%} right (x>0)"]
+        return lines
+
+
+# --- worker processes ---------------------------------------------------------
+_worker: dict[str, Any] = {}
+
+
+def _init_worker(config: CollectConfig) -> None:
+    _worker["env"], _worker["config"] = make(config.env, **config.env_overrides()), config
+
+
+def _work(index: int) -> tuple[Episode, float]:
+    config: CollectConfig = _worker["config"]
+    return rollout(_worker["env"], config.steps, episode_rng(config.seed, index), config.door_start_prob)
+
+
+def _episodes(config: CollectConfig, workers: int) -> Iterator[tuple[Episode, float]]:
+    """Episodes 0..N-1 in order, rolled out here or by ``workers`` spawned processes."""
+    if workers <= 1:
+        _init_worker(config)
+        try:
+            yield from map(_work, range(config.episodes))
+        finally:
+            _worker.pop("env").close()
+        return
+    # spawn: a forked child would inherit the parent's OpenGL state.
+    with multiprocessing.get_context("spawn").Pool(workers, _init_worker, (config,)) as pool:
+        yield from pool.imap(_work, range(config.episodes))
+
+
+def collect(config: CollectConfig, out: str | Path, workers: int = 1,
+            progress: bool = True, log: Callable[[str], None] = print) -> dict[str, Any]:
+    """Roll out ``config.episodes`` episodes into the new dataset folder ``out``.
+
+    Returns the summary also written to ``out/collect.json`` (settings and
+    coverage). Raises DatasetError if ``out`` already holds episodes.
+    """
+    out = Path(out)
+    if any((out / "episodes").glob("*.npz")):
+        raise DatasetError(f"{out}: already holds episodes; collect into a new folder")
+    with make(config.env, **config.env_overrides()) as env:
+        world = env.config
+        explorer = explorer_config(env)
+        info = DatasetInfo(robot=env.name, source="sim", image_height=world.image_height,
+                           image_width=world.image_width, action_names=env.action_names,
+                           action_scale=tuple(float(s) for s in env.action_scale),
+                           control_period=world.control_period, state_names=env.state_names,
+                           notes=f"jepa-pilot collect: WaypointExplorer (random walk + waypoint seeking "
+                                 f"on the true state), seed {config.seed}; see collect.json")
+        coverage = Coverage(env)
+    writer = DatasetWriter(out, info)
+    bar = tqdm(total=config.episodes, unit="episode", disable=not progress, desc="collect")
+    with bar:
+        for episode, seek_fraction in _episodes(config, workers):
+            writer.add(episode)
+            coverage.add(episode.states, seek_fraction)
+            bar.update()
+    summary = {"collect": config.to_dict(), "env": world.to_dict(), "explorer": explorer.to_dict(),
+               "frames": writer.steps + writer.count, "coverage": coverage.summary()}
+    (out / "collect.json").write_text(json.dumps(summary, indent=2) + "\n")
+    for line in coverage.lines():
+        log(line)
+    return summary
