@@ -57,6 +57,19 @@ class WorldModelEngine:
     def model_id(self) -> str:
         return self.spec.model_id
 
+    # The rollout protocol planners depend on (control.planner.RolloutModel).
+    @property
+    def horizon(self) -> int:
+        return self.spec.horizon
+
+    @property
+    def frameskip(self) -> int:
+        return self.spec.frameskip
+
+    @property
+    def action_dim(self) -> int:
+        return self.spec.action_dim
+
     def _check_io(self, name: str) -> None:
         """The graph's declared inputs/outputs must match bundle.yaml (names and fixed dims)."""
         session, want = self.sessions[name], self.spec.io_shapes()[name]
