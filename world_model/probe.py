@@ -26,11 +26,12 @@ def linear_probe_r2(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
 
 
 def position_dims(state_names) -> list[int]:
-    """Indices of the state's position (x, y) when it has one, else of every dimension.
+    """Indices of the configuration part of a state: positions and angles, not velocities.
 
     Velocities are not visible in a single frame, so a probe of them from one
-    latent says little; the planning-relevant part of a base's state is where it is.
+    latent says little. Velocity names start with "v", "dq" or "omega"
+    (two_rooms: x, y | vx, vy; reacher: q_shoulder, q_elbow | dq_shoulder, dq_elbow).
     """
     names = list(state_names)
-    picked = [names.index(n) for n in ("x", "y") if n in names]
+    picked = [i for i, n in enumerate(names) if not n.startswith(("v", "dq", "omega"))]
     return picked or list(range(len(names)))
