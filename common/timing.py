@@ -5,7 +5,7 @@ import collections
 
 import numpy as np
 
-__all__ = ["RateMeter", "LoopMonitor"]
+__all__ = ["RateMeter", "LoopMonitor", "SampleWindow"]
 
 
 class RateMeter:
@@ -65,3 +65,22 @@ class LoopMonitor:
             return float("nan"), float("nan")
         p50, p99 = np.percentile(np.asarray(self._work), [50, 99])
         return float(p50), float(p99)
+
+
+class SampleWindow:
+    """The last ``size`` samples of a quantity (a latency, a planning time) and their percentiles."""
+
+    def __init__(self, size: int = 200) -> None:
+        self._values: collections.deque[float] = collections.deque(maxlen=size)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def add(self, value: float) -> None:
+        self._values.append(float(value))
+
+    def percentiles(self, *qs: float) -> tuple[float, ...]:
+        """Percentiles (0-100) of the window; NaN when empty."""
+        if not self._values:
+            return tuple(float("nan") for _ in qs)
+        return tuple(float(v) for v in np.percentile(np.asarray(self._values), qs))

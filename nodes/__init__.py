@@ -8,4 +8,7 @@ This is the only room that imports rclpy or message packages.
 NODES = {
     "sim_node": "jepa_pilot.nodes.sim_node",
     "explorer_node": "jepa_pilot.nodes.explorer_node",
+    "encoder_node": "jepa_pilot.nodes.encoder_node",
+    "planner_node": "jepa_pilot.nodes.planner_node",
+    "predictor_node": "jepa_pilot.nodes.predictor_node",
 }

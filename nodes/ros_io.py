@@ -9,12 +9,14 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from geometry_msgs.msg import Twist, TwistStamped
 from sensor_msgs.msg import CameraInfo, Image
+from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot.control.action_space import TWIST_FIELDS
 
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
-           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info"]
+           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg"]
 
 from jepa_pilot.perception.preprocess import ENCODINGS  # noqa: E402  (encoding -> channels)
 
@@ -93,4 +95,25 @@ def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: fl
     msg.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
     msg.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
     msg.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
+    return msg
+
+
+# Robot profile command_type -> message type.
+COMMAND_TYPES = {"twist_stamped": TwistStamped, "twist": Twist, "float64_multi_array": Float64MultiArray}
+
+
+def command_msg(kind: str, space, action: np.ndarray, stamp: Time | None = None, frame_id: str = ""):
+    """A normalised action -> the robot's command message of ``kind`` (a COMMAND_TYPES key),
+    physical values through ``space`` (an ActionSpace, clipped to its limits)."""
+    if kind == "float64_multi_array":
+        return Float64MultiArray(data=space.to_physical(action).tolist())
+    if kind == "twist":
+        msg = Twist()
+        dict_to_twist(space.to_twist(action), msg)
+        return msg
+    msg = TwistStamped()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.header.frame_id = frame_id
+    dict_to_twist(space.to_twist(action), msg.twist)
     return msg

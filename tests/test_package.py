@@ -116,7 +116,8 @@ def test_launch_files_name_real_nodes_and_real_parameters(launch_file):
 
 
 def test_parameter_files_only_configure_nodes_that_some_launch_file_starts():
-    started = {spec.name for f in LAUNCH_FILES for spec in parse_launch_file(f, resolve_external=False)}
+    started = {spec.name for f in LAUNCH_FILES for args in argument_variants(f)
+               for spec in parse_launch_file(f, args, resolve_external=False)}
     for path in (ROOT / "config").glob("*.yaml"):
         sections = set(yaml.safe_load(path.read_text()))
         assert sections <= started | {"/**"}, f"{path.name} configures unknown nodes {sections - started}"

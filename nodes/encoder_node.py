@@ -1,0 +1,148 @@
+"""encoder_node: camera frames -> latent states, and goal images -> the goal latent.
+
+Subscribes /camera/image_raw (sensor_msgs/Image; ``image_topic``, QoS ``image_qos``, depth 1:
+           only the newest frame is worth encoding)
+           /jepa/goal_image (sensor_msgs/Image, reliable + transient_local)
+Publishes  /jepa/latent (jepa_pilot/Latent: the frame's header, model id, shape, data)
+           /jepa/goal_latent (jepa_pilot/Latent, latched: reliable + transient_local)
+           /diagnostics (rate, latency frame stamp -> publish, encode time, drops, provider, model id)
+Services   ~/set_goal (jepa_pilot/srv/SetGoal): encode a goal image, publish its latent
+
+A lifecycle node (nodes/model_node.py): the bundle is loaded on configure.
+Frames that cannot be encoded (unsupported encoding, truncated, zero size,
+non-finite latent) are dropped with a throttled message; frames of any size
+are resized to the model's input. An unreadable goal image is refused.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticStatus
+from sensor_msgs.msg import Image
+
+from jepa_pilot.common.config import setting
+from jepa_pilot.common.timing import RateMeter, SampleWindow
+from jepa_pilot.msg import Latent
+from jepa_pilot.nodes.model_node import ModelNode, ModelNodeConfig
+from jepa_pilot.nodes.qos import QOS_NAMES, qos
+from jepa_pilot.nodes.ros_io import msg_to_image
+from jepa_pilot.nodes.runner import run_node
+from jepa_pilot.srv import SetGoal
+
+
+@dataclasses.dataclass(frozen=True)
+class EncoderConfig(ModelNodeConfig):
+    image_topic: str = setting("/camera/image_raw", "camera image topic (sensor_msgs/Image)")
+    image_qos: str = setting("sensor_data", "QoS of the image subscription, depth 1 (sensor_data and best_effort "
+                             "take any publisher; reliable needs a reliable one)", choices=QOS_NAMES)
+
+
+CONFIG = EncoderConfig  # parameters this node declares (checked against launch files by tests)
+
+
+def latent_msg(z: np.ndarray, header, model_id: str) -> Latent:
+    z = np.asarray(z, dtype=np.float32)
+    return Latent(header=header, model_id=model_id, shape=list(z.shape), data=z.ravel().tolist())
+
+
+class EncoderNode(ModelNode):
+    def __init__(self) -> None:
+        super().__init__("encoder", EncoderConfig)
+        self.rate, self.latency, self.encode_time = RateMeter(), SampleWindow(), SampleWindow()
+        self.frames = self.dropped = self.goals = 0
+        self.last_drop, self.frame_size = "", None
+        self.subs, self.service = [], None
+
+    def configure(self, engine) -> None:
+        self.latent_pub = self.publisher(Latent, "/jepa/latent", qos("reliable"))
+        self.goal_pub = self.publisher(Latent, "/jepa/goal_latent", qos("latched"))
+
+    def activate(self) -> None:
+        cfg = self.cfg
+        self.subs = [self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=1)),
+                     self.create_subscription(Image, "/jepa/goal_image", self._on_goal_image, qos("latched"))]
+        self.service = self.create_service(SetGoal, "~/set_goal", self._on_set_goal)
+        self.get_logger().info(f"encoding {cfg.image_topic} ({cfg.image_qos}) -> /jepa/latent")
+
+    def deactivate(self) -> None:
+        for sub in self.subs:
+            self.destroy_subscription(sub)
+        if self.service is not None:
+            self.destroy_service(self.service)
+        self.subs, self.service = [], None
+
+    def _encode(self, msg: Image) -> np.ndarray:
+        """Raises ValueError (ImageError, PreprocessError, non-finite latent) with the reason."""
+        return self.engine.encode(msg_to_image(msg), msg.encoding)
+
+    # --- camera frames ----------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        start = time.perf_counter()
+        self.frames += 1
+        try:
+            z = self._encode(msg)
+        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
+            self.dropped += 1
+            self.last_drop = str(exc)
+            self.get_logger().warning(f"frame dropped ({self.dropped} so far): {exc}", throttle_duration_sec=2.0)
+            return
+        if self.frame_size not in (None, (msg.width, msg.height)):
+            self.get_logger().warning(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
+                                      f"{msg.width}x{msg.height}: frames are resized to the model's "
+                                      f"{self.engine.spec.image_size}x{self.engine.spec.image_size}",
+                                      throttle_duration_sec=5.0)
+        self.frame_size = (msg.width, msg.height)
+        self.latent_pub.publish(latent_msg(z, msg.header, self.engine.model_id))
+        self.encode_time.add(time.perf_counter() - start)
+        self.rate.tick(self.wall())
+        now = self.ros_now()
+        if now is not None:
+            self.latency.add(now - self.stamp_of(msg))
+
+    # --- goals ------------------------------------------------------------------------
+    def _set_goal(self, msg: Image) -> tuple[bool, str]:
+        try:
+            z = self._encode(msg)
+        except Exception as exc:  # noqa: BLE001
+            return False, f"goal image refused: {exc}"
+        self.goal_pub.publish(latent_msg(z, msg.header, self.engine.model_id))
+        self.goals += 1
+        return True, (f"goal set from a {msg.width}x{msg.height} {msg.encoding} image "
+                      f"(model {self.engine.model_id})")
+
+    def _on_goal_image(self, msg: Image) -> None:
+        ok, message = self._set_goal(msg)
+        if ok:
+            self.get_logger().info(message)
+        else:
+            self.get_logger().error(message, throttle_duration_sec=1.0)
+
+    def _on_set_goal(self, request: SetGoal.Request, response: SetGoal.Response) -> SetGoal.Response:
+        response.success, response.message = self._set_goal(request.image)
+        if response.success:
+            self.get_logger().info(response.message)
+        else:
+            self.get_logger().error(response.message, throttle_duration_sec=1.0)
+        return response
+
+    # --- diagnostics -------------------------------------------------------------------
+    def diagnostic_values(self) -> dict:
+        (l50, l99), (e50, e99) = self.latency.percentiles(50, 99), self.encode_time.percentiles(50, 99)
+        return {"rate_hz": self.rate.rate(self.wall()), "latency_ms_p50": l50 * 1e3, "latency_ms_p99": l99 * 1e3,
+                "encode_ms_p50": e50 * 1e3, "encode_ms_p99": e99 * 1e3, "frames": self.frames,
+                "dropped": self.dropped, "last_drop": self.last_drop, "goals_set": self.goals}
+
+    def diagnostic_level(self) -> tuple[int, str]:
+        if self.rate.rate(self.wall()) == 0.0:
+            return DiagnosticStatus.WARN, f"no frames on {self.cfg.image_topic}"
+        return DiagnosticStatus.OK, "encoding"
+
+
+def main(args=None) -> int:
+    return run_node(lambda: EncoderNode().start(), "encoder", args)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

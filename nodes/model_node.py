@@ -1,0 +1,184 @@
+"""The base of the world-model nodes: a lifecycle node that loads a model bundle.
+
+* ``on_configure`` loads the bundle (``bundle``, ``providers``, ``threads``)
+  into a WorldModelEngine and calls the node's ``configure(engine)``; any
+  error is logged once with its reason and the node stays *unconfigured*
+  (alive, reporting the fault on /diagnostics, ready for another
+  ``configure`` transition): it never crash-loops.
+* ``on_activate`` / ``on_deactivate`` call ``activate()`` / ``deactivate()``
+  (create / destroy subscriptions, timers, services) and enable / disable the
+  lifecycle publishers; ``on_cleanup`` releases the engine.
+* ``autostart`` (default true) configures and activates the node itself at
+  startup: ``jepa-pilot up`` has no lifecycle manager.
+* ``/diagnostics`` about 1 Hz on the wall clock (also when unconfigured or
+  when sim time stops): lifecycle state, model id, provider in use, plus the
+  node's ``diagnostic_values()``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import time
+import traceback
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rclpy.clock import Clock, ClockType
+from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+
+from jepa_pilot.common.config import Config, setting
+from jepa_pilot.nodes.params import ConfigParameters
+from jepa_pilot.nodes.qos import qos
+from jepa_pilot.nodes.ros_io import from_time
+from jepa_pilot.perception.engine import PROVIDERS, WorldModelEngine
+from jepa_pilot.perception.latents import resolve_bundle
+
+__all__ = ["ModelNodeConfig", "ModelNode", "SUCCESS", "FAILURE"]
+
+SUCCESS, FAILURE = TransitionCallbackReturn.SUCCESS, TransitionCallbackReturn.FAILURE
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelNodeConfig(Config):
+    bundle: str = setting("two_rooms", "model bundle: a folder name in the package's models/ or a path")
+    providers: tuple = setting(("cuda", "cpu"), "ONNX Runtime providers in order of preference "
+                               f"({', '.join(PROVIDERS)}); CPU is always the last resort")
+    threads: int = setting(0, "ONNX Runtime intra-op threads (0: its default, one per core)", low=0, high=256)
+    autostart: bool = setting(True, "configure and activate at startup (false: wait for lifecycle transitions)")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = [p for p in self.providers if p not in PROVIDERS]
+        if unknown or not self.providers:
+            self._fail("providers", list(self.providers), f"a list of {', '.join(PROVIDERS)}")
+
+
+class ModelNode(LifecycleNode):
+    """Subclasses implement configure(engine), activate(), deactivate() and may extend cleanup()."""
+
+    def __init__(self, name: str, config_class: type[ModelNodeConfig]) -> None:
+        super().__init__(name)
+        self.params = ConfigParameters(self, config_class, on_change=self.on_params)
+        self.engine: WorldModelEngine | None = None
+        self.state_label = "unconfigured"
+        self.fault = ""  # why the last configure failed
+        self._lifecycle_pubs: list = []
+        self.steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
+        self.create_timer(1.0, self._publish_diagnostics, clock=self.steady)
+
+    @property
+    def cfg(self):
+        return self.params.config
+
+    # --- hooks for subclasses -------------------------------------------------------
+    def configure(self, engine: WorldModelEngine) -> None:
+        """Check the bundle fits, create lifecycle publishers; raise ValueError with a reason if not."""
+
+    def activate(self) -> None:
+        """Create subscriptions, timers, services."""
+
+    def deactivate(self) -> None:
+        """Destroy what activate() created."""
+
+    def cleanup(self) -> None:
+        """Release what configure() made (lifecycle publishers are destroyed by the base)."""
+
+    def on_params(self, cfg) -> None:
+        """A dynamic parameter changed (already validated)."""
+
+    def diagnostic_values(self) -> dict:
+        return {}
+
+    def diagnostic_level(self) -> tuple[int, str]:
+        return DiagnosticStatus.OK, "running"
+
+    # --- lifecycle ------------------------------------------------------------------
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        cfg = self.cfg
+        try:
+            self.engine = WorldModelEngine(resolve_bundle(cfg.bundle), cfg.providers, cfg.threads)
+            self.configure(self.engine)
+        except Exception as exc:  # noqa: BLE001 - rclpy would swallow it silently
+            self.fault = f"cannot configure with bundle {cfg.bundle!r}: {exc}"
+            detail = "" if isinstance(exc, ValueError) else "\n" + traceback.format_exc()
+            self.get_logger().error(f"{self.fault}{detail}\nthe node stays unconfigured; fix the bundle and "
+                                    f"retry with: ros2 lifecycle set {self.get_fully_qualified_name()} configure")
+            self._release()
+            return FAILURE
+        self.fault, self.state_label = "", "inactive"
+        spec = self.engine.spec
+        self.get_logger().info(f"bundle {self.engine.bundle.root} (model {spec.model_id}: {spec.latent_dim}-d latent, "
+                               f"history {spec.history}, horizon {spec.horizon} x {spec.frameskip} steps) on "
+                               f"{', '.join(self.engine.providers)}")
+        return super().on_configure(state)
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.activate()
+        self.state_label = "active"
+        return super().on_activate(state)
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self.deactivate()
+        self.state_label = "inactive"
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._release()
+        return super().on_cleanup(state)
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        if self.state_label == "active":
+            self.deactivate()
+        self._release()
+        self.state_label = "finalized"
+        return super().on_shutdown(state)
+
+    def _release(self) -> None:
+        self.cleanup()
+        while self._lifecycle_pubs:
+            self.destroy_lifecycle_publisher(self._lifecycle_pubs.pop())
+        self.engine = None
+        self.state_label = "unconfigured"
+
+    def start(self) -> "ModelNode":
+        """Configure and activate now if ``autostart`` (what a lifecycle manager would do)."""
+        if self.cfg.autostart and self.trigger_configure() == SUCCESS:
+            self.trigger_activate()
+        return self
+
+    # --- helpers --------------------------------------------------------------------
+    def publisher(self, msg_type, topic: str, profile):
+        """A lifecycle publisher (publishes only while active), destroyed on cleanup."""
+        pub = self.create_lifecycle_publisher(msg_type, topic, profile)
+        self._lifecycle_pubs.append(pub)
+        return pub
+
+    def ros_now(self) -> float | None:
+        """Seconds on the node's clock (sim time with use_sim_time); None before /clock arrives."""
+        now = self.get_clock().now().nanoseconds * 1e-9
+        return now if now > 0 else None
+
+    @staticmethod
+    def wall() -> float:
+        return time.monotonic()
+
+    @staticmethod
+    def stamp_of(msg) -> float:
+        return from_time(msg.header.stamp)
+
+    def _publish_diagnostics(self) -> None:
+        status = DiagnosticStatus(name=f"jepa_pilot: {self.get_name()}", hardware_id=self.get_fully_qualified_name())
+        if self.fault:
+            status.level, status.message = DiagnosticStatus.ERROR, self.fault
+        elif self.state_label != "active":
+            status.level, status.message = DiagnosticStatus.WARN, f"{self.state_label} (not processing)"
+        else:
+            status.level, status.message = self.diagnostic_level()
+        values = {"state": self.state_label, "bundle": self.cfg.bundle}
+        if self.engine is not None:
+            values.update(model_id=self.engine.model_id, provider=self.engine.providers[0])
+            values.update(self.diagnostic_values())
+        status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
+                         for k, v in values.items()]
+        array = DiagnosticArray(status=[status])
+        array.header.stamp = self.get_clock().now().to_msg()
+        self.diag_pub.publish(array)

@@ -1,0 +1,327 @@
+"""ROS tier: the world-model nodes (encoder, planner, predictor) with the real sim node, each in its
+own process over real DDS, driving the two_rooms robot with the shipped bundle."""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+rclpy = pytest.importorskip("rclpy")
+
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from lifecycle_msgs.srv import GetState  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
+from rcl_interfaces.msg import Log  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from sensor_msgs.msg import Image  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
+
+from jepa_pilot.common.paths import package_share  # noqa: E402
+from jepa_pilot.msg import Forecast, Latent, PlanStatus, Surprise  # noqa: E402
+from jepa_pilot.nodes.qos import qos  # noqa: E402
+from jepa_pilot.nodes.ros_io import from_time, image_to_msg, msg_to_image, to_time  # noqa: E402
+from jepa_pilot.perception.bundle import load_bundle  # noqa: E402
+from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal  # noqa: E402
+from rosgraph import NodeProcess, Probe  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+# The shipped bundle (JEPA_PILOT_TEST_BUNDLE overrides it, e.g. to try a freshly exported one).
+BUNDLE = Path(os.environ.get("JEPA_PILOT_TEST_BUNDLE") or package_share() / "models" / "two_rooms")
+MAX_LATENT_AGE = 0.3
+START, NEAR_GOAL, FAR_GOAL = (-0.5, -0.5, 0.0, 0.0), (-0.5, -0.15, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0)
+PLANNING, REACHED, STOPPED = PlanStatus.STATUS_PLANNING, PlanStatus.STATUS_REACHED, PlanStatus.STATUS_STOPPED
+
+
+def model_params(**extra) -> dict:
+    return dict(bundle=str(BUNDLE), providers=["cpu"], threads=1, use_sim_time=True, **extra)
+
+
+@pytest.fixture(scope="module")
+def g(tmp_path_factory):
+    if not (BUNDLE / "bundle.yaml").is_file():
+        pytest.skip(f"no model bundle at {BUNDLE} (make train, or set JEPA_PILOT_TEST_BUNDLE)")
+    work = tmp_path_factory.mktemp("ros_jepa")
+    nodes = dict(
+        sim=NodeProcess("sim_node", "sim", dict(env="two_rooms", seed=1, cmd_timeout=0.5), work),
+        encoder=NodeProcess("encoder_node", "encoder", model_params(), work),
+        planner=NodeProcess("planner_node", "planner", model_params(max_latent_age=MAX_LATENT_AGE,
+                                                                    max_plan_time=1.0), work),
+        predictor=NodeProcess("predictor_node", "predictor", model_params(), work))
+    probe = Probe("probe_jepa")
+    timed: dict[str, list] = {}
+
+    def subscribe_timed(msg_type, topic, profile):
+        """Messages with their wall-clock arrival time."""
+        timed[topic] = []
+        probe.node.create_subscription(msg_type, topic, lambda m: timed[topic].append((time.monotonic(), m)), profile)
+        return timed[topic]
+
+    g = types.SimpleNamespace(
+        work=work, nodes=nodes, probe=probe, model_id=load_bundle(BUNDLE).spec.model_id,
+        images=probe.subscribe(Image, "/camera/image_raw", qos("sensor_data")),
+        latents=probe.subscribe(Latent, "/jepa/latent", qos("reliable")),
+        plans=subscribe_timed(PlanStatus, "/jepa/plan", qos("reliable", depth=100)),
+        cmds=subscribe_timed(TwistStamped, "/cmd_vel", qos("reliable", depth=100)),
+        odom=subscribe_timed(Odometry, "/odom", qos("reliable")),
+        forecasts=probe.subscribe(Forecast, "/jepa/forecast", qos("reliable")),
+        surprises=probe.subscribe(Surprise, "/jepa/surprise", qos("reliable")),
+        diagnostics=probe.subscribe(DiagnosticArray, "/diagnostics", qos("reliable", depth=100)),
+        clock=probe.subscribe(Clock, "/clock", qos("reliable")),
+        rosout=probe.subscribe(Log, "/rosout", qos("reliable", depth=100)),
+        goal_image=probe.node.create_publisher(Image, "/jepa/goal_image", qos("latched")),
+        camera=probe.node.create_publisher(Image, "/camera/image_raw", qos("sensor_data")),
+        estop=probe.node.create_publisher(Bool, "/jepa/estop", qos("reliable")),
+        intruder=probe.node.create_publisher(Latent, "/jepa/latent", qos("reliable")),
+    )
+    alive = lambda: all(n.proc.poll() is None for n in nodes.values())  # noqa: E731
+    ok = probe.spin_until(lambda: (len(g.latents) >= 3 and g.odom and g.clock) or not alive(), 90)
+    logs = "\n".join(f"--- {n.name}\n{n.log()[-3000:]}" for n in nodes.values())
+    assert ok and alive(), f"the graph did not come up; logs:\n{logs}"
+    yield g
+    probe.close()
+    for node in nodes.values():
+        node.stop()
+
+
+# --- helpers ------------------------------------------------------------------------------
+def now(g) -> float:
+    return from_time(g.clock[-1].clock)
+
+
+def reset(g, state=START) -> None:
+    response = g.probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(state)))
+    assert response.success, response.message
+
+
+def goal_image(g, state, scale: int = 1) -> Image:
+    response = g.probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=list(state)))
+    assert response.success, response.message
+    if scale == 1:
+        return response.image
+    big = np.repeat(np.repeat(msg_to_image(response.image), scale, axis=0), scale, axis=1)
+    return image_to_msg(big, from_time(response.image.header.stamp), response.image.header.frame_id)
+
+
+def set_goal(g, state, scale: int = 2) -> Image:
+    """Through the encoder's ~/set_goal service (the image upscaled: the encoder resizes it)."""
+    image = goal_image(g, state, scale)
+    image.header.stamp = to_time(now(g) + 0.001)  # a stamp of its own, to recognise the goal in /jepa/plan
+    response = g.probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=image))
+    assert response.success, response.message
+    return image
+
+
+def pursuing(g, image: Image, status: int | None = None, after: float = 0.0):
+    """Plans for the goal ``image`` (received after wall time ``after``), optionally of one status."""
+    return [(t, m) for t, m in g.plans if t > after and m.goal_header.stamp == image.header.stamp
+            and (status is None or m.status == status)]
+
+
+def position(g) -> np.ndarray:
+    p = g.odom[-1][1].pose.pose.position
+    return np.array([p.x, p.y])
+
+
+def speed(odom: Odometry) -> float:
+    return math.hypot(odom.twist.twist.linear.x, odom.twist.twist.linear.y)
+
+
+def is_zero(cmd: TwistStamped) -> bool:
+    return cmd.twist.linear.x == 0.0 and cmd.twist.linear.y == 0.0
+
+
+def drive_far(g) -> Image:
+    """Start at START with a goal in the other room, and wait until the planner drives."""
+    reset(g)
+    image = set_goal(g, FAR_GOAL)
+    assert g.probe.spin_until(lambda: len(pursuing(g, image, PLANNING)) >= 3, 20), "the planner does not plan"
+    return image
+
+
+# --- tests --------------------------------------------------------------------------------
+def test_latents_carry_the_frame_header_and_model_id(g):
+    g.latents.clear()
+    assert g.probe.spin_until(lambda: len(g.latents) >= 5, 10)
+    image_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in g.images}
+    for latent in g.latents[-5:]:
+        assert (latent.header.stamp.sec, latent.header.stamp.nanosec) in image_stamps
+        assert latent.header.frame_id == "camera_optical_frame"
+        assert latent.model_id == g.model_id and list(latent.shape) == [len(latent.data)] == [32]
+        assert all(math.isfinite(v) for v in latent.data)
+    names = lambda: {s.name: s for array in g.diagnostics for s in array.status}  # noqa: E731
+    wanted = {f"jepa_pilot: {n}" for n in ("encoder", "planner", "predictor")}
+    assert g.probe.spin_until(lambda: wanted <= set(names()), 5)
+    names = names()
+    for node in ("encoder", "planner", "predictor"):
+        values = {kv.key: kv.value for kv in names[f"jepa_pilot: {node}"].values}
+        assert values["model_id"] == g.model_id and values["provider"] == "CPUExecutionProvider", values
+        assert values["state"] == "active"
+
+
+def test_the_graph_drives_the_robot_to_a_nearby_goal_image(g):
+    reset(g)
+    g.probe.spin_for(0.5)
+    start = position(g)
+    goal = goal_image(g, NEAR_GOAL)
+    goal.header.stamp = to_time(now(g) + 0.002)
+    g.goal_image.publish(goal)  # the latched goal topic
+    reached = lambda: pursuing(g, goal, REACHED)  # noqa: E731
+    g.probe.spin_until(reached, 30)
+    plans = [m for _, m in pursuing(g, goal)]
+    assert plans, "no plan for the goal"
+    true_distance = np.linalg.norm(position(g) - np.asarray(NEAR_GOAL[:2]))
+    start_distance = np.linalg.norm(start - np.asarray(NEAR_GOAL[:2]))
+    assert true_distance < 0.5 * start_distance, f"robot at {position(g)}, started at {start}"
+    distances = [m.goal_distance for m in plans]
+    assert min(distances[-3:]) < 0.6 * distances[0], distances
+    assert reached(), f"never REACHED; last status {plans[-1].status}: {plans[-1].reason}"
+    planned = [m for m in plans if m.status == PLANNING]
+    assert planned and planned[0].horizon * planned[0].action_dim == len(planned[0].actions)
+    # The predictor forecast the executed plans from their latents and measured surprise.
+    plan_stamps = {(m.header.stamp.sec, m.header.stamp.nanosec) for m in planned}
+    forecasts = [f for f in g.forecasts if (f.header.stamp.sec, f.header.stamp.nanosec) in plan_stamps]
+    assert forecasts and forecasts[-1].model_id == g.model_id
+    assert len(forecasts[-1].latents) == forecasts[-1].horizon * 32 and forecasts[-1].step_period == pytest.approx(0.4)
+    assert g.surprises and all(s.distance >= 0 and s.horizon_s == pytest.approx(0.4) for s in g.surprises)
+
+
+def test_estop_holds_the_robot_until_released(g):
+    goal = drive_far(g)
+    pressed = time.monotonic()
+    g.estop.publish(Bool(data=True))
+    assert g.probe.spin_until(lambda: pursuing(g, goal, STOPPED, after=pressed), 5), "no STOPPED status"
+    g.probe.spin_for(1.5)
+    (t_stop, stopped), *_ = pursuing(g, goal, STOPPED, after=pressed)
+    assert "e-stop" in stopped.reason
+    after = [m for t, m in g.cmds if t > t_stop + 0.1]
+    assert after and all(is_zero(m) for m in after), "non-zero commands during the e-stop"
+    assert speed(g.odom[-1][1]) < 1e-3
+    released = time.monotonic()
+    g.estop.publish(Bool(data=False))
+    assert g.probe.spin_until(lambda: pursuing(g, goal, PLANNING, after=released), 10), "did not resume"
+    assert g.probe.spin_until(lambda: any(not is_zero(m) for t, m in g.cmds if t > released), 5)
+
+
+def test_watchdog_stops_the_robot_when_latents_stop_and_resumes_with_a_new_encoder(g):
+    goal = drive_far(g)
+    encoder = g.nodes["encoder"]
+    encoder.proc.kill()
+    killed = time.monotonic()
+    encoder.stop()
+    assert g.probe.spin_until(lambda: pursuing(g, goal, STOPPED, after=killed), 5), "the watchdog did not stop"
+    (t_stop, stopped), *_ = pursuing(g, goal, STOPPED, after=killed)
+    assert "latent" in stopped.reason, stopped.reason
+    assert t_stop - killed < MAX_LATENT_AGE + 1.0  # the limit plus a watchdog period, DDS and a loaded CPU
+    g.probe.spin_for(1.0)
+    assert all(is_zero(m) for t, m in g.cmds if t > t_stop + 0.1)
+    assert speed(g.odom[-1][1]) < 1e-3, "the robot still moves"
+    restarted = time.monotonic()
+    g.nodes["encoder"] = NodeProcess("encoder_node", "encoder", model_params(), g.work)
+    assert g.probe.spin_until(lambda: pursuing(g, goal, PLANNING, after=restarted), 40), \
+        f"did not resume; encoder log:\n{g.nodes['encoder'].log()}"
+    assert g.probe.spin_until(lambda: any(not is_zero(m) for t, m in g.cmds if t > restarted), 5)
+
+
+def test_bad_camera_frames_are_dropped_and_the_encoder_keeps_running(g):
+    good = msg_to_image(g.images[-1])
+
+    def frame(encoding="rgb8", width=64, height=64, data=None, step=None, frame_id="bad_frame"):
+        msg = Image(encoding=encoding, width=width, height=height, step=step if step is not None else width * 3)
+        msg.header.stamp, msg.header.frame_id = to_time(now(g)), frame_id
+        msg.data = data if data is not None else good.tobytes()
+        return msg
+
+    g.rosout.clear()
+    for bad in (frame(encoding="yuv422"), frame(encoding="32FC1"), frame(data=good.tobytes()[:1000]),
+                frame(width=0, height=0, data=b""), frame(step=10)):
+        g.camera.publish(bad)
+        g.probe.spin_for(0.15)
+    resized = np.ascontiguousarray(good[::2, :48])  # 48 x 32: another size, resized by the encoder
+    g.camera.publish(image_to_msg(resized, now(g), "small_frame"))
+    g.latents.clear()
+    assert g.probe.spin_until(lambda: len(g.latents) >= 5 and any(m.name == "encoder" for m in g.rosout), 10)
+    assert g.nodes["encoder"].proc.poll() is None
+    drops = [m.msg for m in g.rosout if m.name == "encoder" and "frame dropped" in m.msg]
+    assert drops, [m.msg for m in g.rosout]
+    assert any(word in " ".join(drops) for word in ("unsupported encoding", "truncated", "empty", "step"))
+
+
+def test_goal_images_are_resized_and_unreadable_ones_refused(g):
+    image = goal_image(g, NEAR_GOAL, scale=2)
+    assert g.probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=image)).success
+    broken = goal_image(g, NEAR_GOAL)
+    broken.data = bytes(broken.data)[:100]
+    response = g.probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=broken))
+    assert not response.success and "truncated" in response.message
+    response = g.probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=Image(encoding="rgb8")))
+    assert not response.success and "empty" in response.message
+
+
+def test_latents_of_another_model_are_dropped(g):
+    g.rosout.clear()
+    intruder = Latent(model_id="another-model", shape=[32], data=[0.0] * 32)
+    intruder.header.stamp, intruder.header.frame_id = to_time(now(g)), "intruder"
+    for _ in range(3):
+        g.intruder.publish(intruder)
+        g.probe.spin_for(0.2)
+    assert g.probe.spin_until(lambda: any("another-model" in m.msg and m.name == "planner" for m in g.rosout), 5)
+    assert not [m for _, m in g.plans if m.header.frame_id == "intruder"]
+    assert any("another-model" in m.msg and m.name == "predictor" for m in g.rosout)
+
+
+def test_a_bundle_whose_encoder_and_rollout_disagree_fails_to_configure_without_crash_looping(g, tmp_path):
+    bad = tmp_path / "bad_bundle"
+    shutil.copytree(BUNDLE, bad)
+    spec = yaml.safe_load((bad / "bundle.yaml").read_text())
+    spec["latent_dim"] = 16
+    (bad / "bundle.yaml").write_text(yaml.safe_dump(spec))
+    node = NodeProcess("planner_node", "planner_bad", dict(bundle=str(bad), providers=["cpu"],
+                                                          command_topic="/cmd_vel_bad"), tmp_path)
+    try:
+        assert g.probe.spin_until(lambda: "cannot configure" in node.log() or node.proc.poll() is not None, 30)
+        g.probe.spin_for(2.0)
+        assert node.proc.poll() is None, f"the node exited:\n{node.log()}"
+        log = node.log()
+        assert log.count("cannot configure") == 1 and "latent" in log and "bundle.yaml says" in log, log
+        state = g.probe.call(GetState, "/planner_bad/get_state", GetState.Request())
+        assert state.current_state.label == "unconfigured"
+        errors = lambda: [s for a in g.diagnostics for s in a.status if s.name == "jepa_pilot: planner_bad"]  # noqa
+        assert g.probe.spin_until(errors, 10), {s.name for a in g.diagnostics for s in a.status}
+        errors = errors()
+        assert errors and errors[-1].level == errors[-1].ERROR and "cannot configure" in errors[-1].message
+    finally:
+        node.stop()
+
+
+def test_without_autostart_a_node_waits_for_lifecycle_transitions(g, tmp_path):
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    node = NodeProcess("predictor_node", "predictor_manual", model_params(autostart=False), tmp_path)
+    try:
+        def state() -> str:
+            return g.probe.call(GetState, "/predictor_manual/get_state", GetState.Request()).current_state.label
+
+        def change(transition: int) -> bool:
+            request = ChangeState.Request(transition=Transition(id=transition))
+            return g.probe.call(ChangeState, "/predictor_manual/change_state", request).success
+
+        assert state() == "unconfigured"
+        assert change(Transition.TRANSITION_CONFIGURE) and state() == "inactive"
+        assert change(Transition.TRANSITION_ACTIVATE) and state() == "active"
+        assert g.probe.spin_until(lambda: "/jepa/plan" in dict(
+            g.probe.node.get_subscriber_names_and_types_by_node("predictor_manual", "/")), 10)
+        assert change(Transition.TRANSITION_DEACTIVATE) and state() == "inactive"
+        assert change(Transition.TRANSITION_CLEANUP) and state() == "unconfigured"
+        assert node.proc.poll() is None and "Traceback" not in node.log()
+    finally:
+        node.stop()
