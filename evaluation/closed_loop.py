@@ -19,6 +19,7 @@ import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.control.planner import Planner, PlannerConfig
+from jepa_pilot.perception.latents import LatentHistory
 
 __all__ = ["LoopConfig", "LatentPolicy", "TrueStatePolicy", "RandomPolicy", "goal_pairs", "run_episode"]
 
@@ -45,24 +46,26 @@ def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]
 
 
 class LatentPolicy:
-    """Encode frames, keep the last K latents, plan towards the goal image's latent."""
+    """Encode frames, keep latents one model step apart (as in training), plan towards the goal latent."""
 
     name = "latent"
 
     def __init__(self, engine, planner_config: PlannerConfig) -> None:
         self.engine, self.planner = engine, Planner(engine, planner_config)
+        spec = engine.spec
+        self.history = LatentHistory(spec.history, spacing=spec.model_step)
+        self.period = spec.control_period
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
         self.goal = self.engine.encode(goal_image)
-        self.history: list[np.ndarray] = []
+        self.history.clear()
         self.planner.reset()
+        self.t = 0.0
 
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        z = self.engine.encode(image)
-        self.history = (self.history + [z])[-self.engine.spec.history:]
-        while len(self.history) < self.engine.spec.history:
-            self.history.insert(0, z)  # at the start, the past is the present
-        return self.planner.plan(np.stack(self.history), self.goal).actions[0]
+        self.history.add(self.t, self.engine.encode(image))
+        self.t += self.period
+        return self.planner.plan(self.history.window(), self.goal).actions[0]
 
 
 class ArenaKinematics:
