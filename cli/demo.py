@@ -1,16 +1,21 @@
-"""`jepa-pilot demo`: the whole ROS 2 graph driving the built-in simulated robot.
+"""`jepa-pilot demo`: the whole ROS 2 graph drives the built-in simulated robot to goal images.
 
-Starts launch/sim.launch.yaml (the MuJoCo sim node and a driver, each in its
-own process, talking over real DDS on localhost), watches what the robot
-publishes for a while, then prints what happened and writes a GIF of the
-camera view and a plot of the path.
+Starts launch/sim.launch.yaml with the world-model nodes (jepa:=true): the
+MuJoCo sim node, the encoder, the planner and the predictor, each in its own
+process, over real DDS on localhost, with the shipped bundle. Then, for each
+goal: the robot is reset in one room, the camera image of a goal state in the
+other room becomes the goal, and the planner drives until it reports REACHED
+or the time runs out. Prints per-goal success (true distance < --radius),
+time to goal and the frame-to-plan loop latency (p50/p99), and writes a GIF
+(camera with the planned path | goal image) and a latency plot.
 
-No world model drives yet: the driver is the random-walk explorer, and the
-demo says so. (The latent planner replaces it once a model bundle ships.)
+--driver explorer runs the sim graph with the random-walk explorer instead
+(for envs without a shipped bundle).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 from pathlib import Path
 
@@ -23,81 +28,206 @@ from jepa_pilot.cli.up import child_environment, describe_dds
 
 
 def register(sub) -> None:
-    p = sub.add_parser("demo", help="run the ROS 2 graph driving the built-in simulated robot",
+    p = sub.add_parser("demo", help="the ROS 2 graph drives the simulated robot to goal images (world model)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="two_rooms", help="simulator env (see `jepa-pilot envs`; default two_rooms)")
-    p.add_argument("--seconds", type=float, default=30.0, help="simulated seconds to run (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the robot's start and the driver (default 0)")
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the GIF, plot and node logs")
+    p.add_argument("--env", default="two_rooms", help="simulator env (default two_rooms)")
+    p.add_argument("--driver", choices=("jepa", "explorer"), default="jepa",
+                   help="jepa: world-model planner to goal images (default); explorer: random walk")
+    p.add_argument("--goals", type=int, default=5, help="goal images, start and goal in different rooms (default 5)")
+    p.add_argument("--timeout", type=float, default=30.0, help="simulated seconds per goal (default 30)")
+    p.add_argument("--radius", type=float, default=0.1, help="success: true distance to the goal in m (default 0.1)")
+    p.add_argument("--seconds", type=float, default=30.0, help="explorer driver: simulated seconds to run")
+    p.add_argument("--seed", type=int, default=0, help="seed of starts and goals (default 0)")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the GIF, plots, JSON and logs")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from jepa_pilot.nodes.monitor import watch  # rclpy lives in nodes/
-
     args.out.mkdir(parents=True, exist_ok=True)
     launch_file = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
+    jepa = args.driver == "jepa"
     try:
-        specs = parse_launch_file(launch_file, {"env": args.env, "seed": str(args.seed)})
+        specs = parse_launch_file(launch_file, {"env": args.env, "seed": str(args.seed),
+                                                "jepa": "true" if jepa else "false"})
     except LaunchError as exc:
         print(f"jepa-pilot demo: error: {exc}")
         return 2
     env = child_environment(os.environ)
-    print("JEPA Pilot demo — no world model yet: the random-walk explorer drives the robot.")
+    print("JEPA Pilot demo: " + ("the world-model planner drives the robot to goal images." if jepa else
+                                 "no world model: the random-walk explorer drives the robot."))
     print(f"graph: {', '.join(s.label for s in specs)} from {launch_file}")
     print(describe_dds(os.environ, env))
     log_path = args.out / "nodes.log"
     with open(log_path, "w") as log, Launcher(specs, env=env, stream=log) as launcher:
-        with tqdm(total=args.seconds, unit="sim s", bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s", mininterval=1.0) as bar:
-            def progress(t: float) -> None:
-                bar.update(min(t, args.seconds) - bar.n)
-            monitor = watch(args.seconds, wall_timeout=args.seconds * 3 + 60, on_progress=progress,
-                            alive=launcher.alive)
-        graph_ok = launcher.alive()
-    return report(monitor, args, graph_ok, log_path)
+        if jepa:
+            code = drive_to_goals(args, launcher)
+        else:
+            code = explore(args, launcher)
+    print(f"node logs         {log_path}")
+    return code
 
 
-def report(monitor, args: argparse.Namespace, graph_ok: bool, log_path: Path) -> int:
-    """Print what the robot did, write the GIF and plot; 0 if the graph worked."""
+# --- the world model drives ---------------------------------------------------------
+def drive_to_goals(args: argparse.Namespace, launcher) -> int:
+    from jepa_pilot import sim
+    from jepa_pilot.evaluation.closed_loop import goal_pairs
+    from jepa_pilot.nodes.goal_runner import run_goals  # rclpy lives in nodes/
+
+    world = sim.make(args.env)
+    pairs = goal_pairs(world, args.goals, args.seed)
+    bar = tqdm(total=len(pairs), unit="goal", desc="goals")
+
+    def report_goal(i: int, r) -> None:
+        bar.update(1)
+        t = f"{r.time_to_goal:5.1f} s" if r.time_to_goal is not None else "   -   "
+        bar.write(f"goal {i + 1}: {'reached' if r.success else 'MISSED '}  time to goal {t}  "
+                  f"final distance {r.final_distance:.3f} m" + (f"  stops: {'; '.join(r.stops)}" if r.stops else ""))
+
+    try:
+        results, runner = run_goals(pairs, args.timeout, args.radius, alive=launcher.alive, on_goal=report_goal)
+    except RuntimeError as exc:
+        bar.close()
+        print(f"FAILED: {exc}")
+        return 1
+    bar.close()
+    latency = runner.latencies() * 1e3
+    planning = np.array([m.planning_time for _, m in runner.plans if m.planning_time > 0]) * 1e3
+    ok = [r for r in results if r.success]
+    summary = {
+        "goals": len(results), "reached": len(ok), "success_rate": len(ok) / len(results),
+        "time_to_goal_s": [r.time_to_goal for r in results],
+        "loop_latency_ms": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "samples": int(latency.size)},
+        "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99)},
+        "goals_detail": [{k: v for k, v in vars(r).items() if k != "goal_image"} for r in results],
+    }
+    (args.out / "demo.json").write_text(json.dumps(summary, indent=1))
+    print(f"\nreached {len(ok)}/{len(results)} goals; loop latency (frame -> plan) p50 "
+          f"{summary['loop_latency_ms']['p50']:.0f} ms, p99 {summary['loop_latency_ms']['p99']:.0f} ms; "
+          f"planning p50 {summary['planning_ms']['p50']:.0f} ms")
+    write_goal_video(runner, results, world, args.out / "demo.gif")
+    plot_latency(latency, planning, args.out / "latency.png")
+    print(f"video             {args.out / 'demo.gif'}\nlatency plot      {args.out / 'latency.png'}"
+          f"\nresults           {args.out / 'demo.json'}")
+    if not launcher.alive():
+        print("FAILED: a node exited early")
+        return 1
+    return 0 if ok else 1
+
+
+def _pct(values: np.ndarray, q: float) -> float:
+    return float(np.percentile(values, q)) if values.size else float("nan")
+
+
+def _project(world, points: np.ndarray) -> np.ndarray:
+    """(N, 2) world x, y on the floor -> (N, 2) pixel u, v of the overhead camera."""
+    position, rotation = world.camera_pose()
+    fx, fy, cx, cy = world.camera_intrinsics()
+    p = (np.c_[points, np.zeros(len(points))] - position) @ rotation  # camera optical frame
+    return np.c_[fx * p[:, 0] / p[:, 2] + cx, fy * p[:, 1] / p[:, 2] + cy]
+
+
+def write_goal_video(runner, results, world, path: Path, scale: int = 4) -> None:
+    """Each frame: the camera view with the first 2 s of the planned path drawn | the goal image.
+
+    The path integrates the planned velocities from the odometry pose (no walls: a sketch of intent).
+    """
+    from PIL import Image, ImageDraw
+
+    plans = {round(_stamp(m), 6): m for _, m in runner.plans}
+    step = float(world.config.max_speed * world.config.control_period)
+    frames = []
+    for i, r in enumerate(results):
+        goal = Image.fromarray(np.kron(r.goal_image, np.ones((scale, scale, 1), np.uint8)))
+        for frame, (_, stamp) in zip(runner.frames, runner.image_times):
+            if not r.goal_stamp <= stamp <= r.end_stamp:
+                continue
+            view = Image.fromarray(np.kron(frame, np.ones((scale, scale, 1), np.uint8)))
+            draw = ImageDraw.Draw(view)
+            plan, pose = plans.get(round(stamp, 6)), _pose_at(runner.poses, stamp)
+            if plan is not None and pose is not None and len(plan.actions):
+                actions = np.asarray(plan.actions, np.float64).reshape(-1, plan.action_dim)[:20]  # first 2 s
+                route = pose + np.cumsum(actions[:, :2] * step, axis=0)
+                uv = _project(world, np.vstack([pose, route])) * scale + scale / 2
+                draw.line([tuple(p) for p in uv], fill=(30, 90, 230), width=2)
+            draw.text((4, 4), f"goal {i + 1}", fill=(0, 0, 0))
+            canvas = Image.new("RGB", (view.width * 2 + 8, view.height), (255, 255, 255))
+            canvas.paste(view, (0, 0))
+            canvas.paste(goal, (view.width + 8, 0))
+            frames.append(canvas)
+    if frames:
+        frames[0].save(path, save_all=True, append_images=frames[1:], duration=100, loop=0)
+
+
+def _stamp(msg) -> float:
+    return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+
+
+def _pose_at(poses, stamp: float):
+    for t, x, y in reversed(poses):
+        if t <= stamp + 1e-6:
+            return np.array([x, y])
+    return None
+
+
+def plot_latency(latency_ms: np.ndarray, planning_ms: np.ndarray, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.4))
+    axes[0].plot(latency_ms, ".", ms=3, label="frame -> plan (wall)")
+    axes[0].plot(planning_ms, ".", ms=3, label="planning alone")
+    axes[0].set(xlabel="control step", ylabel="ms", title="loop latency over the run")
+    axes[0].legend()
+    bins = np.linspace(0, max(np.percentile(latency_ms, 99.5) if latency_ms.size else 1, 1), 40)
+    axes[1].hist(latency_ms, bins=bins, alpha=0.7, label="frame -> plan")
+    axes[1].hist(planning_ms, bins=bins, alpha=0.7, label="planning")
+    for q in (50, 99):
+        axes[1].axvline(_pct(latency_ms, q), color="k", lw=0.8, ls=":")
+    axes[1].set(xlabel="ms", title="distribution (dotted: p50, p99)")
+    axes[1].legend()
+    fig.tight_layout()
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+
+
+# --- no model: the random-walk explorer drives ------------------------------------------
+def explore(args: argparse.Namespace, launcher) -> int:
+    from jepa_pilot.nodes.monitor import watch  # rclpy lives in nodes/
+
+    with tqdm(total=args.seconds, unit="sim s", bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s",
+              mininterval=1.0) as bar:
+        monitor = watch(args.seconds, wall_timeout=args.seconds * 3 + 60,
+                        on_progress=lambda t: bar.update(min(t, args.seconds) - bar.n), alive=launcher.alive)
     wall_rate, sim_rate = monitor.image_rates()
-    path = np.array([(x, y) for _, x, y in monitor.poses]) if monitor.poses else np.zeros((0, 2))
+    path = np.array([(x, y) for _, x, y in monitor.poses]).reshape(-1, 2)
     travelled = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) if len(path) > 1 else 0.0
     if monitor.joints:
-        joints = np.array(monitor.joints)
-        travelled = float(np.abs(np.diff(joints, axis=0)).sum())
+        travelled = float(np.abs(np.diff(np.array(monitor.joints), axis=0)).sum())
     print(f"\nimages received   {len(monitor.image_times)} ({wall_rate:.1f}/s wall, {sim_rate:.1f}/s sim time)")
-    unit = "rad of joint motion" if monitor.joints else "m"
-    print(f"robot moved       {travelled:.2f} {unit}")
+    print(f"robot moved       {travelled:.2f} {'rad of joint motion' if monitor.joints else 'm'}")
     if len(path) and args.env.startswith("two_rooms"):
-        rooms = sorted({"left" if x < 0 else "right" for x in path[:, 0]})
-        print(f"rooms visited     {', '.join(rooms)}")
         from jepa_pilot import sim
 
+        print(f"rooms visited     {', '.join(sorted({'left' if x < 0 else 'right' for x in path[:, 0]}))}")
         plot_path(path, sim.default_config(args.env), args.out / "path.png")
         print(f"path plot         {args.out / 'path.png'}")
     if monitor.frames:
-        write_gif(monitor.frames, args.out / "camera.gif")
+        frames = [np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in monitor.frames]
+        from PIL import Image
+
+        images = [Image.fromarray(f) for f in frames]
+        images[0].save(args.out / "camera.gif", save_all=True, append_images=images[1:], duration=100, loop=0)
         print(f"camera video      {args.out / 'camera.gif'}")
-    print(f"node logs         {log_path}")
-    problems = []
-    if not graph_ok:
-        problems.append("a node exited early")
-    if len(monitor.image_times) < 2:
-        problems.append("no camera images arrived")
-    if travelled < 0.05:
-        problems.append("the robot did not move")
+    problems = [p for p, bad in (("a node exited early", not launcher.alive()),
+                                 ("no camera images arrived", len(monitor.image_times) < 2),
+                                 ("the robot did not move", travelled < 0.05)) if bad]
     if problems:
-        print(f"\nFAILED: {'; '.join(problems)} (see {log_path})")
+        print(f"\nFAILED: {'; '.join(problems)}")
         return 1
     print("\nOK: the ROS 2 graph drove the simulated robot.")
     return 0
-
-
-def write_gif(frames: list[np.ndarray], path: Path, scale: int = 4, fps: float = 10.0) -> None:
-    from PIL import Image
-
-    images = [Image.fromarray(np.kron(f, np.ones((scale, scale, 1), dtype=np.uint8))) for f in frames]
-    images[0].save(path, save_all=True, append_images=images[1:], duration=int(1000 / fps), loop=0)
 
 
 def plot_path(path: np.ndarray, world, out: Path) -> None:

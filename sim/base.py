@@ -175,8 +175,12 @@ class MujocoEnv(abc.ABC):
         """A valid (collision-free) state at rest; ``rng`` defaults to the env's own."""
 
     @abc.abstractmethod
+    def task_position(self, state: np.ndarray) -> np.ndarray:
+        """Where the task happens, (x, y) in metres: the base's position, an arm's fingertip."""
+
     def goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
-        """The task metric between two states, in metres."""
+        """The task metric between two states: distance of their task positions, in metres."""
+        return float(np.linalg.norm(self.task_position(state) - self.task_position(goal_state)))
 
     @abc.abstractmethod
     def robot_state(self) -> RobotState:

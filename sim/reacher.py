@@ -163,9 +163,9 @@ class ReacherEnv(MujocoEnv):
         limits = np.array(JOINT_LIMITS)
         return np.concatenate([rng.uniform(-limits, limits), np.zeros(2)])
 
-    def goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
-        """Distance in metres between the fingertips of the two states."""
-        return float(np.linalg.norm(fingertip(state) - fingertip(goal_state)))
+    def task_position(self, state: np.ndarray) -> np.ndarray:
+        """The fingertip (x, y) in metres."""
+        return fingertip(state)
 
     def robot_state(self) -> RobotState:
         return RobotState(joint_names=self.joint_names, joint_positions=self.data.qpos.copy(),

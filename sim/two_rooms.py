@@ -256,9 +256,9 @@ class TwoRoomsEnv(MujocoEnv):
         """0 if the base is in the room at x < 0, else 1."""
         return 0 if state[0] < 0 else 1
 
-    def goal_distance(self, state: np.ndarray, goal_state: np.ndarray) -> float:
-        """Euclidean distance in metres between the base positions (x, y)."""
-        return float(np.hypot(state[0] - goal_state[0], state[1] - goal_state[1]))
+    def task_position(self, state: np.ndarray) -> np.ndarray:
+        """The base position (x, y) in metres."""
+        return np.asarray(state, dtype=np.float64)[:2]
 
     def robot_state(self) -> RobotState:
         x, y, yaw = self.data.qpos

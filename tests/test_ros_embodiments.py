@@ -82,14 +82,29 @@ def test_invalid_startup_parameters_exit_with_a_clear_message(tmp_path, params, 
         sim.stop()
 
 
-def test_demo_runs_the_graph_and_writes_its_outputs(tmp_path):
+def test_demo_drives_the_graph_to_goal_images_and_writes_its_outputs(tmp_path):
+    import json
     import subprocess
     import sys
 
     out = tmp_path / "demo"
-    done = subprocess.run([sys.executable, "-m", "jepa_pilot.cli", "demo", "--seconds", "4", "--out", str(out)],
-                          capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-m", "jepa_pilot.cli", "demo", "--goals", "3", "--timeout", "30",
+                           "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    summary = json.loads((out / "demo.json").read_text())
+    assert summary["goals"] == 3 and summary["reached"] >= 1 and summary["loop_latency_ms"]["samples"] > 10
+    for name in ("demo.gif", "latency.png", "nodes.log"):
+        assert (out / name).stat().st_size > 0
+
+
+def test_demo_without_a_model_drives_with_the_explorer(tmp_path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "explore"
+    done = subprocess.run([sys.executable, "-m", "jepa_pilot.cli", "demo", "--driver", "explorer", "--seconds", "4",
+                           "--out", str(out)], capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "no world model yet" in done.stdout and "OK: the ROS 2 graph drove the simulated robot" in done.stdout
+    assert "no world model" in done.stdout and "OK: the ROS 2 graph drove the simulated robot" in done.stdout
     for name in ("camera.gif", "path.png", "nodes.log"):
         assert (out / name).stat().st_size > 0
