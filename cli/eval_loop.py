@@ -1,9 +1,14 @@
-"""`jepa-pilot eval`: closed-loop goal reaching in the built-in simulator (directly, no ROS).
+"""`jepa-pilot eval`: closed-loop goal reaching in the built-in simulator, directly and through ROS.
 
 Starts and goals lie in different rooms; success means getting within
 --radius metres of the goal state (true state) within --max-steps control
-periods. Baselines in the same run: random actions (lower bound) and the
-same planner on the true position with the arena's kinematics (upper bound).
+periods. Policies, all on the same start/goal pairs:
+
+  latent      the bundle + the latent planner, called directly (no ROS)
+  true_state  the same planner on the true position with the arena's kinematics (upper bound)
+  random      uniform random actions (lower bound)
+  ros         the whole ROS 2 graph (sim, encoder, planner, predictor nodes) with the bundle,
+              goals given as images through the encoder's set_goal service
 """
 from __future__ import annotations
 
@@ -21,7 +26,8 @@ def register(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of starts, goals and planners (default 0)")
     p.add_argument("--max-steps", type=int, default=200, help="control periods per episode (default 200)")
     p.add_argument("--radius", type=float, default=0.1, help="success radius in metres (default 0.1)")
-    p.add_argument("--policies", default="latent,true_state,random", help="comma-separated policies to run")
+    p.add_argument("--policies", default="latent,true_state,random,ros", help="comma-separated policies to run "
+                   "(default: all four)")
     p.add_argument("--samples", type=int, default=256, help="planner samples per iteration (default 256)")
     p.add_argument("--iterations", type=int, default=3, help="planner iterations per step (default 3)")
     p.add_argument("--method", default="cem", choices=("cem", "mppi"), help="planner (default cem)")
@@ -50,9 +56,12 @@ def run(args: argparse.Namespace) -> int:
               "random": lambda: RandomPolicy(env.action_dim, cfg.seed)}
     results = {"env": args.env, "config": cfg.to_dict(), "planner": planner.to_dict(), "policies": {}}
     for name in args.policies.split(","):
-        policy = makers[name]()
-        episodes = [run_episode(env, policy, start, goal, cfg)
-                    for start, goal in tqdm(pairs, desc=name, unit="episode", mininterval=2.0)]
+        if name == "ros":
+            episodes = run_through_ros(args, pairs, cfg)
+        else:
+            policy = makers[name]()
+            episodes = [run_episode(env, policy, start, goal, cfg)
+                        for start, goal in tqdm(pairs, desc=name, unit="episode", mininterval=2.0)]
         ok = [e for e in episodes if e["success"]]
         summary = {"success_rate": len(ok) / len(episodes),
                    "steps_to_goal_median": float(np.median([e["steps"] for e in ok])) if ok else None,
@@ -65,3 +74,34 @@ def run(args: argparse.Namespace) -> int:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
     return 0
+
+
+def run_through_ros(args: argparse.Namespace, pairs, cfg) -> list[dict]:
+    """The same episodes through the ROS graph (launch/sim.launch.yaml jepa:=true)."""
+    import os
+
+    import numpy as np
+    from tqdm import tqdm
+
+    from jepa_pilot.cli.launch import find_package_share, parse_launch_file
+    from jepa_pilot.cli.supervisor import Launcher
+    from jepa_pilot.cli.up import child_environment
+    from jepa_pilot.nodes.goal_runner import run_goals  # rclpy lives in nodes/
+
+    launch = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
+    specs = parse_launch_file(launch, {"env": args.env, "seed": str(args.seed), "jepa": "true",
+                                       **({"bundle": str(args.bundle)} if args.bundle else {})})
+    period = 0.1
+    bar = tqdm(total=len(pairs), desc="ros", unit="episode", mininterval=2.0)
+    with open(os.devnull, "w") as quiet, Launcher(specs, env=child_environment(os.environ), stream=quiet) as launcher:
+        results, runner = run_goals(pairs, timeout=cfg.max_steps * period, radius=cfg.success_radius,
+                                    alive=launcher.alive, on_goal=lambda i, r: bar.update(1))
+    bar.close()
+    planning = {}
+    for _, m in runner.plans:
+        key = round(m.goal_header.stamp.sec + m.goal_header.stamp.nanosec * 1e-9, 6)
+        planning.setdefault(key, []).append(m.planning_time * 1e3)
+    return [{"success": r.success, "steps": round(r.time_to_goal / period) if r.success else cfg.max_steps,
+             "final_distance": r.final_distance, "closest": r.final_distance,
+             "decision_ms": float(np.median(planning.get(round(r.goal_stamp, 6), [float("nan")])))}
+            for r in results]
