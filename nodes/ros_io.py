@@ -14,11 +14,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot.control.action_space import TWIST_FIELDS
+from jepa_pilot.perception.preprocess import ENCODINGS  # encoding -> channels
 
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
            "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg"]
-
-from jepa_pilot.perception.preprocess import ENCODINGS  # noqa: E402  (encoding -> channels)
 
 
 class ImageError(ValueError):

@@ -32,7 +32,13 @@ def test_bundle_loads_verifies_and_runs(bundle):
     assert engine.rollout(np.stack([z] * spec.history), actions).shape == (8, spec.horizon, spec.latent_dim)
 
 
-@pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
+KNOWN_WEAK = {"reacher": "the shipped reacher latent encodes the upper arm but ignores the thin forearm "
+                        "(fingertip probe R² ~0.7); see benchmarks/world_model.md"}
+
+
+@pytest.mark.parametrize("bundle", [pytest.param(b, marks=pytest.mark.xfail(b.name in KNOWN_WEAK, strict=True,
+                                                                         reason=KNOWN_WEAK.get(b.name, "")))
+                                    for b in BUNDLES], ids=lambda p: p.name)
 def test_latent_holds_the_task_position_on_fresh_frames(bundle):
     """A linear probe fitted on 200 fresh random states predicts the base / fingertip (x, y) of 200 others."""
     engine = WorldModelEngine(bundle, providers=("cpu",))
