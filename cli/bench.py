@@ -96,19 +96,11 @@ def bench_dds(args: argparse.Namespace) -> dict:
 def bench_model(args: argparse.Namespace) -> dict:
     import numpy as np
 
+    from jepa_pilot.common.timing import median_ms
     from jepa_pilot.perception.engine import WorldModelEngine
 
     engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
     spec, rng = engine.spec, np.random.default_rng(0)
-
-    def median_ms(fn, repeats: int) -> float:
-        fn()
-        times = []
-        for _ in range(repeats):
-            start = time.perf_counter()
-            fn()
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e3
 
     frames = lambda n: rng.random((n, 3, spec.image_size, spec.image_size), dtype=np.float32)  # noqa: E731
     image = rng.integers(0, 255, (spec.image_size, spec.image_size, 3), dtype=np.uint8)

@@ -5,7 +5,7 @@ import collections
 
 import numpy as np
 
-__all__ = ["RateMeter", "LoopMonitor", "SampleWindow"]
+__all__ = ["median_ms", "RateMeter", "LoopMonitor", "SampleWindow"]
 
 
 class RateMeter:
@@ -84,3 +84,16 @@ class SampleWindow:
         if not self._values:
             return tuple(float("nan") for _ in qs)
         return tuple(float(v) for v in np.percentile(np.asarray(self._values), qs))
+
+
+def median_ms(fn, repeats: int) -> float:
+    """Median wall time of ``fn()`` in milliseconds over ``repeats`` calls, after one warm-up call."""
+    import time
+
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times) * 1e3)

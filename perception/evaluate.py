@@ -12,11 +12,11 @@ Everything runs on the exported ONNX graphs (what deployment runs):
 """
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import numpy as np
 
+from jepa_pilot.common.timing import median_ms
 from jepa_pilot.data import Dataset
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.perception.preprocess import resize, to_model_input
@@ -44,16 +44,6 @@ def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) ->
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
     return float(np.corrcoef(ra, rb)[0, 1])
-
-
-def _median_ms(fn, repeats: int) -> float:
-    fn()  # warm-up
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times) * 1e3)
 
 
 def _encode_episode(engine: WorldModelEngine, images: np.ndarray) -> np.ndarray:
@@ -99,9 +89,9 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
         "latent_std": {"per_dim": std.tolist(), "min": float(std.min()), "max": float(std.max()),
                        "collapsed_dims": int((std < 1e-3 * max(std.max(), 1e-12)).sum())},
         "latency_ms": {
-            "encoder_batch1": _median_ms(lambda: engine.encode_prepared(
+            "encoder_batch1": median_ms(lambda: engine.encode_prepared(
                 to_model_input(np.zeros((1, spec.image_size, spec.image_size, 3), np.uint8))), 200),
-            "rollout_256": _median_ms(lambda: engine.rollout(
+            "rollout_256": median_ms(lambda: engine.rollout(
                 np.zeros((spec.history, spec.latent_dim), np.float32),
                 rng.uniform(-1, 1, (256, h * s, spec.action_dim)).astype(np.float32)), 50)},
     }
