@@ -219,3 +219,27 @@ def test_eval_model_reports_every_metric(exported, dataset, tmp_path):
     assert -1.0 <= report["latent_vs_true_distance_spearman"] <= 1.0
     assert report["episodes"] == 1  # the validation split of the training set (12 episodes x 0.1)
     assert (tmp_path / "eval.png").stat().st_size > 0
+
+
+def test_non_finite_latents_are_refused(exported, tmp_path):
+    """An encoder graph that outputs NaN (its last bias poisoned) must not pass latents on."""
+    import onnx
+    from onnx import numpy_helper
+
+    from jepa_pilot.perception.bundle import sha256
+
+    poisoned = tmp_path / "nan"
+    shutil.copytree(exported[1], poisoned)
+    graph = onnx.load(str(poisoned / "encoder.onnx"))
+    output = graph.graph.output[0].name
+    last = next(n for n in graph.graph.node if output in n.output)
+    for init in graph.graph.initializer:  # the biases feeding the last node
+        if init.name in last.input and len(init.dims) == 1:
+            init.CopyFrom(numpy_helper.from_array(np.full(init.dims, np.nan, np.float32), init.name))
+    onnx.save(graph, str(poisoned / "encoder.onnx"))
+    meta = yaml.safe_load((poisoned / "bundle.yaml").read_text())
+    meta["files"]["encoder"]["sha256"] = sha256(poisoned / "encoder.onnx")
+    (poisoned / "bundle.yaml").write_text(yaml.safe_dump(meta))
+    engine = WorldModelEngine(poisoned, providers=("cpu",))
+    with pytest.raises(ValueError, match="non-finite latents"):
+        engine.encode(square_world(np.random.default_rng(0), 1).images[0])
