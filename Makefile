@@ -76,7 +76,7 @@ demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated ro
 bench: $(STAMPS)/colcon  ## simulator, DDS and model-latency benchmarks -> benchmarks/*.json
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
-	$(ENV) jepa-pilot bench model --bundle models/two_rooms --json benchmarks/model_two_rooms.json
+	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000

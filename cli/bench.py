@@ -34,7 +34,7 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
-    p.add_argument("--bundle", type=Path, default=Path("models/two_rooms"), help="model: bundle to measure")
+    p.add_argument("--bundle", default="two_rooms", help="model: bundle to measure (a name in models/ or a path)")
     p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
     p.set_defaults(func=run)
 
@@ -98,8 +98,9 @@ def bench_model(args: argparse.Namespace) -> dict:
 
     from jepa_pilot.common.timing import median_ms
     from jepa_pilot.perception.engine import WorldModelEngine
+    from jepa_pilot.perception.latents import resolve_bundle
 
-    engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
+    engine = WorldModelEngine(resolve_bundle(args.bundle), providers=args.providers.split(","))
     spec, rng = engine.spec, np.random.default_rng(0)
 
     frames = lambda n: rng.random((n, 3, spec.image_size, spec.image_size), dtype=np.float32)  # noqa: E731

@@ -40,24 +40,24 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from jepa_pilot import sim
-    from jepa_pilot.common.paths import package_share
     from jepa_pilot.control.planner import PlannerConfig
     from jepa_pilot.evaluation.closed_loop import (LatentPolicy, LoopConfig, RandomPolicy, TrueStatePolicy,
                                                    goal_pairs, run_episode)
     from jepa_pilot.perception.engine import WorldModelEngine
+    from jepa_pilot.perception.latents import resolve_bundle
 
     cfg = LoopConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps, success_radius=args.radius)
     planner = PlannerConfig(method=args.method, samples=args.samples, iterations=args.iterations, seed=args.seed)
     env = sim.make(args.env)
     pairs = goal_pairs(env, cfg.episodes, cfg.seed)
-    makers = {"latent": lambda: LatentPolicy(WorldModelEngine(args.bundle or package_share() / "models" / args.env,
+    makers = {"latent": lambda: LatentPolicy(WorldModelEngine(resolve_bundle(str(args.bundle or args.env)),
                                                               providers=("cuda", "cpu")), planner),
               "true_state": lambda: TrueStatePolicy(env, planner),
               "random": lambda: RandomPolicy(env.action_dim, cfg.seed)}
     results = {"env": args.env, "config": cfg.to_dict(), "planner": planner.to_dict(), "policies": {}}
     for name in args.policies.split(","):
         if name == "ros":
-            episodes = run_through_ros(args, pairs, cfg)
+            episodes = run_through_ros(args, pairs, cfg, planner, env.config.control_period)
         else:
             policy = makers[name]()
             episodes = [run_episode(env, policy, start, goal, cfg)
@@ -76,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_through_ros(args: argparse.Namespace, pairs, cfg) -> list[dict]:
-    """The same episodes through the ROS graph (launch/sim.launch.yaml jepa:=true)."""
+def run_through_ros(args: argparse.Namespace, pairs, cfg, planner, period: float) -> list[dict]:
+    """The same episodes through the ROS graph (launch/sim.launch.yaml jepa:=true), same planner settings."""
     import os
 
     import numpy as np
@@ -91,7 +91,9 @@ def run_through_ros(args: argparse.Namespace, pairs, cfg) -> list[dict]:
     launch = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
     specs = parse_launch_file(launch, {"env": args.env, "seed": str(args.seed), "jepa": "true",
                                        **({"bundle": str(args.bundle)} if args.bundle else {})})
-    period = 0.1
+    for spec in specs:
+        if spec.name == "planner":  # the planner node takes the settings the direct policies use
+            spec.params.update({k: planner.to_dict()[k] for k in ("method", "samples", "iterations", "seed")})
     bar = tqdm(total=len(pairs), desc="ros", unit="episode", mininterval=2.0)
     with open(os.devnull, "w") as quiet, Launcher(specs, env=child_environment(os.environ), stream=quiet) as launcher:
         results, runner = run_goals(pairs, timeout=cfg.max_steps * period, radius=cfg.success_radius,

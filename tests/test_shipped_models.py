@@ -49,3 +49,18 @@ def test_latent_holds_the_task_position_on_fresh_frames(bundle):
     targets = np.stack([env.task_position(s) for s in states])
     r2 = linear_probe_r2(latents[:200], targets[:200], latents[200:], targets[200:])
     assert r2 > 0.9, f"probe R² {r2:.3f} of the task position"
+
+
+def test_closed_loop_eval_runs_every_direct_policy_on_the_same_pairs(tmp_path):
+    import json
+
+    from jepa_pilot.cli.main import main
+
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--policies", "latent,true_state,random", "--episodes", "2", "--max-steps", "60",
+                 "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    assert set(report["policies"]) == {"latent", "true_state", "random"}
+    for result in report["policies"].values():
+        assert len(result["episodes"]) == 2 and 0.0 <= result["success_rate"] <= 1.0
+        assert all(e["steps"] <= 60 and e["closest"] >= 0 for e in result["episodes"])
