@@ -56,9 +56,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def tiny_recipe(steps: int = 12, **train) -> Recipe:
-    return Recipe.load(None, model=TINY, loss={"rollout_steps": 3},
-                       train=dict(steps=steps, batch_size=8, val_every=6, checkpoint_every=6, val_windows=16,
-                                  warmup_steps=2, threads=1, device="cpu", **train))
+    settings = dict(steps=steps, batch_size=8, val_every=6, checkpoint_every=6, val_windows=16,
+                    warmup_steps=2, threads=1, device="cpu")
+    return Recipe.load(None, model=TINY, loss={"rollout_steps": 3}, train={**settings, **train})
 
 
 def test_model_verbs_have_the_documented_shapes():
@@ -94,26 +94,60 @@ def weights(run: Path) -> dict:
     return torch.load(run / "model.pt", weights_only=False)["model"]
 
 
-def test_seeded_training_is_reproducible_and_resume_is_exact(dataset, tmp_path):
+def checkpoint(run: Path) -> dict:
+    return torch.load(run / "checkpoints" / "last.pt", weights_only=False)
+
+
+def assert_same_tensors(a, b, where: str = "") -> None:
+    """Nested dicts/lists of tensors and numbers: equal bit for bit (torch.equal), same keys."""
+    if isinstance(a, torch.Tensor):
+        assert isinstance(b, torch.Tensor) and torch.equal(a, b), f"{where} differs"
+    elif isinstance(a, dict):
+        assert set(a) == set(b), f"{where}: keys {sorted(a)} vs {sorted(b)}"
+        for key in a:
+            assert_same_tensors(a[key], b[key], f"{where}.{key}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), f"{where}: length {len(a)} vs {len(b)}"
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_same_tensors(x, y, f"{where}[{i}]")
+    else:
+        assert a == b, f"{where}: {a!r} vs {b!r}"
+
+
+@pytest.mark.slow
+def test_seeded_training_is_reproducible(dataset, tmp_path):
     a = train(tiny_recipe(), dataset, tmp_path / "a", progress=False)
     b = train(tiny_recipe(), dataset, tmp_path / "b", progress=False)
     same = lambda h: {k: v for k, v in h.items() if k != "wall_s"}  # noqa: E731
     assert same(a) == same(b)
     for name, value in weights(tmp_path / "a").items():
         assert torch.equal(value, weights(tmp_path / "b")[name]), name
-    # Stop after 6 steps, resume to 12: the same weights as 12 steps in one go.
-    train(tiny_recipe(steps=6), dataset, tmp_path / "c", progress=False)
-    recipe = tiny_recipe(steps=12)
-    (tmp_path / "c" / "checkpoints" / "last.pt").replace(tmp_path / "c" / "checkpoints" / "six.pt")
-    state = torch.load(tmp_path / "c" / "checkpoints" / "six.pt", weights_only=False)
-    state["recipe"] = recipe.to_dict()  # same run, longer schedule
-    torch.save(state, tmp_path / "c" / "checkpoints" / "last.pt")
-    train(recipe, dataset, tmp_path / "c", resume=True, progress=False)
     other = train(tiny_recipe(seed=1), dataset, tmp_path / "d", progress=False)
     assert same(other) != same(a)
     metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
     assert metrics["history"][-1]["step"] == 12 and (tmp_path / "a" / "loss.png").stat().st_size > 0
     assert "val_probe_r2" in metrics["history"][-1] and len(metrics["history"][-1]["val_rollout_vs_copy_last"]) == 3
+
+
+@pytest.mark.slow
+def test_stop_and_resume_ends_bit_exactly_where_one_uninterrupted_run_does(dataset, tmp_path):
+    """Stop at step 5 (off the checkpoint and validation grid), resume to 12: every parameter, the EMA
+    target, the optimiser state (moments, step counts, lr) and the sampler RNG equal one 12-step run's."""
+    recipe = tiny_recipe(steps=12, warmup_steps=3)  # warm-up to step 3, cosine decay to 0 at 12
+    whole = train(recipe, dataset, tmp_path / "whole", progress=False)
+    train(recipe, dataset, tmp_path / "split", progress=False, stop_at=5)
+    stopped = checkpoint(tmp_path / "split")
+    assert stopped["step"] == 5 and not (tmp_path / "split" / "model.pt").exists()
+    resumed = train(recipe, dataset, tmp_path / "split", resume=True, progress=False)
+    a, b = checkpoint(tmp_path / "whole"), checkpoint(tmp_path / "split")
+    assert a["step"] == b["step"] == 12
+    for part in ("model", "target", "inverse_head", "optimizer", "rng"):
+        assert_same_tensors(a[part], b[part], part)
+    assert a["optimizer"]["param_groups"][0]["lr"] > 0  # the schedule had not decayed to 0 before the end
+    for name, value in weights(tmp_path / "whole").items():
+        assert torch.equal(value, weights(tmp_path / "split")[name]), name
+    drop_wall = lambda h: {k: v for k, v in h.items() if k != "wall_s"}  # noqa: E731
+    assert drop_wall(whole) == drop_wall(resumed)
 
 
 def test_resume_refuses_a_checkpoint_of_another_recipe(dataset, tmp_path):
@@ -122,17 +156,31 @@ def test_resume_refuses_a_checkpoint_of_another_recipe(dataset, tmp_path):
         train(tiny_recipe(steps=6, lr=0.5), dataset, tmp_path / "r", resume=True, progress=False)
 
 
-def test_torchrun_ddp_with_two_processes_on_gloo(dataset, tmp_path):
-    config = tmp_path / "recipe.yaml"
-    config.write_text(yaml.safe_dump(tiny_recipe(steps=6).to_dict()))
+def torchrun(dataset: Path, config: Path, out: Path, *extra: str) -> None:
+    """`torchrun --nproc_per_node=2 -m jepa_pilot.world_model.train` on CPU (gloo)."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "jepa_pilot.world_model.train", "--data", str(dataset), "--config", str(config),
-                           "--out", str(tmp_path / "ddp")],
+                           "--out", str(out), *extra],
                           capture_output=True, text=True, timeout=300, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_with_two_processes_on_gloo_resumes_bit_exactly(dataset, tmp_path):
+    config = tmp_path / "recipe.yaml"
+    config.write_text(yaml.safe_dump(tiny_recipe(steps=6).to_dict()))
+    torchrun(dataset, config, tmp_path / "ddp")
     metrics = json.loads((tmp_path / "ddp" / "metrics.json").read_text())
     assert metrics["world_size"] == 2 and metrics["steps"] == 6
+    torchrun(dataset, config, tmp_path / "split", "--stop-at", "3")
+    stopped = checkpoint(tmp_path / "split")
+    assert stopped["step"] == 3 and len(stopped["rng"]) == 2  # both processes' sampler states
+    assert stopped["rng"][0]["sampler"] != stopped["rng"][1]["sampler"]
+    torchrun(dataset, config, tmp_path / "split", "--resume")
+    a, b = checkpoint(tmp_path / "ddp"), checkpoint(tmp_path / "split")
+    for part in ("model", "target", "inverse_head", "optimizer", "rng"):
+        assert_same_tensors(a[part], b[part], part)
 
 
 @pytest.fixture(scope="module")

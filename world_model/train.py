@@ -5,8 +5,14 @@ Single process (CPU or CUDA), or several with PyTorch DDP:
 (gloo on CPU, NCCL on CUDA; the global batch is split across processes).
 
 A run folder holds ``recipe.yaml`` (the full config), ``checkpoints/last.pt``
-(model, EMA target, optimiser, RNG states: ``--resume`` continues bit-exactly),
-``model.pt`` (the final weights), ``metrics.json`` and ``loss.png``.
+(model, EMA target, optimiser, the RNG states of torch and of every process's
+data sampler), ``model.pt`` (the final weights), ``metrics.json`` and ``loss.png``.
+
+Resume: ``--stop-at N`` ends a run at step N with a checkpoint; ``--resume``
+continues it. The learning-rate schedule follows the recipe's ``train.steps``
+(not the steps of one invocation), so a run stopped and resumed on one CPU
+process ends with the same weights and optimiser state, bit for bit, as one
+uninterrupted run (tests/test_world_model.py checks it).
 """
 from __future__ import annotations
 
@@ -110,6 +116,7 @@ def _to_torch(frames: np.ndarray, chunks: np.ndarray, device: torch.device):
 
 
 def _lr(step: int, cfg: TrainConfig) -> float:
+    """Learning rate at ``step``: linear warm-up, then cosine decay to 0 at the recipe's ``cfg.steps``."""
     if step < cfg.warmup_steps:
         return cfg.lr * (step + 1) / cfg.warmup_steps
     progress = (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps)
@@ -194,19 +201,37 @@ class Run:
         return linear_probe_r2(z_fit, s_fit[:, dims], z_val, s_val[:, dims])
 
     # --- checkpoints -------------------------------------------------------------
-    def state_dict(self) -> dict:
+    def rng_state(self) -> dict:
+        """This process's random state: the data sampler's, torch's CPU and (if used) CUDA generators."""
+        state = {"sampler": self.rng.bit_generator.state, "torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            state["cuda"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["sampler"]
+        torch.set_rng_state(state["torch"])
+        if "cuda" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda"], self.device)
+
+    def state_dict(self, rng_states: list[dict]) -> dict:
+        """Everything a resume needs; ``rng_states`` holds one entry per process, by rank."""
         return {"recipe": self.recipe.to_dict(), "step": self.step, "wall": self.wall,
                 "model": self.model.state_dict(), "target": self.target.state_dict(),
                 "inverse_head": self.objective.inverse_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "history": self.history,
-                "rng": self.rng.bit_generator.state, "torch_rng": torch.get_rng_state()}
+                "optimizer": self.optimizer.state_dict(), "history": self.history, "rng": rng_states}
 
     def save(self, path: Path) -> None:
+        """Write a checkpoint (rank 0), with the RNG states of every process (a collective call under DDP)."""
+        rng_states = [self.rng_state()]
+        if self.world > 1:
+            rng_states = [None] * self.world
+            dist.all_gather_object(rng_states, self.rng_state())
         if self.rank != 0:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
-        torch.save(self.state_dict(), tmp)
+        torch.save(self.state_dict(rng_states), tmp)
         os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
 
     def load(self, path: Path) -> None:
@@ -218,13 +243,29 @@ class Run:
         self.objective.inverse_head.load_state_dict(state["inverse_head"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step, self.wall, self.history = state["step"], state["wall"], state["history"]
-        self.rng.bit_generator.state = state["rng"]
-        torch.set_rng_state(state["torch_rng"])
+        rngs = state["rng"]
+        if len(rngs) == self.world:
+            self.set_rng_state(rngs[self.rank])
+        else:  # another process count: the batches differ from the uninterrupted run's anyway
+            self.set_rng_state(rngs[0])
+            self.rng = np.random.default_rng([self.recipe.train.seed, self.rank, self.step])
+            if self.rank == 0:
+                print(f"note: {path} was written by {len(rngs)} process(es), resuming with {self.world}: "
+                      f"the data stream is reseeded, so the run is not bit-exact with an uninterrupted one")
 
 
-def train(recipe: Recipe, data: Path, out: Path, resume: bool = False, progress: bool = True) -> dict:
-    """Run (or resume) training; returns the final metrics. Rank 0 writes everything."""
-    device = _setup(recipe.train)
+def train(recipe: Recipe, data: Path, out: Path, resume: bool = False, progress: bool = True,
+          stop_at: int | None = None) -> dict:
+    """Run (or resume) training; returns the latest metrics. Rank 0 writes everything.
+
+    ``stop_at``: end this invocation at that step with a checkpoint (the schedule
+    still runs to ``recipe.train.steps``); ``resume=True`` continues from it.
+    """
+    cfg = recipe.train
+    end = cfg.steps if stop_at is None else min(stop_at, cfg.steps)
+    if end < 1:
+        raise ConfigError(f"stop_at = {stop_at}: expected a step in [1, {cfg.steps}]")
+    device = _setup(cfg)
     run = Run(recipe, data, out, device)
     last = out / "checkpoints" / "last.pt"
     if resume and last.exists():
@@ -232,11 +273,10 @@ def train(recipe: Recipe, data: Path, out: Path, resume: bool = False, progress:
     if run.rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         (out / "recipe.yaml").write_text(yaml.safe_dump(recipe.to_dict(), sort_keys=False))
-    cfg = recipe.train
     bar = tqdm(total=cfg.steps, initial=run.step, disable=not progress or run.rank != 0, unit="step",
                mininterval=2.0)
     start = time.monotonic() - run.wall
-    while run.step < cfg.steps:
+    while run.step < end:
         terms = run.train_step()
         bar.update(1)
         bar.set_postfix(loss=f"{terms['loss']:.4f}", refresh=False)
@@ -244,11 +284,11 @@ def train(recipe: Recipe, data: Path, out: Path, resume: bool = False, progress:
             run.history.append({"step": run.step, "wall_s": time.monotonic() - start, **terms, **run.validate()})
             if run.rank == 0:
                 bar.write(_summary(run.history[-1]))
-        if run.step % cfg.checkpoint_every == 0 or run.step == cfg.steps:
+        if run.step % cfg.checkpoint_every == 0 or run.step in (end, cfg.steps):
             run.wall = time.monotonic() - start
             run.save(last)
     bar.close()
-    if run.rank == 0:
+    if run.rank == 0 and run.step == cfg.steps:
         torch.save({"recipe": recipe.to_dict(), "model": run.model.state_dict()}, out / "model.pt")
         _write_report(run, out)
     if dist.is_initialized():
@@ -287,6 +327,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                                                     "(default: built-in defaults; see config/train/)")
     parser.add_argument("--out", type=Path, required=True, help="run folder to write")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoints/last.pt")
+    parser.add_argument("--stop-at", type=int, metavar="STEP",
+                        help="end at this step with a checkpoint (the schedule still runs to train.steps); "
+                             "continue later with --resume")
     parser.add_argument("--steps", type=int, help="override train.steps")
     parser.add_argument("--seed", type=int, help="override train.seed")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override train.device")
@@ -301,9 +344,16 @@ def run_cli(args: argparse.Namespace) -> int:
     except (ConfigError, ValueError) as exc:
         print(f"jepa-pilot train: error: {exc}")
         return 2
-    final = train(recipe, args.data, args.out, resume=args.resume)
-    if _world()[0] == 0 and final:
-        print(f"done: {_summary(final)}\nrun folder: {args.out}")
+    try:
+        final = train(recipe, args.data, args.out, resume=args.resume, stop_at=args.stop_at)
+    except ConfigError as exc:  # a bad --stop-at, a checkpoint of another recipe
+        print(f"jepa-pilot train: error: {exc}")
+        return 2
+    if _world()[0] == 0:
+        if args.stop_at is not None and args.stop_at < recipe.train.steps:
+            print(f"stopped at step {args.stop_at} of {recipe.train.steps}; continue with --resume")
+        elif final:
+            print(f"done: {_summary(final)}\nrun folder: {args.out}")
     return 0
 
 
