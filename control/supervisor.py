@@ -22,6 +22,10 @@ Rules, in order of precedence:
    executed (its first action is already late): stop (STOPPED) until a plan
    finishes in time.
 6. Otherwise PLANNING: execute the plan's first action.
+
+Each decision carries a typed :class:`Cause` (ESTOP, NO_GOAL, REACHED,
+NO_LATENT, STALE, FUTURE_STAMP, OVERRUN, PLANNING) next to its reason text,
+so callers branch on the cause, never on the wording of the reason.
 """
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["Status", "SupervisorConfig", "Decision", "Supervisor"]
+__all__ = ["Status", "Cause", "SupervisorConfig", "Decision", "Supervisor"]
 
 
 class Status(enum.IntEnum):
@@ -42,6 +46,19 @@ class Status(enum.IntEnum):
     PLANNING = 1
     REACHED = 2
     STOPPED = 3
+
+
+class Cause(enum.Enum):
+    """Why a decision was taken (the reason text says it for people)."""
+
+    PLANNING = "planning"          # driving on plans in time
+    NO_GOAL = "no_goal"            # IDLE
+    REACHED = "reached"            # the goal latent is within goal_tolerance
+    ESTOP = "estop"                # the e-stop is engaged
+    NO_LATENT = "no_latent"        # a goal but no latent received yet
+    STALE = "stale"                # the newest latent is too old (robot or wall clock)
+    FUTURE_STAMP = "future_stamp"  # the newest latent is stamped in the future (clock mismatch)
+    OVERRUN = "overrun"            # the last plan took longer than max_plan_time
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +74,7 @@ class SupervisorConfig(Config):
 @dataclasses.dataclass(frozen=True)
 class Decision:
     status: Status
+    cause: Cause
     reason: str = ""
     plan: bool = False        # run the planner on the newest latent
     hold: bool = False        # command zero (the robot must not move)
@@ -119,19 +137,19 @@ class Supervisor:
         self.latent_stamp, self.latent_wall = stamp, wall_now
         distance = self.last_distance = self.distance(z)
         if self.estop:
-            return Decision(Status.STOPPED, "e-stop engaged", hold=True, goal_distance=distance)
+            return self._stop(Cause.ESTOP, "e-stop engaged", distance)
         if self.goal is None:
-            return Decision(Status.IDLE, "no goal", goal_distance=distance)
+            return Decision(Status.IDLE, Cause.NO_GOAL, "no goal", goal_distance=distance)
         if not self.reached and distance < self.config.goal_tolerance:
             self.reached = True
             self.reached_reason = (f"goal reached: latent distance {distance:.3g} < goal_tolerance "
                                    f"{self.config.goal_tolerance:g}")
         if self.reached:
-            return Decision(Status.REACHED, self.reached_reason, hold=True, goal_distance=distance)
-        stale = self._age_problem(now, None)
-        if stale:
-            return Decision(Status.STOPPED, stale, hold=True, goal_distance=distance)
-        return Decision(Status.PLANNING, plan=True, goal_distance=distance)
+            return Decision(Status.REACHED, Cause.REACHED, self.reached_reason, hold=True, goal_distance=distance)
+        cause, stale = self._age_problem(now, None)
+        if cause is not None:
+            return self._stop(cause, stale, distance)
+        return Decision(Status.PLANNING, Cause.PLANNING, plan=True, goal_distance=distance)
 
     def on_plan(self, planning_time: float, goal_version: int, now: float | None = None,
                 wall_now: float | None = None, goal_distance: float = float("nan")) -> Decision | None:
@@ -141,46 +159,51 @@ class Supervisor:
         if goal_version != self.goal_version or self.goal is None:
             return None
         if self.estop:
-            return Decision(Status.STOPPED, "e-stop engaged", hold=True, goal_distance=goal_distance)
+            return self._stop(Cause.ESTOP, "e-stop engaged", goal_distance)
         if planning_time > self.config.max_plan_time:
             self.overrun = (f"planning took {planning_time:.3f} s > max_plan_time "
                             f"{self.config.max_plan_time:g} s")
-            return Decision(Status.STOPPED, self.overrun, hold=True, goal_distance=goal_distance)
+            return self._stop(Cause.OVERRUN, self.overrun, goal_distance)
         self.overrun = ""
-        stale = self._age_problem(now, wall_now)
-        if stale:
-            return Decision(Status.STOPPED, stale, hold=True, goal_distance=goal_distance)
-        return Decision(Status.PLANNING, goal_distance=goal_distance)
+        cause, stale = self._age_problem(now, wall_now)
+        if cause is not None:
+            return self._stop(cause, stale, goal_distance)
+        return Decision(Status.PLANNING, Cause.PLANNING, goal_distance=goal_distance)
 
     def watchdog(self, now: float | None, wall_now: float) -> Decision | None:
         """Periodic check between latents. A Decision means "hold the robot at zero now"; None:
         nothing to do (idle, or driving on fresh plans)."""
         distance = self.last_distance if self.goal is not None else float("nan")
         if self.estop:
-            return Decision(Status.STOPPED, "e-stop engaged", hold=True, goal_distance=distance)
+            return self._stop(Cause.ESTOP, "e-stop engaged", distance)
         if self.goal is None:
             return None
         if self.reached:
-            return Decision(Status.REACHED, self.reached_reason, hold=True, goal_distance=distance)
-        stale = self._age_problem(now, wall_now)
-        if stale:
-            return Decision(Status.STOPPED, stale, hold=True, goal_distance=distance)
+            return Decision(Status.REACHED, Cause.REACHED, self.reached_reason, hold=True, goal_distance=distance)
+        cause, stale = self._age_problem(now, wall_now)
+        if cause is not None:
+            return self._stop(cause, stale, distance)
         if self.overrun:
-            return Decision(Status.STOPPED, self.overrun, hold=True, goal_distance=distance)
+            return self._stop(Cause.OVERRUN, self.overrun, distance)
         return None
 
-    def _age_problem(self, now: float | None, wall_now: float | None) -> str:
-        """Why the newest latent is too old to act on, or ''."""
+    @staticmethod
+    def _stop(cause: Cause, reason: str, distance: float) -> Decision:
+        """Hold the robot at zero: STOPPED because of ``cause``."""
+        return Decision(Status.STOPPED, cause, reason, hold=True, goal_distance=distance)
+
+    def _age_problem(self, now: float | None, wall_now: float | None) -> tuple[Cause | None, str]:
+        """Why the newest latent is too old to act on: (cause, reason), or (None, '')."""
         limit = self.config.max_latent_age
         if self.latent_stamp is None:
-            return "no latent received yet"
+            return Cause.NO_LATENT, "no latent received yet"
         if wall_now is not None and wall_now - self.latent_wall > limit:
-            return f"no latent for {wall_now - self.latent_wall:.2f} s (max_latent_age {limit:g} s)"
+            return Cause.STALE, f"no latent for {wall_now - self.latent_wall:.2f} s (max_latent_age {limit:g} s)"
         if now is not None:
             age = now - self.latent_stamp
             if age > limit:
-                return f"newest latent is {age:.2f} s old (max_latent_age {limit:g} s)"
+                return Cause.STALE, f"newest latent is {age:.2f} s old (max_latent_age {limit:g} s)"
             if -age > limit:
-                return (f"newest latent is stamped {-age:.2f} s in the future: do the camera and the "
-                        f"planner use the same clock (use_sim_time)?")
-        return ""
+                return Cause.FUTURE_STAMP, (f"newest latent is stamped {-age:.2f} s in the future: do the camera "
+                                            f"and the planner use the same clock (use_sim_time)?")
+        return None, ""

@@ -5,9 +5,10 @@
   error is logged once with its reason and the node stays *unconfigured*
   (alive, reporting the fault on /diagnostics, ready for another
   ``configure`` transition): it never crash-loops.
-* ``on_activate`` / ``on_deactivate`` call ``activate()`` / ``deactivate()``
-  (create / destroy subscriptions, timers, services) and enable / disable the
-  lifecycle publishers; ``on_cleanup`` releases the engine.
+* ``on_activate`` calls ``activate()``, which creates the subscriptions,
+  timers and services and returns them; ``on_deactivate`` destroys them, then
+  calls ``deactivate()``; both enable / disable the lifecycle publishers;
+  ``on_cleanup`` releases the engine.
 * ``autostart`` (default true) configures and activates the node itself at
   startup: ``jepa-pilot up`` has no lifecycle manager.
 * ``/diagnostics`` about 1 Hz on the wall clock (also when unconfigured or
@@ -23,6 +24,8 @@ import traceback
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
+from rclpy.subscription import Subscription
+from rclpy.timer import Timer
 
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.nodes.params import ConfigParameters
@@ -52,7 +55,7 @@ class ModelNodeConfig(Config):
 
 
 class ModelNode(LifecycleNode):
-    """Subclasses implement configure(engine), activate(), deactivate() and may extend cleanup()."""
+    """Subclasses implement configure(engine) and activate(), and may extend deactivate() and cleanup()."""
 
     def __init__(self, name: str, config_class: type[ModelNodeConfig]) -> None:
         super().__init__(name)
@@ -61,6 +64,7 @@ class ModelNode(LifecycleNode):
         self.state_label = "unconfigured"
         self.fault = ""  # why the last configure failed
         self._lifecycle_pubs: list = []
+        self._handles: list = []  # what activate() created
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
         self.create_timer(1.0, self._publish_diagnostics, clock=self.steady)
@@ -73,11 +77,12 @@ class ModelNode(LifecycleNode):
     def configure(self, engine: WorldModelEngine) -> None:
         """Check the bundle fits, create lifecycle publishers; raise ValueError with a reason if not."""
 
-    def activate(self) -> None:
-        """Create subscriptions, timers, services."""
+    def activate(self) -> list:
+        """Create subscriptions, timers and services; return them (the base destroys them on deactivate)."""
+        return []
 
     def deactivate(self) -> None:
-        """Destroy what activate() created."""
+        """After activate()'s handles are destroyed (e.g. leave the robot stopped)."""
 
     def cleanup(self) -> None:
         """Release what configure() made (lifecycle publishers are destroyed by the base)."""
@@ -112,12 +117,12 @@ class ModelNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.activate()
+        self._handles = list(self.activate())
         self.state_label = "active"
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self.deactivate()
+        self._deactivate()
         self.state_label = "inactive"
         return super().on_deactivate(state)
 
@@ -127,10 +132,22 @@ class ModelNode(LifecycleNode):
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
         if self.state_label == "active":
-            self.deactivate()
+            self._deactivate()
         self._release()
         self.state_label = "finalized"
         return super().on_shutdown(state)
+
+    def _deactivate(self) -> None:
+        """Destroy what activate() created, then call deactivate()."""
+        while self._handles:
+            handle = self._handles.pop()
+            if isinstance(handle, Subscription):
+                self.destroy_subscription(handle)
+            elif isinstance(handle, Timer):
+                self.destroy_timer(handle)
+            else:
+                self.destroy_service(handle)
+        self.deactivate()
 
     def _release(self) -> None:
         self.cleanup()

@@ -41,7 +41,6 @@ class PredictorNode(ModelNode):
         super().__init__("predictor", PredictorConfig)
         self.rate, self.latency, self.surprises = RateMeter(), SampleWindow(), SampleWindow(50)
         self.counts = dict(forecasts=0, dropped=0, plans_without_latent=0)
-        self.subs = []
 
     def configure(self, engine) -> None:
         spec = engine.spec
@@ -50,14 +49,9 @@ class PredictorNode(ModelNode):
         self.forecast_pub = self.publisher(Forecast, "/jepa/forecast", qos("reliable"))
         self.surprise_pub = self.publisher(Surprise, "/jepa/surprise", qos("reliable"))
 
-    def activate(self) -> None:
-        self.subs = [self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable")),
-                     self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))]
-
-    def deactivate(self) -> None:
-        for sub in self.subs:
-            self.destroy_subscription(sub)
-        self.subs = []
+    def activate(self) -> list:
+        return [self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable")),
+                self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))]
 
     def _drop(self, what: str, problem: str) -> None:
         self.counts["dropped"] += 1

@@ -68,3 +68,179 @@ def test_limits_and_settings_are_validated():
         PlannerConfig(elites=300)
     with pytest.raises(ConfigError, match="method"):
         PlannerConfig(method="random")
+
+
+# --- LatentMPC: supervisor + history + planner + warm-start policy (control/mpc.py) ------------
+
+class FakeClock:
+    """The planning timer: advanced by the toy model, so overruns need no real waiting."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class TimedPointMass(PointMass):
+    """PointMass that takes ``seconds`` of the fake clock per rollout and records the first sample
+    of each search (the planner's starting mean: zeros after a reset, the shifted plan when warm)."""
+
+    def __init__(self, clock: FakeClock, seconds: float = 0.0) -> None:
+        super().__init__()
+        self.clock, self.seconds, self.starts = clock, seconds, []
+
+    def rollout(self, z_hist, actions):
+        self.clock.t += self.seconds
+        if len(actions) > 1:
+            self.starts.append(actions[0].copy())
+        return super().rollout(z_hist, actions)
+
+
+def make_mpc(seconds: float = 0.0):
+    from jepa_pilot.control.mpc import LatentMPC
+    from jepa_pilot.control.supervisor import SupervisorConfig
+
+    clock = FakeClock()
+    model = TimedPointMass(clock, seconds)
+    mpc = LatentMPC(model, history=2, model_step=0.2,
+                    planner_config=PlannerConfig(samples=64, elites=8, iterations=1, seed=0),
+                    supervisor_config=SupervisorConfig(goal_tolerance=0.05, max_latent_age=0.3, max_plan_time=0.2),
+                    timer=clock)
+    return mpc, model
+
+
+def control_step(mpc, z, t: float):
+    """One latent at robot time t (arrived at wall time 100 + t): plan if asked, then decide."""
+    step = mpc.on_latent(z, t, t, 100.0 + t)
+    if step.job is None:
+        return step
+    return mpc.on_plan(mpc.plan(step.job), t, 100.0 + t)
+
+
+def test_mpc_drives_to_the_goal_then_holds_with_cause_reached():
+    from jepa_pilot.control.mpc import Cause, Status
+
+    mpc, _ = make_mpc()
+    goal = np.array([0.3, -0.2])
+    assert mpc.set_goal(goal) == ""
+    z, t, steps = np.zeros(2), 0.0, []
+    for _ in range(80):
+        step = control_step(mpc, z, t)
+        steps.append(step)
+        if step.decision.status != Status.PLANNING:
+            break
+        assert step.decision.cause == Cause.PLANNING and step.plan is not None
+        np.testing.assert_array_equal(step.command, step.plan.actions[0])
+        z, t = z + 0.05 * step.command, t + 0.05
+    assert steps[-1].decision.cause == Cause.REACHED, [s.decision.reason for s in steps[-3:]]
+    np.testing.assert_array_equal(steps[-1].command, np.zeros(2))  # held at zero
+    assert np.linalg.norm(z - goal) < 0.05 and len(steps) > 5
+
+
+def test_no_goal_commands_nothing_and_a_goal_without_latents_holds_with_cause_no_latent():
+    from jepa_pilot.control.mpc import Cause, Status
+
+    mpc, model = make_mpc()
+    step = control_step(mpc, np.zeros(2), 1.0)
+    assert (step.decision.status, step.decision.cause, step.command) == (Status.IDLE, Cause.NO_GOAL, None)
+    assert model.calls == 0 and mpc.watchdog(1.0, 101.0) is None
+    fresh, _ = make_mpc()
+    fresh.set_goal(np.ones(2))
+    step = fresh.watchdog(0.0, 100.0)
+    assert step.decision.cause == Cause.NO_LATENT and not step.command.any()
+
+
+def test_a_new_goal_drops_the_warm_start():
+    mpc, model = make_mpc()
+    mpc.set_goal(np.array([0.8, 0.0]))
+    jobs = []
+    for i in range(3):
+        step = mpc.on_latent(np.zeros(2), i * 0.05, i * 0.05, 100.0)
+        jobs.append(step.job)
+        mpc.on_plan(mpc.plan(step.job), i * 0.05, 100.0)
+    assert [j.reset for j in jobs] == [True, False, False]
+    assert not model.starts[0].any() and model.starts[-1].any()  # warm: the search starts from the last plan
+    mpc.set_goal(np.array([-0.8, 0.0]))
+    step = mpc.on_latent(np.zeros(2), 0.15, 0.15, 100.0)
+    assert step.job.reset
+    mpc.plan(step.job)
+    assert not model.starts[-1].any(), "a new goal must start from a cold plan"
+
+
+@pytest.mark.parametrize("stop", ["estop", "stale"])
+def test_a_stop_then_resume_drops_the_warm_start(stop):
+    from jepa_pilot.control.mpc import Cause
+
+    mpc, model = make_mpc()
+    mpc.set_goal(np.array([0.8, 0.0]))
+    for i in range(2):
+        assert control_step(mpc, np.zeros(2), i * 0.05).decision.cause == Cause.PLANNING
+    if stop == "estop":
+        step = mpc.set_estop(True)
+        assert step.decision.cause == Cause.ESTOP and not step.command.any()
+        during = control_step(mpc, np.zeros(2), 0.1)
+        assert during.decision.cause == Cause.ESTOP and during.job is None and not during.command.any()
+        assert mpc.set_estop(False) is None
+    else:
+        step = mpc.watchdog(0.1, 100.0 + 5.0)  # no latent for 5 s of wall time
+        assert step.decision.cause == Cause.STALE and not step.command.any()
+    step = mpc.on_latent(np.zeros(2), 0.2, 0.2, 100.2)
+    assert step.job.reset
+    mpc.plan(step.job)
+    assert not model.starts[-1].any(), "a plan made before the stop must not warm-start"
+
+
+def test_an_overrun_holds_the_robot_with_cause_overrun_until_a_plan_is_in_time():
+    from jepa_pilot.control.mpc import Cause, Status
+
+    mpc, model = make_mpc(seconds=0.15)  # two rollouts per plan: 0.3 s > max_plan_time 0.2
+    mpc.set_goal(np.array([0.8, 0.0]))
+    step = control_step(mpc, np.zeros(2), 0.0)
+    assert (step.decision.status, step.decision.cause) == (Status.STOPPED, Cause.OVERRUN)
+    assert step.plan is not None and step.plan.actions[0].any() and not step.command.any()
+    assert step.planning_time == pytest.approx(0.3) and mpc.counts["overruns"] == 1
+    assert mpc.watchdog(0.05, 100.05).decision.cause == Cause.OVERRUN  # keeps holding between latents
+    model.seconds = 0.05
+    step = control_step(mpc, np.zeros(2), 0.1)
+    assert step.decision.cause == Cause.PLANNING and step.command.any()
+    assert not model.starts[-1].any()  # the robot stopped meanwhile: cold start
+
+
+def test_a_plan_finished_after_the_goal_changed_is_dropped_and_an_estop_meanwhile_wins():
+    from jepa_pilot.control.mpc import Cause
+
+    mpc, _ = make_mpc()
+    mpc.set_goal(np.array([0.8, 0.0]))
+    step = mpc.on_latent(np.zeros(2), 0.0, 0.0, 100.0)
+    new_goal = np.array([0.0, 0.8])
+    mpc.set_goal(new_goal)                      # while planning for the old goal
+    assert mpc.on_plan(mpc.plan(step.job), 0.0, 100.0) is None
+    assert mpc.counts["dropped_plans"] == 1
+    step = mpc.on_latent(np.zeros(2), 0.05, 0.05, 100.05)
+    np.testing.assert_array_equal(step.job.goal, new_goal)
+    assert step.job.reset
+    mpc.set_estop(True)                         # pressed while planning
+    done = mpc.on_plan(mpc.plan(step.job), 0.05, 100.05)
+    assert done.decision.cause == Cause.ESTOP and not done.command.any()
+
+
+def test_robot_fit_refuses_a_bundle_whose_actions_do_not_fit_the_robot():
+    import types
+
+    from jepa_pilot.control.action_space import RobotProfile
+    from jepa_pilot.control.mpc import robot_fit
+
+    base, arm = RobotProfile.load("two_rooms"), RobotProfile.load("reacher")
+    spec = types.SimpleNamespace(action_dim=base.action_space.dim, action_names=base.action_space.fields,
+                                 action_scale=tuple(base.action_space.scale))
+    assert robot_fit(base, spec) == (base.command_type, "")
+    assert robot_fit(base, spec, "twist")[0] == "twist"
+    slow = types.SimpleNamespace(**{**vars(spec), "action_scale": tuple(0.5 * np.asarray(spec.action_scale))})
+    assert "differ from the bundle" in robot_fit(base, slow)[1]
+    arm_spec = types.SimpleNamespace(action_dim=3, action_names=("a", "b", "c"), action_scale=(1.0,) * 3)
+    with pytest.raises(ValueError, match="do not fit robot reacher"):
+        robot_fit(arm, arm_spec)
+    arm_spec = types.SimpleNamespace(action_dim=2, action_names=("a", "b"), action_scale=(1.0, 1.0))
+    with pytest.raises(ValueError, match="command_type twist does not fit robot reacher"):
+        robot_fit(arm, arm_spec, "twist")

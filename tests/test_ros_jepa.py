@@ -334,3 +334,13 @@ def test_without_autostart_a_node_waits_for_lifecycle_transitions(g, tmp_path):
         assert node.proc.poll() is None and "Traceback" not in node.log()
     finally:
         node.stop()
+
+
+def test_status_values_are_the_plan_status_constants():
+    """control.supervisor.Status mirrors jepa_pilot/msg/PlanStatus STATUS_*: same names, same values."""
+    from jepa_pilot.control.supervisor import Status
+
+    constants = {name[len("STATUS_"):]: getattr(PlanStatus, name) for name in dir(PlanStatus)
+                 if name.startswith("STATUS_")}
+    assert constants, "PlanStatus has no STATUS_ constants"
+    assert {s.name: int(s) for s in Status} == constants

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jepa_pilot.common.config import ConfigError
-from jepa_pilot.control.supervisor import Status, Supervisor, SupervisorConfig
+from jepa_pilot.control.supervisor import Cause, Status, Supervisor, SupervisorConfig
 from jepa_pilot.perception.bundle import BundleError
 from jepa_pilot.perception.latents import ForecastTracker, LatentHistory, latent_problem, resolve_bundle
 
@@ -28,7 +28,7 @@ def supervisor(goal=GOAL) -> Supervisor:
 def test_without_a_goal_it_is_idle_and_commands_nothing():
     sup = supervisor(goal=None)
     d = sup.on_latent(FAR, stamp=1.0, now=1.0, wall_now=100.0)
-    assert d.status == Status.IDLE and not d.plan and not d.hold and not d.drive
+    assert d.status == Status.IDLE and d.cause == Cause.NO_GOAL and not d.plan and not d.hold and not d.drive
     assert sup.watchdog(now=5.0, wall_now=200.0) is None  # idle: the command topic is left alone
 
 
@@ -44,7 +44,8 @@ def test_far_from_the_goal_it_plans_and_drives_a_plan_in_time():
 def test_goal_reached_holds_the_robot_and_latches_until_a_new_goal():
     sup = supervisor()
     d = sup.on_latent(np.array([0.5, 0, 0, 0]), 1.0, 1.0, 100.0)
-    assert d.status == Status.REACHED and d.hold and not d.plan and "goal_tolerance" in d.reason
+    assert d.status == Status.REACHED and d.cause == Cause.REACHED and d.hold and not d.plan
+    assert "goal_tolerance" in d.reason
     d = sup.on_latent(FAR, 1.1, 1.1, 100.1)  # pushed away: stays REACHED (the goal was met)
     assert d.status == Status.REACHED and d.hold
     assert sup.watchdog(1.2, 100.2).status == Status.REACHED
@@ -69,8 +70,8 @@ def test_estop_stops_everything_until_released():
     sup = supervisor()
     sup.set_estop(True)
     d = sup.on_latent(FAR, 1.0, 1.0, 100.0)
-    assert d.status == Status.STOPPED and d.hold and not d.plan and "e-stop" in d.reason
-    assert sup.watchdog(1.0, 100.0).status == Status.STOPPED
+    assert d.status == Status.STOPPED and d.cause == Cause.ESTOP and d.hold and not d.plan and "e-stop" in d.reason
+    assert sup.watchdog(1.0, 100.0).cause == Cause.ESTOP
     sup.set_estop(False)
     assert sup.on_latent(FAR, 1.1, 1.1, 100.1).plan
 
@@ -80,7 +81,7 @@ def test_estop_during_planning_cancels_the_plan():
     d = sup.on_latent(FAR, 1.0, 1.0, 100.0)
     sup.set_estop(True)
     d = sup.on_plan(0.05, sup.goal_version)
-    assert d.status == Status.STOPPED and d.hold and not d.drive
+    assert d.status == Status.STOPPED and d.cause == Cause.ESTOP and d.hold and not d.drive
 
 
 @pytest.mark.parametrize("now, wall_now, words", [
@@ -92,7 +93,7 @@ def test_stale_latents_stop_the_robot_and_fresh_ones_resume(now, wall_now, words
     sup = supervisor()
     sup.on_latent(FAR, 1.0, 1.0, 100.0)
     d = sup.watchdog(now, wall_now)
-    assert d is not None and d.status == Status.STOPPED and d.hold and words in d.reason
+    assert d is not None and d.status == Status.STOPPED and d.cause == Cause.STALE and d.hold and words in d.reason
     d = sup.on_latent(FAR, 2.0, 2.0, 101.0)
     assert d.status == Status.PLANNING and d.plan
     assert sup.watchdog(2.05, 101.05) is None
@@ -101,9 +102,9 @@ def test_stale_latents_stop_the_robot_and_fresh_ones_resume(now, wall_now, words
 def test_a_latent_that_arrives_old_or_from_the_future_is_not_planned_on():
     sup = supervisor()
     d = sup.on_latent(FAR, stamp=1.0, now=1.6, wall_now=100.0)
-    assert d.status == Status.STOPPED and not d.plan and "0.60 s old" in d.reason
+    assert d.status == Status.STOPPED and d.cause == Cause.STALE and not d.plan and "0.60 s old" in d.reason
     d = sup.on_latent(FAR, stamp=1.7e9, now=12.0, wall_now=100.1)
-    assert d.status == Status.STOPPED and "use_sim_time" in d.reason
+    assert d.status == Status.STOPPED and d.cause == Cause.FUTURE_STAMP and "use_sim_time" in d.reason
 
 
 def test_a_plan_whose_latent_aged_beyond_the_limit_meanwhile_is_not_executed():
@@ -118,15 +119,15 @@ def test_a_plan_whose_latent_aged_beyond_the_limit_meanwhile_is_not_executed():
 
 def test_no_latent_yet_with_a_goal_holds_the_robot():
     d = supervisor().watchdog(1.0, 100.0)
-    assert d.status == Status.STOPPED and d.hold and "no latent" in d.reason
+    assert d.status == Status.STOPPED and d.cause == Cause.NO_LATENT and d.hold and "no latent" in d.reason
 
 
 def test_a_plan_that_overran_is_not_executed_until_one_is_in_time():
     sup = supervisor()
     d = sup.on_latent(FAR, 1.0, 1.0, 100.0)
     d = sup.on_plan(0.5, sup.goal_version)
-    assert d.status == Status.STOPPED and d.hold and "max_plan_time" in d.reason
-    assert "max_plan_time" in sup.watchdog(1.05, 100.05).reason  # keeps holding between latents
+    assert d.status == Status.STOPPED and d.cause == Cause.OVERRUN and d.hold and "max_plan_time" in d.reason
+    assert sup.watchdog(1.05, 100.05).cause == Cause.OVERRUN  # keeps holding between latents
     d = sup.on_latent(FAR, 1.1, 1.1, 100.1)
     assert d.plan
     assert sup.on_plan(0.05, sup.goal_version).drive
