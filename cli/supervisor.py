@@ -11,8 +11,10 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
+from pathlib import Path
 from typing import IO, Any, Callable, Iterator, Mapping, Sequence
 
 from jepa_pilot.cli.launch import LaunchError, NodeSpec
@@ -79,8 +81,10 @@ def _raise_system_exit(signum: int, frame: Any) -> None:
 class Launcher:
     """Start node processes, stream their output, stop them without orphans.
 
-    Each node runs in its own process group with stdout and stderr merged and
-    printed line by line as ``[name] line``. Stopping sends SIGINT to every
+    Each node runs as launch_ros runs it (:meth:`NodeSpec.command`: the
+    installed executable with ``--ros-args``; inline parameters in a parameter
+    file in a temporary folder that :meth:`stop` removes), in its own process
+    group with stdout and stderr merged and printed line by line as ``[name] line``. Stopping sends SIGINT to every
     group, waits ``grace`` seconds, then SIGTERM, waits ``term_timeout``, then
     SIGKILL; leftover processes in a node's group are killed too.
 
@@ -115,6 +119,7 @@ class Launcher:
         self._stop_reason: str | None = None
         self._escalate = False
         self._exit_stack = contextlib.ExitStack()
+        self._params_dir: tempfile.TemporaryDirectory | None = None
 
     # -- output ---------------------------------------------------------
 
@@ -156,9 +161,10 @@ class Launcher:
         self._started = True
         self._colour = self.stream.isatty() and "NO_COLOR" not in os.environ
         _LIVE.add(self)
+        self._params_dir = tempfile.TemporaryDirectory(prefix="jepa-pilot-launch-")
         for label, spec in zip(self.labels, self.specs):
             try:
-                command = spec.command()
+                command = spec.command(self._params_file(label, spec))
                 process = subprocess.Popen(
                     command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                     stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
@@ -173,6 +179,12 @@ class Launcher:
             )
             reader.start()
             self._readers[label] = reader
+
+    def _params_file(self, label: str, spec: NodeSpec) -> Path | None:
+        """Write the node's inline parameters into the temporary folder (None without any)."""
+        if not spec.params:
+            return None
+        return spec.write_params_file(Path(self._params_dir.name) / f"{label.replace('/', '__')}.params.yaml")
 
     def alive(self, name: str | None = None) -> bool:
         """Whether node ``name`` is running, or with no name, whether every node is."""
@@ -208,6 +220,8 @@ class Launcher:
             self._collect_exits()
         finally:
             _LIVE.discard(self)
+            if self._params_dir is not None:
+                self._params_dir.cleanup()
 
     def run(self, duration: float | None = None) -> int:
         """Start the nodes and supervise them until something ends the launch.

@@ -2,8 +2,10 @@
 
 The launch files in ``launch/`` are ordinary ROS 2 YAML launch files, so on a
 robot ``ros2 launch jepa_pilot X.launch.yaml`` starts the same graph. This
-command reads the same file and parameter files and supervises the nodes
-itself (see :mod:`jepa_pilot.cli.launch`).
+command reads the same file and parameter files, starts the same installed
+executables (``<prefix>/lib/<pkg>/<exec>`` from AMENT_PREFIX_PATH) with the
+same ``--ros-args`` and supervises them itself (see :mod:`jepa_pilot.cli.launch`
+for the launch-file subset it reads).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import argparse
 import os
 import shlex
 import sys
+import tempfile
 from pathlib import Path
 from typing import Mapping
 
@@ -28,8 +31,10 @@ from jepa_pilot.cli.launch import (
 PROFILE_SUFFIX = ".launch.yaml"
 
 DESCRIPTION = """\
-Start the nodes of a ROS 2 YAML launch file and supervise them: each node's
-output is printed prefixed with [node_name]; Ctrl-C (or --duration) sends
+Start the nodes of a ROS 2 YAML launch file as ros2 launch would (the
+installed executables, found through AMENT_PREFIX_PATH, with the same
+--ros-args) and supervise them: each node's output is printed prefixed with
+[node_name]; Ctrl-C (or --duration) sends
 SIGINT to every node, then SIGTERM and SIGKILL to any that do not stop in
 time (a second Ctrl-C skips the wait). If a node exits with an error, the
 others are stopped and the command fails.
@@ -178,6 +183,17 @@ def print_profiles() -> None:
             print(f"    {usage.ljust(width)}  {arg.description}".rstrip())
 
 
+def print_commands(specs: list) -> None:
+    """Print each node's command; inline parameters go to files in a new temporary folder, kept."""
+    folder = None
+    for spec in specs:
+        params_file = None
+        if spec.params:
+            folder = folder or Path(tempfile.mkdtemp(prefix="jepa-pilot-up-"))
+            params_file = spec.write_params_file(folder / f"{spec.full_name.strip('/').replace('/', '__')}.params.yaml")
+        print(shlex.join(spec.command(params_file)))
+
+
 def run(args: argparse.Namespace) -> int:
     """Run ``jepa-pilot up``; returns the exit status."""
     try:
@@ -195,8 +211,7 @@ def run(args: argparse.Namespace) -> int:
         for spec in specs:
             spec.validate()
         if args.dry_run:
-            for spec in specs:
-                print(shlex.join(spec.command()))
+            print_commands(specs)
             return 0
         env = child_environment(os.environ)
         print(f"[launch] {path}: {len(specs)} node(s); {describe_dds(os.environ, env)}", flush=True)

@@ -1,11 +1,12 @@
-"""`jepa-pilot up` engine: YAML launch parsing, node commands, process supervision."""
+"""`jepa-pilot up` engine: YAML launch parsing, node commands, parameter files, process supervision."""
 from __future__ import annotations
 
 import argparse
 import io
+import os
 import shlex
 import signal
-import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -13,14 +14,13 @@ from pathlib import Path
 import pytest
 import yaml
 
-import jepa_pilot.nodes
 from jepa_pilot.cli import launch, up
 from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.common.paths import source_root
 from jepa_pilot.cli.launch import (
     LaunchError,
     NodeSpec,
-    format_param_value,
+    params_file_text,
     parse_launch_file,
     read_launch_file,
 )
@@ -140,22 +140,27 @@ def test_substitutions_var_env_find_pkg_share(tmp_path, prefix, monkeypatch):
             - {from: "$(var cfg)"}
             - {name: frame, value: "$(env JP_TEST_FRAME)"}
             - {name: here, value: "$(dirname)"}
-            - {name: opt, value: "x$(optenv JP_TEST_UNSET)y"}
+            - {name: two, value: "x$(env JP_TEST_FRAME)y$(var cfg)"}
         """)
     [spec] = parse_launch_file(path)
-    assert spec.param_files == [prefix / "share" / FAKE_PKG / "config" / "x.yaml"]
+    share = prefix / "share" / FAKE_PKG
+    assert spec.param_files == [share / "config" / "x.yaml"]
     assert spec.namespace == "/robot1"
-    assert spec.params == {"frame": "base_link", "here": str(tmp_path), "opt": "xy"}
+    assert spec.params == {"frame": "base_link", "here": str(tmp_path),
+                           "two": f"xbase_linky{share / 'config' / 'x.yaml'}"}
 
 
 def test_substitution_errors_name_the_file(tmp_path, prefix, monkeypatch):
     monkeypatch.delenv("JP_TEST_UNSET", raising=False)
     cases = {
         "$(eval 1 + 1)": "unsupported substitution \\$\\(eval\\)",
+        "$(optenv X)": "unsupported substitution \\$\\(optenv\\).*supported: \\$\\(var\\), \\$\\(env\\)",
+        "$(var $(env HOME))": "unterminated or nested substitution",
         "$(var nope)": "\\$\\(var nope\\): undefined",
         "$(env JP_TEST_UNSET)": "'JP_TEST_UNSET' is not set",
         "$(find-pkg-share no_such_pkg)": "package 'no_such_pkg' not found",
-        "$(var x": "unterminated substitution",
+        "$(var x": "unterminated or nested substitution",
+        "$(env)": "takes 1 or 2 argument",
     }
     for text, pattern in cases.items():
         path = write(tmp_path / "bad.launch.yaml", f"""\
@@ -229,26 +234,41 @@ def test_if_unless_and_groups(tmp_path):
         - node: {pkg: fakepkg, exec: c, if: "1"}
         - group:
             children:
-            - push-ros-namespace: {namespace: arm}
-            - node: {pkg: fakepkg, exec: d, namespace: left}
+            - let: {name: extra, value: "true"}
+            - node: {pkg: fakepkg, exec: d, namespace: left/, if: "$(var extra)"}
             - node: {pkg: fakepkg, exec: e, namespace: /abs}
-        - node: {pkg: fakepkg, exec: f}
+        - node: {pkg: fakepkg, exec: f, if: "$(var extra)"}
         - group:
             if: "$(var extra)"
             children: [{node: {pkg: fakepkg, exec: g}}]
         """)
     specs = parse_launch_file(path)
     assert [(s.executable, s.namespace) for s in specs] == [
-        ("b", ""), ("c", ""), ("d", "/arm/left"), ("e", "/abs"), ("f", "")]
+        ("b", ""), ("c", ""), ("d", "/left"), ("e", "/abs")]  # the group's let stays in the group
     enabled = parse_launch_file(path, {"extra": "True"})
     assert [s.executable for s in enabled] == ["a", "c", "d", "e", "f", "g"]
     with pytest.raises(LaunchError, match=r"action 2 \(node 'a'\): 'if' must be true, false, 1 or 0"):
         parse_launch_file(path, {"extra": "maybe"})
 
 
-def test_unsupported_action_and_key(tmp_path):
-    path = write(tmp_path / "u.launch.yaml", "launch:\n- executable: {cmd: ls}\n")
-    with pytest.raises(LaunchError, match=r"action 1 \(executable\): unsupported action 'executable'"):
+@pytest.mark.parametrize("action", [
+    "executable: {cmd: ls}", "push-ros-namespace: {namespace: arm}", "set_env: {name: A, value: b}",
+    "timer: {period: 1.0, children: []}",
+])
+def test_unsupported_actions_are_refused_naming_file_action_and_subset(tmp_path, action):
+    path = write(tmp_path / "u.launch.yaml", f"launch:\n- arg: {{name: a, default: x}}\n- {action}\n")
+    kind = action.split(":")[0]
+    with pytest.raises(LaunchError) as err:
+        parse_launch_file(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: action 2 ({kind}")
+    assert f"unsupported action '{kind}'" in message and launch.SUPPORTED in message
+    assert "ros2 launch" in message
+
+
+def test_unsupported_key(tmp_path):
+    path = write(tmp_path / "u.launch.yaml", "launch:\n- group: {scoped: false, children: []}\n")
+    with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['scoped'\] in 'group' \(supported: children"):
         parse_launch_file(path)
     path = write(tmp_path / "u.launch.yaml", "launch:\n- node: {pkg: p, exec: e, respawn: true}\n")
     with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['respawn'\] in 'node'"):
@@ -311,23 +331,49 @@ def test_resolve_external_false_records_what_it_cannot_resolve(tmp_path, prefix)
 # ------------------------------------------------------------------ commands
 
 
-@pytest.mark.parametrize("value, text", [
-    (True, "true"), (False, "false"), (3, "3"), (0.5, "0.5"), (2.0, "2.0"), (1e-05, "1.0e-05"),
-    ("true", "'true'"), ("0.5", "'0.5'"), ("", "''"), ("yes", "'yes'"), ("n", "'n'"), ("inf", "'inf'"),
-    ("it's: x", "'it''s: x'"),
-    ("base_link", "base_link"), ("/camera/image_raw", "/camera/image_raw"),
-    ([1.0, 2.5], "[1.0, 2.5]"), (["a", "true"], "[a, 'true']"), ([1, 2], "[1, 2]"),
-])
-def test_param_values_keep_their_type(value, text):
-    assert format_param_value(value) == text
-    loaded = yaml.safe_load(text)
-    assert loaded == value and type(loaded) is type(value)
+PARAM_VALUES = {
+    "flag": True, "n": 3, "gain": 0.5, "whole": 2.0, "tiny": 1e-05, "big": float("inf"),
+    # strings rcl would read as bools or floats if they were written plain
+    "s_true": "true", "s_half": "0.5", "s_y": "y", "s_n": "n", "s_inf": "inf", "s_exp": "1e5", "s_empty": "",
+    "quote": "it's: x", "frame": "base_link", "topic": "/camera/image_raw", "accent": "caf\u00e9",
+    "floats": [1.0, 2.5], "strings": ["a", "true"], "ints": [1, 2], "bools": [True, False],
+}
+
+
+def test_params_file_is_the_ros_params_shape_and_keeps_types():
+    data = yaml.safe_load(params_file_text(PARAM_VALUES))
+    assert list(data) == ["/**"] and list(data["/**"]) == ["ros__parameters"]
+    loaded = data["/**"]["ros__parameters"]
+    assert loaded == PARAM_VALUES
+    assert all(type(loaded[k]) is type(v) for k, v in PARAM_VALUES.items())
+
+
+@pytest.mark.ros
+def test_rcl_reads_the_params_file_with_the_same_types(tmp_path):
+    """The file goes through rcl's own YAML parser, as a node started by jepa-pilot up reads it."""
+    rclpy = pytest.importorskip("rclpy")
+    from rclpy.node import Node
+
+    path = tmp_path / "params.yaml"
+    NodeSpec(FAKE_PKG, "talker", params=dict(PARAM_VALUES)).write_params_file(path)
+    context = rclpy.Context()
+    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
+    try:
+        node = Node("any_name", namespace="/any_ns", context=context,
+                    automatically_declare_parameters_from_overrides=True)
+        for name, value in PARAM_VALUES.items():
+            got = node.get_parameter(name).value
+            got = list(got) if isinstance(value, list) else got
+            assert got == value and type(got) is type(value), f"{name}: wrote {value!r}, rcl read {got!r}"
+        node.destroy_node()
+    finally:
+        rclpy.shutdown(context=context)
 
 
 @pytest.mark.parametrize("value", [[], [1, 2.0], [[1]], {"a": 1}, None])
 def test_param_values_without_ros_type_are_rejected(value):
-    with pytest.raises(LaunchError):
-        format_param_value(value)
+    with pytest.raises(LaunchError, match="parameter 'x': value .* has no ROS parameter type"):
+        params_file_text({"x": value})
 
 
 def test_launch_file_types_strings_like_launch_ros(tmp_path):
@@ -346,35 +392,47 @@ def test_launch_file_types_strings_like_launch_ros(tmp_path):
     [spec] = parse_launch_file(path)
     assert spec.params == {"flag": True, "gain": 0.5, "n": 7, "names": ["a", "b"], "frame": "map"}
     path.write_text(path.read_text().replace('"b"', '"2"'))
-    with pytest.raises(LaunchError, match=r"action 1 \(node 'talker'\): parameter 'names': list"):
+    with pytest.raises(LaunchError, match=r"action 1 \(node 'talker'\): parameter 'names': value \['a', 2\]"):
         parse_launch_file(path)
 
 
-def test_command_contents(tmp_path, prefix):
+def test_command_is_what_launch_ros_runs(tmp_path, prefix):
     add_executable(prefix, "talker", "exit 0\n")
     spec = NodeSpec(
         package=FAKE_PKG, executable="talker", name="talk", namespace="/robot",
-        param_files=[tmp_path / "p.yaml"], params={"mode": "true", "gain": 0.5, "ids": [1, 2]},
+        param_files=[tmp_path / "p.yaml"], params={"mode": "true", "gain": 0.5},
         remaps=[("/in", "/camera/image_raw")], ros_args=["--log-level", "debug"], args=["--fast"],
     )
-    assert spec.command() == [
+    inline = spec.write_params_file(tmp_path / "inline.yaml")
+    assert spec.command(inline) == [
         str(prefix / "lib" / FAKE_PKG / "talker"), "--fast", "--ros-args",
-        "-r", "__node:=talk", "-r", "__ns:=/robot", "--params-file", str(tmp_path / "p.yaml"),
-        "-p", "mode:='true'", "-p", "gain:=0.5", "-p", "ids:=[1, 2]",
+        "-r", "__node:=talk", "-r", "__ns:=/robot",
+        "--params-file", str(tmp_path / "p.yaml"), "--params-file", str(inline),  # inline values win
         "-r", "/in:=/camera/image_raw", "--log-level", "debug",
     ]
+    assert yaml.safe_load(inline.read_text()) == {"/**": {"ros__parameters": {"mode": "true", "gain": 0.5}}}
+    with pytest.raises(ValueError, match="inline parameters"):
+        spec.command()
     bare = NodeSpec(package=FAKE_PKG, executable="talker")
     assert bare.command() == [str(prefix / "lib" / FAKE_PKG / "talker")]
 
 
-def test_jepa_pilot_nodes_run_as_modules(prefix, monkeypatch):
-    monkeypatch.setitem(jepa_pilot.nodes.NODES, "fake_node", "jepa_pilot.nodes.fake_node")
-    spec = NodeSpec(package="jepa_pilot", executable="fake_node", name="fake")
-    assert spec.command() == [
-        sys.executable, "-m", "jepa_pilot.nodes.fake_node", "--ros-args", "-r", "__node:=fake"]
-    pattern = "'not_a_node' of package 'jepa_pilot' not found.*not in jepa_pilot.nodes.NODES"
-    with pytest.raises(LaunchError, match=pattern):
-        NodeSpec(package="jepa_pilot", executable="not_a_node", origin="x.launch.yaml: action 3").command()
+def test_jepa_pilot_nodes_are_the_installed_executables(tmp_path, prefix, monkeypatch):
+    """Like launch_ros: <prefix>/lib/jepa_pilot/<exec> of the first AMENT_PREFIX_PATH entry that has it."""
+    other = tmp_path / "other_prefix"
+    for root in (other, prefix):
+        script = write(root / "lib" / "jepa_pilot" / "sim_node", "#!/bin/sh\nexit 0\n")
+        script.chmod(0o755)
+    monkeypatch.setenv("AMENT_PREFIX_PATH", os.pathsep.join([str(prefix), str(other)]))
+    spec = NodeSpec(package="jepa_pilot", executable="sim_node", name="sim")
+    assert spec.command() == [str(prefix / "lib" / "jepa_pilot" / "sim_node"), "--ros-args", "-r", "__node:=sim"]
+    (prefix / "lib" / "jepa_pilot" / "sim_node").chmod(0o644)  # what a broken symlink install left
+    with pytest.raises(LaunchError, match=r"sim_node is not executable \(mode 0o644\); rebuild"):
+        spec.command()
+    missing = NodeSpec(package="jepa_pilot", executable="not_a_node", origin="x.launch.yaml: action 3")
+    with pytest.raises(LaunchError, match=r"^x.launch.yaml: action 3: executable 'not_a_node' of package "
+                                          r"'jepa_pilot' not found: .*make build"):
+        missing.command()
 
 
 def test_missing_executable_is_a_located_error(prefix):
@@ -385,9 +443,10 @@ def test_missing_executable_is_a_located_error(prefix):
 
 @pytest.mark.parametrize("content, pattern", [
     ("talker:\n  foo: 1\n", r"section 'talker' has no 'ros__parameters'"),
-    ("- a\n- b\n", r"must be a mapping 'node_name: \{ros__parameters"),
-    ("talker:\n  ros__parameters: [1, 2]\n", r"'talker.ros__parameters' must be a mapping"),
-    ("talker: {ros__parameters: {a: 1}, rate: 2}\n", r"has \['rate'\] next to 'ros__parameters'"),
+    ("- a\n- b\n", r"expected 'node_name: \{ros__parameters: \{...\}\}' \(or '/\*\*:' for every node\)"),
+    ("talker:\n  ros__parameters: [1, 2]\n", r"section 'talker' must hold only 'ros__parameters', a mapping"),
+    ("talker: {ros__parameters: {a: 1}, rate: 2}\n", r"section 'talker' must hold only 'ros__parameters'"),
+    ("robot:\n  talker:\n    rate: 2\n", r"section 'robot/talker' has no 'ros__parameters'"),
     ("talker: [unclosed\n", "cannot be read as YAML"),
 ])
 def test_malformed_param_file_is_rejected(tmp_path, prefix, content, pattern):
@@ -428,6 +487,22 @@ def test_output_lines_are_prefixed(prefix):
     lines = out.getvalue().splitlines()
     assert "[talker] hello" in lines and "[talker] oops" in lines
     assert "[launch] talker exited with code 0" in lines
+
+
+def test_inline_params_reach_the_node_in_a_file_removed_at_stop(prefix):
+    add_executable(prefix, "talker", """\
+        while [ $# -gt 0 ]; do
+          if [ "$1" = --params-file ]; then echo "file $2"; cat "$2"; fi
+          shift
+        done
+        """)
+    out = io.StringIO()
+    spec = NodeSpec(FAKE_PKG, "talker", name="talker", params={"rate": 2.5, "frame": "true"})
+    assert Launcher([spec], stream=out).run() == 0
+    lines = out.getvalue().splitlines()
+    assert "[talker]     rate: 2.5" in lines and "[talker]     frame: 'true'" in lines
+    [params_file] = [Path(line.split()[-1]) for line in lines if line.startswith("[talker] file ")]
+    assert params_file.name == "talker.params.yaml" and not params_file.parent.exists()
 
 
 def test_duration_stops_nodes_with_sigint(tmp_path, prefix):
@@ -519,12 +594,16 @@ def profile(prefix: Path) -> Path:
         """)
 
 
-def test_up_dry_run_prints_commands(profile, prefix, capsys):
+def test_up_dry_run_prints_commands(profile, prefix, tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # where the kept parameter files go
     args = up_args("--dry-run", "demo", "word:=true")
     assert args.func(args) == 0
+    [line] = capsys.readouterr().out.splitlines()
+    *command, params_file = shlex.split(line)
     talker = str(prefix / "lib" / FAKE_PKG / "talker")
-    expected = [talker, "--ros-args", "-r", "__node:=talker", "-p", "word:=true"]
-    assert capsys.readouterr().out.splitlines() == [shlex.join(expected)]
+    assert command == [talker, "--ros-args", "-r", "__node:=talker", "--params-file"]
+    assert Path(params_file).parent.parent == tmp_path
+    assert yaml.safe_load(Path(params_file).read_text()) == {"/**": {"ros__parameters": {"word": True}}}
 
 
 def test_up_list_and_errors(profile, capsys):
