@@ -8,10 +8,12 @@ rclpy = pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
 from sensor_msgs.msg import JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from jepa_pilot.nodes.qos import qos  # noqa: E402
+from jepa_pilot.nodes.ros_io import from_time  # noqa: E402
 from rosgraph import NodeProcess, Probe  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -28,19 +30,30 @@ def start(tmp_path, env, **params):
     return NodeProcess("sim_node", "sim", dict(env=env, seed=2, **params), tmp_path)
 
 
+def publish_for_sim_seconds(probe, clock: list, publish, seconds: float) -> None:
+    """Call ``publish()`` about every 0.05 s until ``seconds`` of simulated time (/clock) have passed."""
+    assert probe.spin_until(lambda: clock, 30), "no /clock"
+    end = from_time(clock[-1].clock) + seconds
+    for _ in range(int(400 + 200 * seconds)):  # bounded: a stopped sim clock fails below
+        if from_time(clock[-1].clock) >= end:
+            return
+        publish()
+        probe.spin_for(0.05)
+    raise AssertionError("the sim clock stopped")
+
+
 def test_arm_takes_joint_velocity_commands(tmp_path, probe):
     sim = start(tmp_path, "reacher")
     try:
         joints = probe.subscribe(JointState, "/joint_states", qos("reliable"))
+        clock = probe.subscribe(Clock, "/clock", qos("reliable"))
         pub = probe.node.create_publisher(Float64MultiArray, "/arm_controller/commands", qos("reliable"))
         assert probe.spin_until(lambda: joints or sim.proc.poll() is not None, 60) and joints, sim.log()
         assert list(joints[-1].name) == ["shoulder", "elbow"]
         start_q = np.array(joints[-1].position)
-        for _ in range(10):
-            pub.publish(Float64MultiArray(data=[1.0, -0.5]))
-            probe.spin_for(0.05)
+        publish_for_sim_seconds(probe, clock, lambda: pub.publish(Float64MultiArray(data=[1.0, -0.5])), 0.5)
         pub.publish(Float64MultiArray(data=[1.0, -0.5, 3.0]))  # wrong size: dropped, node keeps going
-        probe.spin_for(0.3)
+        assert probe.spin_until(lambda: "expected 2 values" in sim.log(), 20), sim.log()
         moved = np.array(joints[-1].position) - start_q
         assert moved[0] > 0.2 and moved[1] < -0.1, moved
         assert sim.proc.poll() is None and "expected 2 values" in sim.log()
@@ -52,14 +65,13 @@ def test_differential_base_takes_unstamped_twist_when_configured(tmp_path, probe
     sim = start(tmp_path, "two_rooms_diff", cmd_vel_stamped=False)
     try:
         odom = probe.subscribe(Odometry, "/odom", qos("reliable"))
+        clock = probe.subscribe(Clock, "/clock", qos("reliable"))
         pub = probe.node.create_publisher(Twist, "/cmd_vel", qos("reliable"))
         assert probe.spin_until(lambda: odom or sim.proc.poll() is not None, 60) and odom, sim.log()
         yaw0 = 2 * np.arctan2(odom[-1].pose.pose.orientation.z, odom[-1].pose.pose.orientation.w)
         cmd = Twist()
         cmd.angular.z = 1.0
-        for _ in range(10):
-            pub.publish(cmd)
-            probe.spin_for(0.05)
+        publish_for_sim_seconds(probe, clock, lambda: pub.publish(cmd), 0.5)
         yaw1 = 2 * np.arctan2(odom[-1].pose.pose.orientation.z, odom[-1].pose.pose.orientation.w)
         assert abs(np.angle(np.exp(1j * (yaw1 - yaw0)))) > 0.2
         assert odom[-1].twist.twist.angular.z == pytest.approx(1.0, abs=0.1)

@@ -63,17 +63,28 @@ def send(g, stamp_offset: float = 0.0, frame: str = "base_link", **twist) -> Non
     g.cmd.publish(msg)
 
 
+def wait_sim(g, seconds: float) -> None:
+    """Spin until ``seconds`` of simulated time have passed (a generous wall-clock limit only
+    catches a simulator that stopped)."""
+    end = now(g) + seconds
+    assert g.probe.spin_until(lambda: now(g) >= end, timeout=20 + 10 * seconds), "the sim clock stopped"
+
+
 def drive(g, seconds: float, **twist) -> None:
-    """Publish a command at ~20 Hz for `seconds` of wall time."""
-    for _ in range(int(seconds * 20)):
+    """Publish a command about every 0.05 s until ``seconds`` of simulated time have passed."""
+    end = now(g) + seconds
+    for _ in range(int(400 + 200 * seconds)):  # bounded: a stopped sim clock fails below
+        if now(g) >= end:
+            return
         send(g, **twist)
         g.probe.spin_for(0.05)
+    raise AssertionError(f"the sim clock stopped at {now(g):.2f} s while driving")
 
 
 def reset(g, state=(-0.5, -0.5, 0.0, 0.0)) -> None:
     response = g.probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(state)))
     assert response.success, response.message
-    g.probe.spin_for(1.2)  # let the previous command time out and fresh frames arrive
+    wait_sim(g, 1.2)  # let the previous command time out and fresh frames arrive
     for topic in (g.odom, g.images):
         topic.clear()
     assert g.probe.spin_until(lambda: len(g.images) >= 2 and g.odom)
@@ -97,7 +108,7 @@ def test_commands_move_the_robot_and_the_camera_sees_it(g):
 
 def test_images_arrive_at_the_configured_rate_with_matching_camera_info(g):
     g.images.clear()
-    g.probe.spin_for(3.0)
+    wait_sim(g, 3.0)
     stamps = [from_time(m.header.stamp) for m in g.images]
     assert len(stamps) >= 10
     rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])  # frames per simulated second, after DDS
@@ -112,12 +123,12 @@ def test_the_robot_stops_when_commands_stop(g):
     reset(g)
     drive(g, 1.0, vy=0.4)
     last_command = now(g)
-    g.probe.spin_for(1.5)
+    wait_sim(g, 1.5)
     assert abs(g.odom[-1].twist.twist.linear.y) < 1e-3, "still moving after the command timeout"
     moving = [from_time(o.header.stamp) for o in g.odom if abs(o.twist.twist.linear.y) > 0.2]
-    assert moving and moving[-1] - last_command <= CMD_TIMEOUT + 0.15
+    assert moving and moving[-1] - last_command <= CMD_TIMEOUT + 0.15  # simulated seconds
     before = pose(g)
-    g.probe.spin_for(0.5)
+    wait_sim(g, 0.5)
     np.testing.assert_allclose(pose(g), before, atol=1e-4)
 
 
