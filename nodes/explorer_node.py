@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from geometry_msgs.msg import Twist, TwistStamped
 from rclpy.node import Node
-from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.control.action_space import RobotProfile
@@ -19,7 +17,7 @@ from jepa_pilot.control.exploration import MomentumRandomWalk, RandomWalkConfig
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.nodes.qos import qos
-from jepa_pilot.nodes.ros_io import dict_to_twist
+from jepa_pilot.nodes.ros_io import COMMAND_TYPES, command_msg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,24 +42,16 @@ class ExplorerNode(Node):
         self.scale = cfg.speed_scale
         self.walk = MomentumRandomWalk(self.space.dim, RandomWalkConfig(cfg.momentum, cfg.noise, cfg.seed))
         kind = self.profile.command_type
-        msg_type = {"twist_stamped": TwistStamped, "twist": Twist, "float64_multi_array": Float64MultiArray}[kind]
-        self.pub = self.create_publisher(msg_type, self.profile.command_topic, qos("reliable"))
+        self.pub = self.create_publisher(COMMAND_TYPES[kind], self.profile.command_topic, qos("reliable"))
         self.create_timer(1.0 / cfg.rate_hz, self._tick)
         self.get_logger().info(f"random-walk driver for {self.profile.name} on {self.profile.command_topic} "
                                f"({kind}) at {cfg.rate_hz:g} Hz")
 
     def _tick(self) -> None:
+        """Publish the next random-walk action in the profile's command type."""
         action = self.walk() * self.scale
-        kind = self.profile.command_type
-        if kind == "float64_multi_array":
-            self.pub.publish(Float64MultiArray(data=self.space.to_physical(action).tolist()))
-            return
-        msg = TwistStamped() if kind == "twist_stamped" else Twist()
-        if kind == "twist_stamped":
-            msg.header.stamp = self.get_clock().now().to_msg()
-            msg.header.frame_id = self.profile.base_frame
-        dict_to_twist(self.space.to_twist(action), msg.twist if kind == "twist_stamped" else msg)
-        self.pub.publish(msg)
+        self.pub.publish(command_msg(self.profile.command_type, self.space, action,
+                                     self.get_clock().now().to_msg(), self.profile.base_frame))
 
 
 def main(args=None) -> int:
