@@ -42,16 +42,15 @@ from tqdm import tqdm
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.control.action_space import ActionSpace, RobotProfile
 from jepa_pilot.data.dataset import DatasetInfo, DatasetWriter, Episode
+from jepa_pilot.perception.preprocess import decode_image, raw_image_problem, resize
 
-__all__ = ["BagError", "BagImportConfig", "ImportReport", "import_bag", "image_to_rgb", "raw_image_problem",
-           "resample", "actions_for"]
+__all__ = ["BagError", "BagImportConfig", "ImportReport", "import_bag", "image_to_rgb", "resample", "actions_for"]
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
 TWIST_STAMPED = "geometry_msgs/msg/TwistStamped"
 TWIST = "geometry_msgs/msg/Twist"
 JOINT_ARRAY = "std_msgs/msg/Float64MultiArray"
-CHANNELS = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
 WARNINGS_PER_REASON = 3  # bad items reported one by one; the rest are only counted
 RECOVER_HINT = (" (a recording that was cut off can be repaired with the mcap CLI: "
                 "`mcap recover in.mcap -o fixed.mcap`)")
@@ -135,41 +134,21 @@ def _stamp(msg: Any) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
-def raw_image_problem(msg: Any) -> str | None:
-    """Why a sensor_msgs/Image cannot be converted, or None if it can."""
-    channels = CHANNELS.get(msg.encoding.lower())
-    if channels is None:
-        return f"unsupported encoding {msg.encoding!r}"
-    if msg.height == 0 or msg.width == 0:
-        return f"empty image {msg.width}x{msg.height}"
-    if msg.step < msg.width * channels:
-        return f"step {msg.step} < width {msg.width} x {channels} bytes"
-    if len(msg.data) < msg.step * msg.height:
-        return f"truncated data ({len(msg.data)} of {msg.step * msg.height} bytes)"
-    return None
-
-
 def image_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
-    """(H, W, 3) uint8 RGB from an Image or CompressedImage; ValueError saying why not."""
-    if msgtype == COMPRESSED:
-        import cv2
+    """(H, W, 3) uint8 RGB from an Image or CompressedImage; ValueError saying why not.
 
-        if "compresseddepth" in msg.format.lower():
-            raise ValueError(f"unsupported compressed format {msg.format!r}")
-        bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise ValueError(f"undecodable {msg.format or 'compressed'} data")
-        return np.ascontiguousarray(bgr[..., ::-1])
-    problem = raw_image_problem(msg)
-    if problem:
-        raise ValueError(problem)
-    encoding, channels = msg.encoding.lower(), CHANNELS[msg.encoding.lower()]
-    rows = np.frombuffer(msg.data, dtype=np.uint8, count=msg.step * msg.height).reshape(msg.height, msg.step)
-    pixels = rows[:, :msg.width * channels].reshape(msg.height, msg.width, channels)
-    if encoding == "mono8":
-        return np.repeat(pixels, 3, axis=2)
-    order = {"rgb8": [0, 1, 2], "rgba8": [0, 1, 2], "bgr8": [2, 1, 0], "bgra8": [2, 1, 0]}[encoding]
-    return np.ascontiguousarray(pixels[..., order])
+    Raw images go through the one decoder, :func:`jepa_pilot.perception.preprocess.decode_image`.
+    """
+    if msgtype != COMPRESSED:
+        return decode_image(msg.data, msg.encoding, msg.width, msg.height, msg.step)
+    import cv2  # only for compressed frames
+
+    if "compresseddepth" in msg.format.lower():
+        raise ValueError(f"unsupported compressed format {msg.format!r}")
+    bgr = cv2.imdecode(np.frombuffer(msg.data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ValueError(f"undecodable {msg.format or 'compressed'} data")
+    return np.ascontiguousarray(bgr[..., ::-1])
 
 
 def _command(msg: Any, msgtype: str, space: ActionSpace) -> tuple[np.ndarray, bool]:
@@ -422,7 +401,7 @@ class _Importer:
         """What is wrong with a frame as far as can be told without decoding its pixels."""
         if image_type != IMAGE:
             return None if len(msg.data) else "empty compressed data"
-        problem = raw_image_problem(msg)
+        problem = raw_image_problem(len(msg.data), msg.encoding, msg.width, msg.height, msg.step)
         if problem is None and not self.config.image_size:
             self.size = self.size or (msg.width, msg.height)
             if (msg.width, msg.height) != self.size:
@@ -461,12 +440,7 @@ class _Importer:
     def _fit(self, image: np.ndarray) -> np.ndarray:
         """Resize to ``image_size``; without one, check the frame has the first frame's size."""
         if self.config.image_size:
-            import cv2
-
-            width, height = self.config.image_size
-            if image.shape[:2] != (height, width):
-                image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-            return image
+            return resize(image, tuple(self.config.image_size))  # as in training: area down, bilinear up
         self.size = self.size or (image.shape[1], image.shape[0])
         if image.shape[:2] != (self.size[1], self.size[0]):
             raise ValueError(f"size {image.shape[1]}x{image.shape[0]} differs from the first frame's "

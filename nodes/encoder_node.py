@@ -9,14 +9,21 @@ Publishes  /jepa/latent (jepa_pilot/Latent: the frame's header, model id, shape,
 Services   ~/set_goal (jepa_pilot/srv/SetGoal): encode a goal image, publish its latent
 
 A lifecycle node (nodes/model_node.py): the bundle is loaded on configure.
-Frames that cannot be encoded (unsupported encoding, truncated, zero size,
-non-finite latent) are dropped with a throttled message; frames of any size
-are resized to the model's input. An unreadable goal image is refused.
+Frames of any size are resized to the model's input. Bad frames (a ValueError
+from decoding or preprocessing: unsupported encoding, truncated, zero size; or
+a non-finite latent) are dropped with a throttled warning and counted by
+reason. Anything else (ONNX Runtime failing, a bug) is an *engine error*:
+logged with its traceback (throttled), counted, and /diagnostics reports ERROR
+with the last one while they keep coming. A goal image is refused with the
+reason in both cases.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
+import re
 import time
+import traceback
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -25,6 +32,7 @@ from sensor_msgs.msg import Image
 from jepa_pilot.common.config import setting
 from jepa_pilot.common.timing import RateMeter, SampleWindow
 from jepa_pilot.msg import Latent
+from jepa_pilot.nodes.jepa_io import latent_msg
 from jepa_pilot.nodes.model_node import ModelNode, ModelNodeConfig
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import msg_to_image
@@ -40,42 +48,47 @@ class EncoderConfig(ModelNodeConfig):
 
 
 CONFIG = EncoderConfig  # parameters this node declares (checked against launch files by tests)
+ERROR_HOLD_S = 10.0  # /diagnostics stays ERROR this long (wall clock) after the last engine error
 
 
-def latent_msg(z: np.ndarray, header, model_id: str) -> Latent:
-    z = np.asarray(z, dtype=np.float32)
-    return Latent(header=header, model_id=model_id, shape=list(z.shape), data=z.ravel().tolist())
+def drop_reason(exc: ValueError) -> str:
+    """A short key for why a frame was dropped, from the start of the error message:
+    'unsupported encoding 'yuv422' ...' -> 'unsupported_encoding', 'truncated data (...)' -> 'truncated_data'."""
+    words = re.match(r"[a-z\- ]*", str(exc).lower()).group().split()[:3]
+    return "_".join(words) or type(exc).__name__
 
 
 class EncoderNode(ModelNode):
     def __init__(self) -> None:
         super().__init__("encoder", EncoderConfig)
         self.rate, self.latency, self.encode_time = RateMeter(), SampleWindow(), SampleWindow()
-        self.frames = self.dropped = self.goals = 0
-        self.last_drop, self.frame_size = "", None
-        self.subs, self.service = [], None
+        self.frames = self.goals = self.engine_errors = 0
+        self.drops: collections.Counter[str] = collections.Counter()  # bad frames by reason
+        self.last_drop, self.last_error, self.error_wall, self.frame_size = "", "", None, None
 
     def configure(self, engine) -> None:
         self.latent_pub = self.publisher(Latent, "/jepa/latent", qos("reliable"))
         self.goal_pub = self.publisher(Latent, "/jepa/goal_latent", qos("latched"))
 
-    def activate(self) -> None:
+    def activate(self) -> list:
         cfg = self.cfg
-        self.subs = [self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=1)),
-                     self.create_subscription(Image, "/jepa/goal_image", self._on_goal_image, qos("latched"))]
-        self.service = self.create_service(SetGoal, "~/set_goal", self._on_set_goal)
         self.get_logger().info(f"encoding {cfg.image_topic} ({cfg.image_qos}) -> /jepa/latent")
-
-    def deactivate(self) -> None:
-        for sub in self.subs:
-            self.destroy_subscription(sub)
-        if self.service is not None:
-            self.destroy_service(self.service)
-        self.subs, self.service = [], None
+        return [self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=1)),
+                self.create_subscription(Image, "/jepa/goal_image", self._on_goal_image, qos("latched")),
+                self.create_service(SetGoal, "~/set_goal", self._on_set_goal)]
 
     def _encode(self, msg: Image) -> np.ndarray:
-        """Raises ValueError (ImageError, PreprocessError, non-finite latent) with the reason."""
-        return self.engine.encode(msg_to_image(msg), msg.encoding)
+        """Raises ValueError (ImageError, PreprocessError, non-finite latent) with the reason for a
+        bad image; any other exception is an engine error."""
+        return self.engine.encode(msg_to_image(msg))  # msg_to_image decodes any encoding to RGB
+
+    def _engine_error(self, what: str, exc: Exception) -> str:
+        """Count, remember and log (with the traceback, throttled) an error that is not the input's fault."""
+        self.engine_errors += 1
+        self.last_error, self.error_wall = f"{type(exc).__name__}: {exc}", self.wall()
+        self.get_logger().error(f"engine error encoding {what} ({self.engine_errors} so far): {self.last_error}\n"
+                                f"{traceback.format_exc()}", throttle_duration_sec=5.0)
+        return f"engine error: {self.last_error}"
 
     # --- camera frames ----------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -83,10 +96,14 @@ class EncoderNode(ModelNode):
         self.frames += 1
         try:
             z = self._encode(msg)
-        except Exception as exc:  # noqa: BLE001 - a bad frame must never stop the node
-            self.dropped += 1
+        except ValueError as exc:  # a bad frame: drop it, say why
+            self.drops[drop_reason(exc)] += 1
             self.last_drop = str(exc)
-            self.get_logger().warning(f"frame dropped ({self.dropped} so far): {exc}", throttle_duration_sec=2.0)
+            self.get_logger().warning(f"frame dropped ({sum(self.drops.values())} so far): {exc}",
+                                      throttle_duration_sec=2.0)
+            return
+        except Exception as exc:  # noqa: BLE001 - the engine failed: report it, keep the node alive
+            self._engine_error("a frame", exc)
             return
         if self.frame_size not in (None, (msg.width, msg.height)):
             self.get_logger().warning(f"frame size changed from {self.frame_size[0]}x{self.frame_size[1]} to "
@@ -105,8 +122,10 @@ class EncoderNode(ModelNode):
     def _set_goal(self, msg: Image) -> tuple[bool, str]:
         try:
             z = self._encode(msg)
-        except Exception as exc:  # noqa: BLE001
+        except ValueError as exc:
             return False, f"goal image refused: {exc}"
+        except Exception as exc:  # noqa: BLE001 - the engine failed: logged with its traceback
+            return False, f"goal image refused: {self._engine_error('a goal image', exc)}"
         self.goal_pub.publish(latent_msg(z, msg.header, self.engine.model_id))
         self.goals += 1
         return True, (f"goal set from a {msg.width}x{msg.height} {msg.encoding} image "
@@ -132,9 +151,13 @@ class EncoderNode(ModelNode):
         (l50, l99), (e50, e99) = self.latency.percentiles(50, 99), self.encode_time.percentiles(50, 99)
         return {"rate_hz": self.rate.rate(self.wall()), "latency_ms_p50": l50 * 1e3, "latency_ms_p99": l99 * 1e3,
                 "encode_ms_p50": e50 * 1e3, "encode_ms_p99": e99 * 1e3, "frames": self.frames,
-                "dropped": self.dropped, "last_drop": self.last_drop, "goals_set": self.goals}
+                "dropped": sum(self.drops.values()), **{f"dropped_{k}": n for k, n in sorted(self.drops.items())},
+                "last_drop": self.last_drop, "engine_errors": self.engine_errors, "last_error": self.last_error,
+                "goals_set": self.goals}
 
     def diagnostic_level(self) -> tuple[int, str]:
+        if self.error_wall is not None and self.wall() - self.error_wall < ERROR_HOLD_S:
+            return DiagnosticStatus.ERROR, f"engine error ({self.engine_errors} so far): {self.last_error}"
         if self.rate.rate(self.wall()) == 0.0:
             return DiagnosticStatus.WARN, f"no frames on {self.cfg.image_topic}"
         return DiagnosticStatus.OK, "encoding"

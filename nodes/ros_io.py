@@ -1,7 +1,8 @@
 """Conversions between ROS messages and numpy / plain Python values.
 
-No cv_bridge on the PyPI ROS wheels: images are converted here, with the
-checks a camera driver from outside deserves.
+No cv_bridge on the PyPI ROS wheels: images are decoded by the one decoder,
+:func:`jepa_pilot.perception.preprocess.decode_image` (also used by the bag
+importer), with the checks a camera driver from outside deserves.
 """
 from __future__ import annotations
 
@@ -14,14 +15,10 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot.control.action_space import TWIST_FIELDS
-from jepa_pilot.perception.preprocess import ENCODINGS  # encoding -> channels
+from jepa_pilot.perception.preprocess import ENCODINGS, ImageError, decode_image
 
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
            "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg"]
-
-
-class ImageError(ValueError):
-    """An image message that cannot be turned into pixels (and why)."""
 
 
 def to_time(seconds: float) -> Time:
@@ -48,25 +45,12 @@ def image_to_msg(image: np.ndarray, stamp: float, frame_id: str, encoding: str =
 
 
 def msg_to_image(msg: Image) -> np.ndarray:
-    """sensor_msgs/Image -> (H, W, C) uint8 view in the message's own channel order.
+    """sensor_msgs/Image -> (H, W, 3) uint8 RGB, whatever the message's encoding.
 
     Raises ImageError for unsupported encodings, zero sizes, a step too small
     for the width, or data shorter than height * step (truncated frames).
     """
-    channels = ENCODINGS.get(msg.encoding)
-    if channels is None:
-        raise ImageError(f"unsupported encoding {msg.encoding!r}; supported: {', '.join(ENCODINGS)}")
-    h, w, step = msg.height, msg.width, msg.step
-    if h == 0 or w == 0:
-        raise ImageError(f"empty image ({w}x{h})")
-    if step < w * channels:
-        raise ImageError(f"step {step} < width {w} x {channels} channels")
-    data = np.frombuffer(bytes(msg.data) if not isinstance(msg.data, (bytes, bytearray)) else msg.data,
-                         dtype=np.uint8)
-    if data.size < h * step:
-        raise ImageError(f"truncated image: {data.size} bytes, {w}x{h} {msg.encoding} needs {h * step}")
-    rows = data[: h * step].reshape(h, step)[:, : w * channels]
-    return rows.reshape(h, w, channels)
+    return decode_image(msg.data, msg.encoding, msg.width, msg.height, msg.step)
 
 
 def twist_to_dict(twist) -> dict[str, float]:

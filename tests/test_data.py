@@ -416,6 +416,61 @@ def test_image_encodings_become_rgb_with_row_padding(encoding, channels):
 
 
 @pytest.mark.unit
+@pytest.mark.parametrize("encoding", ["rgb8", "bgr8", "rgba8", "bgra8", "mono8"])
+def test_one_decoder_for_raw_buffers_and_arrays(encoding):
+    """decode_image (ROS topics, bags) and to_rgb (arrays handed to the engine) give the same RGB."""
+    import array
+
+    from jepa_pilot.perception.preprocess import decode_image, to_rgb
+
+    rgb = frame_rgb(5)
+    alpha = np.full((4, 6, 1), 7, np.uint8)
+    pixels = {"rgb8": rgb, "bgr8": rgb[..., ::-1], "rgba8": np.dstack([rgb, alpha]),
+              "bgra8": np.dstack([rgb[..., ::-1], alpha]), "mono8": rgb[..., :1]}[encoding]
+    pixels = np.ascontiguousarray(pixels)
+    want = np.repeat(rgb[..., :1], 3, axis=2) if encoding == "mono8" else rgb
+    np.testing.assert_array_equal(to_rgb(pixels, encoding), want)
+    raw = pixels.tobytes()
+    step = pixels.shape[1] * pixels.shape[2]
+    for data in (raw, bytearray(raw), array.array("B", raw), np.frombuffer(raw, np.uint8), list(raw)):
+        decoded = decode_image(data, encoding, 6, 4, step)
+        assert decoded.shape == (4, 6, 3) and decoded.dtype == np.uint8
+        np.testing.assert_array_equal(decoded, want)
+    np.testing.assert_array_equal(decode_image(raw + b"extra", encoding.upper(), 6, 4, step), want)
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize("args, reason", [
+    ((b"\0" * 72, "yuv422", 6, 4, 12), "unsupported encoding 'yuv422' (supported: rgb8, bgr8, rgba8, bgra8, mono8)"),
+    ((b"", "rgb8", 0, 0, 0), "empty image (0x0)"),
+    ((b"\0" * 72, "rgb8", 6, 4, 17), "step 17 < width 6 x 3 bytes"),
+    ((b"\0" * 71, "rgb8", 6, 4, 18), "truncated data (71 of 72 bytes)"),
+    ((b"\0" * 95, "rgba8", 6, 4, 24), "truncated data (95 of 96 bytes)"),
+])
+def test_the_decoder_says_why_a_buffer_is_refused(args, reason):
+    from jepa_pilot.perception.preprocess import ImageError, decode_image, raw_image_problem
+
+    with pytest.raises(ImageError) as err:
+        decode_image(*args)
+    assert str(err.value) == reason
+    assert raw_image_problem(len(args[0]), *args[1:]) == reason
+
+
+@pytest.mark.unit
+def test_resize_shrinks_by_area_and_grows_bilinearly_to_any_size():
+    """The training/deployment resize: square model sizes and (width, height) for bag imports."""
+    from jepa_pilot.perception.preprocess import resize
+
+    image = np.kron(frame_rgb(2), np.ones((4, 4, 1), np.uint8))  # 16 x 24: blocks of 4 x 4
+    np.testing.assert_array_equal(resize(image, (6, 4)), frame_rgb(2))  # area averaging of uniform blocks
+    assert resize(image, 8).shape == (8, 8, 3)
+    assert resize(image, (24, 16)) is image
+    grown = resize(frame_rgb(2), (12, 8))
+    assert grown.shape == (8, 12, 3)
+    assert len(np.unique(grown[..., 1])) > len(np.unique(frame_rgb(2)[..., 1]))  # interpolated, not repeated
+
+
+@pytest.mark.unit
 def test_import_bag_explains_what_is_wrong_with_a_bag(bag, tmp_path):
     with pytest.raises(BagError, match="no such bag"):
         import_bag(tmp_path / "missing", tmp_path / "out")
