@@ -348,28 +348,6 @@ def test_params_file_is_the_ros_params_shape_and_keeps_types():
     assert all(type(loaded[k]) is type(v) for k, v in PARAM_VALUES.items())
 
 
-@pytest.mark.ros
-def test_rcl_reads_the_params_file_with_the_same_types(tmp_path):
-    """The file goes through rcl's own YAML parser, as a node started by jepa-pilot up reads it."""
-    rclpy = pytest.importorskip("rclpy")
-    from rclpy.node import Node
-
-    path = tmp_path / "params.yaml"
-    NodeSpec(FAKE_PKG, "talker", params=dict(PARAM_VALUES)).write_params_file(path)
-    context = rclpy.Context()
-    rclpy.init(args=["--ros-args", "--params-file", str(path)], context=context)
-    try:
-        node = Node("any_name", namespace="/any_ns", context=context,
-                    automatically_declare_parameters_from_overrides=True)
-        for name, value in PARAM_VALUES.items():
-            got = node.get_parameter(name).value
-            got = list(got) if isinstance(value, list) else got
-            assert got == value and type(got) is type(value), f"{name}: wrote {value!r}, rcl read {got!r}"
-        node.destroy_node()
-    finally:
-        rclpy.shutdown(context=context)
-
-
 @pytest.mark.parametrize("value", [[], [1, 2.0], [[1]], {"a": 1}, None])
 def test_param_values_without_ros_type_are_rejected(value):
     with pytest.raises(LaunchError, match="parameter 'x': value .* has no ROS parameter type"):
