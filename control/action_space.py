@@ -68,6 +68,19 @@ class ActionSpace:
         physical = np.asarray(physical, dtype=np.float64).reshape(self.dim)
         return np.clip(physical / np.asarray(self.scale), -1.0, 1.0)
 
+    def beyond_limits(self, physical: np.ndarray, tolerance: float = 1e-6) -> np.ndarray:
+        """(A,) bool: which physical values exceed their limit by more than ``tolerance`` (relative);
+        :meth:`to_normalised` clips those to +-1."""
+        physical = np.asarray(physical, dtype=np.float64).reshape(self.dim)
+        return np.abs(physical) > np.asarray(self.scale) * (1.0 + tolerance)
+
+    def twist_values(self, twist) -> np.ndarray:
+        """(A,) physical values of the action fields of a geometry_msgs/Twist-like object
+        (``twist.linear.x``...: rclpy, rosbags and plain objects alike)."""
+        if not self.is_twist:
+            raise ValueError(f"a twist does not drive {', '.join(self.fields)}")
+        return np.array([float(getattr(getattr(twist, f[:-2]), f[-1])) for f in self.fields])
+
     def to_twist(self, action: np.ndarray) -> dict[str, float]:
         """Normalised action -> every twist field (unused fields are 0)."""
         twist = dict.fromkeys(TWIST_FIELDS, 0.0)

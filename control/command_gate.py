@@ -79,8 +79,7 @@ class CommandGate:
             if -age > cfg.max_future:
                 return Verdict(False, f"stamp is {-age:.3f} s in the future: does the sender use "
                                       f"the same clock (use_sim_time)?")
-        limit = np.asarray(self.space.scale)
-        over = np.abs(values) > limit * (1.0 + cfg.tolerance)
+        over = self.space.beyond_limits(values, cfg.tolerance)
         self._action = self.space.to_normalised(values)
         self._last_time = now
         if over.any():

@@ -152,20 +152,20 @@ def image_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
 
 
 def _command(msg: Any, msgtype: str, space: ActionSpace) -> tuple[np.ndarray, bool]:
-    """(normalised action, clipped?) from a command message; ValueError saying why not."""
+    """(normalised action, clipped?) from a command message; ValueError saying why not.
+
+    The physical -> normalised conversion and the limits are the ActionSpace's own.
+    """
     if msgtype == JOINT_ARRAY:
         values = np.asarray(msg.data, dtype=np.float64)
         if values.shape != (space.dim,):
             raise ValueError(f"{values.size} joint values, expected {space.dim}")
     else:
-        twist = msg.twist if msgtype == TWIST_STAMPED else msg
-        values = np.array([getattr(getattr(twist, f.split(".")[0]), f.split(".")[1]) for f in space.fields],
-                          dtype=np.float64)
+        values = space.twist_values(msg.twist if msgtype == TWIST_STAMPED else msg)
     if not np.all(np.isfinite(values)):
         bad = [name for name, value in zip(space.fields, values) if not math.isfinite(value)]
         raise ValueError(f"non-finite value in {', '.join(bad)}")
-    ratio = values / np.asarray(space.scale)
-    return np.clip(ratio, -1.0, 1.0), bool(np.any(np.abs(ratio) > 1.0 + 1e-6))
+    return space.to_normalised(values), bool(space.beyond_limits(values).any())
 
 
 # --- timing ------------------------------------------------------------------------

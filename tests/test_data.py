@@ -393,6 +393,28 @@ def test_import_bag_for_an_arm_takes_joint_velocity_arrays(tmp_path):
 
 
 @pytest.mark.unit
+def test_bag_commands_are_normalised_by_the_profiles_action_space():
+    """A diff-drive twist: linear.x and angular.z, through ActionSpace's own conversion and limits."""
+    from types import SimpleNamespace
+
+    from jepa_pilot.control.action_space import RobotProfile
+    from jepa_pilot.data.bag import TWIST, TWIST_STAMPED, _command
+
+    space = RobotProfile.load("two_rooms_diff").action_space
+    assert space.fields == ("linear.x", "angular.z")
+    vector = lambda x=0.0, y=0.0, z=0.0: SimpleNamespace(x=x, y=y, z=z)  # noqa: E731
+    fast = SimpleNamespace(linear=vector(x=0.5 * space.scale[0]), angular=vector(z=-3.0 * space.scale[1]))
+    action, clipped = _command(fast, TWIST, space)
+    np.testing.assert_allclose(action, [0.5, -1.0])
+    assert clipped and list(space.beyond_limits(space.twist_values(fast))) == [False, True]
+    np.testing.assert_array_equal(action, space.to_normalised(space.twist_values(fast)))
+    slow = SimpleNamespace(twist=SimpleNamespace(linear=vector(x=space.scale[0]), angular=vector(z=0.1)))
+    assert _command(slow, TWIST_STAMPED, space)[1] is False  # exactly at the limit is not clipped
+    with pytest.raises(ValueError, match="a twist does not drive shoulder, elbow"):
+        RobotProfile.load("reacher").action_space.twist_values(fast)
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("encoding, channels", [("rgba8", 4), ("bgra8", 4), ("mono8", 1)])
 def test_image_encodings_become_rgb_with_row_padding(encoding, channels):
     from types import SimpleNamespace
