@@ -524,6 +524,18 @@ def test_failing_node_stops_the_others(tmp_path, prefix):
     assert not launcher._running()
 
 
+def test_node_killed_by_a_signal_ends_the_launch_with_128_plus_the_signal(tmp_path, prefix):
+    add_executable(prefix, "steady", TRAP_SIGINT)
+    add_executable(prefix, "victim", 'while [ ! -e "$1" ]; do sleep 0.02; done\nkill -KILL $$\n')
+    marker, ready = tmp_path / "marker", tmp_path / "ready"
+    out = io.StringIO()
+    launcher = Launcher([node("steady", marker, ready), node("victim", ready)], stream=out)
+    assert launcher.run(duration=20) == 128 + signal.SIGKILL
+    assert marker.read_text().strip() == "SIGINT"
+    log = out.getvalue()
+    assert "[launch] victim killed by SIGKILL" in log and "[launch] victim failed; shutting down" in log
+
+
 def test_context_manager_leaves_no_process(tmp_path, prefix):
     pid_file = tmp_path / "grandchild.pid"
     add_executable(prefix, "parent", 'sleep 60 &\necho $! > "$1.tmp" && mv "$1.tmp" "$1"\nwait\n')
