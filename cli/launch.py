@@ -407,14 +407,11 @@ def _checked(body: Any, kind: str) -> dict:
     return body
 
 
-def _entries(body: dict, key: str, allowed: set[str]) -> list[dict]:
+def _entries(body: dict, key: str) -> list[dict]:
     """``body[key]``: a list of mappings (``param``, ``remap`` or include ``arg`` entries)."""
     value = body.get(key, [])
     if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
         raise LaunchError(f"'{key}' must be a list of mappings, got {value!r}")
-    for entry in value:
-        if not set(entry) <= allowed:
-            raise LaunchError(f"'{key}' entry {entry!r}: keys must be {' and '.join(sorted(allowed))}")
     return value
 
 
@@ -583,7 +580,7 @@ class _LaunchReader:
             args=_words(text("args"), "args"), ros_args=_words(text("ros_args"), "ros_args"),
             origin=f"{scope.file}: {location}",
         )
-        for entry in _entries(body, "param", {"from", "name", "value"}):
+        for entry in _entries(body, "param"):
             if set(entry) == {"from"}:
                 spec.param_files.append(Path(expand(_text(entry["from"], "'from'"), scope)))
             elif set(entry) == {"name", "value"}:
@@ -595,7 +592,7 @@ class _LaunchReader:
                     raise LaunchError(f"parameter '{name}': {err}") from None
             else:
                 raise LaunchError(f"'param' entry {entry!r}: write {{from: FILE}} or {{name: N, value: V}}")
-        for entry in _entries(body, "remap", {"from", "to"}):
+        for entry in _entries(body, "remap"):
             if set(entry) != {"from", "to"}:
                 raise LaunchError(f"'remap' entry {entry!r}: write {{from: TOPIC, to: TOPIC}}")
             spec.remaps.append((expand(_text(entry["from"], "'from'"), scope),
@@ -609,7 +606,7 @@ class _LaunchReader:
             _refuse_non_yaml(raw)  # before expanding: the other package may well be missing here
         file = expand(raw, scope)
         arguments = {}
-        for entry in _entries(body, "arg", {"name", "value"}):
+        for entry in _entries(body, "arg"):
             if set(entry) != {"name", "value"}:
                 raise LaunchError(f"include 'arg' entry {entry!r}: write {{name: N, value: V}}")
             arguments[str(entry["name"])] = expand(_text(entry["value"], "'value'"), scope)

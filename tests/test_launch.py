@@ -278,6 +278,20 @@ def test_unsupported_key(tmp_path):
         parse_launch_file(path)
 
 
+@pytest.mark.parametrize("entry, pattern", [
+    ("param: [{from: a.yaml, name: x}]", r"'param' entry .*: write \{from: FILE\} or \{name: N, value: V\}"),
+    ("param: [{name: x}]", r"'param' entry .*: write \{from: FILE\}"),
+    ("remap: [{from: /a}]", r"'remap' entry .*: write \{from: TOPIC, to: TOPIC\}"),
+    ("param: {name: x, value: 1}", r"'param' must be a list of mappings"),
+    ("args: \"'unclosed\"", r"'args' cannot be split into words"),
+])
+def test_malformed_node_entries_are_refused(tmp_path, entry, pattern):
+    path = write(tmp_path / "e.launch.yaml", f"launch:\n- node: {{pkg: p, exec: e, {entry}}}\n")
+    with pytest.raises(LaunchError, match=pattern) as err:
+        parse_launch_file(path)
+    assert str(err.value).startswith(f"{path}: action 1 (node 'e'): ")
+
+
 # ------------------------------------------- launch files for real ros2 launch
 
 
