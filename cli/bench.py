@@ -9,14 +9,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import time
 from pathlib import Path
 
-from jepa_pilot.cli.launch import find_package_share, parse_launch_file
 from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.up import child_environment
+from jepa_pilot.common.machine import machine
 
 # name -> (sim node parameters, simulated seconds to run, wall-clock cap)
 DDS_SCENARIOS = {
@@ -37,11 +35,6 @@ def register(sub) -> None:
     p.add_argument("--bundle", default="two_rooms", help="model: bundle to measure (a name in models/ or a path)")
     p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
     p.set_defaults(func=run)
-
-
-def machine() -> dict:
-    return {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-            "date": time.strftime("%Y-%m-%d")}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -66,31 +59,30 @@ def bench_sim(args: argparse.Namespace) -> dict:
 
 
 def bench_dds(args: argparse.Namespace) -> dict:
-    from jepa_pilot.nodes.monitor import watch  # rclpy lives in nodes/
+    from jepa_pilot import sim
+    from jepa_pilot.evaluation.rosgraph import frame_loss, sim_graph, watch
 
     env_name = (args.env or ["two_rooms"])[0]
-    launch_file = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
+    world = sim.make(env_name)
     results = {}
-    print(f"{'scenario':<22}{'images/s (wall)':>16}{'images/s (sim)':>15}{'real-time factor':>18}")
+    print(f"{'scenario':<22}{'images/s (wall)':>16}{'images/s (sim)':>15}{'real-time factor':>18}{'lost':>10}")
     for name, (params, sim_seconds, wall_cap) in DDS_SCENARIOS.items():
         runs = []
         for _ in range(args.repeats):
-            (spec,) = parse_launch_file(launch_file, {"env": env_name, "explore": "false"})
-            spec.params.update(params)
-            with open(os.devnull, "w") as quiet, Launcher([spec], env=child_environment(os.environ),
+            specs = sim_graph(env_name, jepa=False, explore=False, sim=params)
+            with open(os.devnull, "w") as quiet, Launcher(specs, env=child_environment(os.environ),
                                                           stream=quiet) as launcher:
-                wall0 = time.monotonic()
-                mon = watch(sim_seconds, wall_timeout=wall_cap, keep_frames=False, alive=launcher.alive)
-                wall = time.monotonic() - wall0
-            wall_rate, sim_rate = mon.image_rates()
-            stamps = [s for _, s in mon.image_times]
-            span_wall = mon.image_times[-1][0] - mon.image_times[0][0] if len(stamps) > 1 else wall
-            rtf = (stamps[-1] - stamps[0]) / max(span_wall, 1e-9) if len(stamps) > 1 else 0.0
-            runs.append({"images": len(stamps), "wall_rate": wall_rate, "sim_rate": sim_rate, "rtf": rtf})
-        med = {k: statistics.median(r[k] for r in runs) for k in ("wall_rate", "sim_rate", "rtf")}
+                watcher = watch(world, sim_seconds, wall_timeout=wall_cap, keep_frames=False, alive=launcher.alive)
+            walls, stamps = [w for w, _ in watcher.image_times], [s for _, s in watcher.image_times]
+            span_wall = walls[-1] - walls[0] if len(walls) > 1 else float("nan")
+            span_sim = stamps[-1] - stamps[0] if len(stamps) > 1 else float("nan")
+            loss = frame_loss(stamps, params["camera_rate_hz"])
+            runs.append({"images": len(stamps), "wall_rate": (len(stamps) - 1) / span_wall,
+                         "sim_rate": (len(stamps) - 1) / span_sim, "rtf": span_sim / span_wall, **loss})
+        med = {k: statistics.median(r[k] for r in runs) for k in ("wall_rate", "sim_rate", "rtf", "lost", "loss_rate")}
         results[name] = {"params": params, "median": med, "runs": runs}
-        print(f"{name:<22}{med['wall_rate']:>16.1f}{med['sim_rate']:>15.1f}{med['rtf']:>18.2f}")
-    return {"env": env_name, "scenarios": results}
+        print(f"{name:<22}{med['wall_rate']:>16.1f}{med['sim_rate']:>15.1f}{med['rtf']:>18.2f}{med['lost']:>10.0f}")
+    return {"env": env_name, "loss_definition": frame_loss.__doc__.split(chr(10))[0], "scenarios": results}
 
 
 def bench_model(args: argparse.Namespace) -> dict:

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from jepa_pilot.cli.launch import LaunchError, find_package_share, parse_launch_file
+from jepa_pilot.cli.launch import LaunchError
 from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.up import child_environment, describe_dds
+from jepa_pilot.common.machine import machine
 
 
 def register(sub) -> None:
@@ -44,18 +45,18 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
-    launch_file = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
+    from jepa_pilot.evaluation.rosgraph import sim_graph  # rclpy: only when a graph runs
+
     jepa = args.driver == "jepa"
     try:
-        specs = parse_launch_file(launch_file, {"env": args.env, "seed": str(args.seed),
-                                                "jepa": "true" if jepa else "false"})
+        specs = sim_graph(args.env, args.seed, jepa=jepa)
     except LaunchError as exc:
         print(f"jepa-pilot demo: error: {exc}")
         return 2
     env = child_environment(os.environ)
     print("JEPA Pilot demo: " + ("the world-model planner drives the robot to goal images." if jepa else
                                  "no world model: the random-walk explorer drives the robot."))
-    print(f"graph: {', '.join(s.label for s in specs)} from {launch_file}")
+    print(f"graph: {', '.join(s.label for s in specs)} from launch/sim.launch.yaml")
     print(describe_dds(os.environ, env))
     log_path = args.out / "nodes.log"
     with open(log_path, "w") as log, Launcher(specs, env=env, stream=log) as launcher:
@@ -71,47 +72,52 @@ def run(args: argparse.Namespace) -> int:
 def drive_to_goals(args: argparse.Namespace, launcher) -> int:
     from jepa_pilot import sim
     from jepa_pilot.evaluation.closed_loop import goal_pairs
-    from jepa_pilot.nodes.goal_runner import run_goals  # rclpy lives in nodes/
+    from jepa_pilot.evaluation.metrics import summarize
+    from jepa_pilot.evaluation.rosgraph import run_goals
 
     world = sim.make(args.env)
     pairs = goal_pairs(world, args.goals, args.seed)
+    max_steps = int(round(args.timeout / world.config.control_period))
     bar = tqdm(total=len(pairs), unit="goal", desc="goals")
 
     def report_goal(i: int, r) -> None:
         bar.update(1)
         t = f"{r.time_to_goal:5.1f} s" if r.time_to_goal is not None else "   -   "
         bar.write(f"goal {i + 1}: {'reached' if r.success else 'MISSED '}  time to goal {t}  "
-                  f"final distance {r.final_distance:.3f} m" + (f"  stops: {'; '.join(r.stops)}" if r.stops else ""))
+                  f"closest {r.closest_distance:.3f} m  planner said REACHED: {'yes' if r.planner_reached else 'no'}"
+                  + (f"  stops: {'; '.join(r.notes)}" if r.notes else ""))
 
     try:
-        results, runner = run_goals(pairs, args.timeout, args.radius, alive=launcher.alive, on_goal=report_goal)
+        records, drawings, watcher = run_goals(world, pairs, max_steps, args.radius, alive=launcher.alive,
+                                               on_goal=report_goal)
     except RuntimeError as exc:
         bar.close()
         print(f"FAILED: {exc}")
         return 1
     bar.close()
-    latency = runner.latencies() * 1e3
-    planning = np.array([m.planning_time for _, m in runner.plans if m.planning_time > 0]) * 1e3
-    ok = [r for r in results if r.success]
+    latency = watcher.latencies() * 1e3
+    planning = np.array([m.planning_time for _, m in watcher.plans if m.planning_time > 0]) * 1e3
     summary = {
-        "goals": len(results), "reached": len(ok), "success_rate": len(ok) / len(results),
-        "time_to_goal_s": [r.time_to_goal for r in results],
+        "command": "jepa-pilot demo " + " ".join(f"--{k} {v}" for k, v in (("env", args.env), ("goals", args.goals),
+                                                                        ("seed", args.seed), ("timeout", args.timeout))),
+        "env": args.env, "success_radius": args.radius, "machine": machine(), **summarize(records),
         "loop_latency_ms": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "samples": int(latency.size)},
-        "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99)},
-        "goals_detail": [{k: v for k, v in vars(r).items() if k != "goal_image"} for r in results],
+        "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99), "samples": int(planning.size)},
+        "records": [r.to_dict() for r in records],
     }
-    (args.out / "demo.json").write_text(json.dumps(summary, indent=1))
-    print(f"\nreached {len(ok)}/{len(results)} goals; loop latency (frame -> plan) p50 "
+    (args.out / "demo.json").write_text(json.dumps(summary, indent=1) + "\n")
+    reached = sum(r.success for r in records)
+    print(f"\nreached {reached}/{len(records)} goals; loop latency (frame -> plan) p50 "
           f"{summary['loop_latency_ms']['p50']:.0f} ms, p99 {summary['loop_latency_ms']['p99']:.0f} ms; "
           f"planning p50 {summary['planning_ms']['p50']:.0f} ms")
-    write_goal_video(runner, results, world, args.out / "demo.gif")
+    write_goal_video(watcher, drawings, world, args.out / "demo.gif")
     plot_latency(latency, planning, args.out / "latency.png")
     print(f"video             {args.out / 'demo.gif'}\nlatency plot      {args.out / 'latency.png'}"
           f"\nresults           {args.out / 'demo.json'}")
     if not launcher.alive():
         print("FAILED: a node exited early")
         return 1
-    return 0 if ok else 1
+    return 0 if reached else 1
 
 
 def _pct(values: np.ndarray, q: float) -> float:
@@ -126,28 +132,29 @@ def _project(world, points: np.ndarray) -> np.ndarray:
     return np.c_[fx * p[:, 0] / p[:, 2] + cx, fy * p[:, 1] / p[:, 2] + cy]
 
 
-def write_goal_video(runner, results, world, path: Path, scale: int = 4) -> None:
-    """Each frame: the camera view with the first 2 s of the planned path drawn | the goal image.
+def write_goal_video(watcher, drawings, world, path: Path, scale: int = 4) -> None:
+    """Each frame: the camera view | the goal image; for a holonomic base, the first 2 s of the plan.
 
-    The path integrates the planned velocities from the odometry pose (no walls: a sketch of intent).
+    The path integrates the planned velocities from the true position (no walls: a sketch of intent).
     """
     from PIL import Image, ImageDraw
 
-    plans = {round(_stamp(m), 6): m for _, m in runner.plans}
-    step = float(world.config.max_speed * world.config.control_period)
+    plans = {round(_stamp(m), 6): m for _, m in watcher.plans}
+    step = np.asarray(world.action_scale, np.float64) * world.config.control_period
+    sketch = world.embodiment == "holonomic_base"
     frames = []
-    for i, r in enumerate(results):
-        goal = Image.fromarray(np.kron(r.goal_image, np.ones((scale, scale, 1), np.uint8)))
-        for frame, (_, stamp) in zip(runner.frames, runner.image_times):
-            if not r.goal_stamp <= stamp <= r.end_stamp:
+    for i, d in enumerate(drawings):
+        goal = Image.fromarray(np.kron(d["goal_image"], np.ones((scale, scale, 1), np.uint8)))
+        for frame, (_, stamp) in zip(watcher.frames, watcher.image_times):
+            if not d["goal_stamp"] <= stamp <= d["end_stamp"]:
                 continue
             view = Image.fromarray(np.kron(frame, np.ones((scale, scale, 1), np.uint8)))
             draw = ImageDraw.Draw(view)
-            plan, pose = plans.get(round(stamp, 6)), _pose_at(runner.poses, stamp)
-            if plan is not None and pose is not None and len(plan.actions):
+            plan, state = plans.get(round(stamp, 6)), _state_at(watcher.states, stamp)
+            if sketch and plan is not None and state is not None and len(plan.actions):
                 actions = np.asarray(plan.actions, np.float64).reshape(-1, plan.action_dim)[:20]  # first 2 s
-                route = pose + np.cumsum(actions[:, :2] * step, axis=0)
-                uv = _project(world, np.vstack([pose, route])) * scale + scale / 2
+                route = state[:2] + np.cumsum(actions * step, axis=0)
+                uv = _project(world, np.vstack([state[:2], route])) * scale + scale / 2
                 draw.line([tuple(p) for p in uv], fill=(30, 90, 230), width=2)
             draw.text((4, 4), f"goal {i + 1}", fill=(0, 0, 0))
             canvas = Image.new("RGB", (view.width * 2 + 8, view.height), (255, 255, 255))
@@ -162,10 +169,10 @@ def _stamp(msg) -> float:
     return msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
 
 
-def _pose_at(poses, stamp: float):
-    for t, x, y in reversed(poses):
+def _state_at(states, stamp: float):
+    for t, state in reversed(states):
         if t <= stamp + 1e-6:
-            return np.array([x, y])
+            return state
     return None
 
 
@@ -194,34 +201,32 @@ def plot_latency(latency_ms: np.ndarray, planning_ms: np.ndarray, out: Path) -> 
 
 # --- no model: the random-walk explorer drives ------------------------------------------
 def explore(args: argparse.Namespace, launcher) -> int:
-    from jepa_pilot.nodes.monitor import watch  # rclpy lives in nodes/
+    from jepa_pilot import sim
+    from jepa_pilot.evaluation.rosgraph import frame_loss, watch
 
+    world = sim.make(args.env)
     with tqdm(total=args.seconds, unit="sim s", bar_format="{l_bar}{bar}| {n:.1f}/{total:.0f} sim s",
               mininterval=1.0) as bar:
-        monitor = watch(args.seconds, wall_timeout=args.seconds * 3 + 60,
+        watcher = watch(world, args.seconds, wall_timeout=args.seconds * 3 + 60,
                         on_progress=lambda t: bar.update(min(t, args.seconds) - bar.n), alive=launcher.alive)
-    wall_rate, sim_rate = monitor.image_rates()
-    path = np.array([(x, y) for _, x, y in monitor.poses]).reshape(-1, 2)
-    travelled = float(np.linalg.norm(np.diff(path, axis=0), axis=1).sum()) if len(path) > 1 else 0.0
-    if monitor.joints:
-        travelled = float(np.abs(np.diff(np.array(monitor.joints), axis=0)).sum())
-    print(f"\nimages received   {len(monitor.image_times)} ({wall_rate:.1f}/s wall, {sim_rate:.1f}/s sim time)")
-    print(f"robot moved       {travelled:.2f} {'rad of joint motion' if monitor.joints else 'm'}")
-    if len(path) and args.env.startswith("two_rooms"):
-        from jepa_pilot import sim
-
-        print(f"rooms visited     {', '.join(sorted({'left' if x < 0 else 'right' for x in path[:, 0]}))}")
-        plot_path(path, sim.default_config(args.env), args.out / "path.png")
+    positions = np.array([world.task_position(state) for _, state in watcher.states]).reshape(-1, 2)
+    travelled = float(np.linalg.norm(np.diff(positions, axis=0), axis=1).sum()) if len(positions) > 1 else 0.0
+    loss = frame_loss([s for _, s in watcher.image_times])
+    print(f"\nimages received   {loss['received']} of {loss['expected']} published ({loss['lost']} lost)")
+    print(f"robot moved       {travelled:.2f} m ({'fingertip' if world.embodiment == 'arm' else 'base'})")
+    if len(positions) and hasattr(world, "walls"):
+        print(f"rooms visited     {', '.join(sorted({'left' if x < 0 else 'right' for x in positions[:, 0]}))}")
+    if len(positions):
+        plot_path(positions, world, args.out / "path.png")
         print(f"path plot         {args.out / 'path.png'}")
-    if monitor.frames:
-        frames = [np.kron(f, np.ones((4, 4, 1), np.uint8)) for f in monitor.frames]
+    if watcher.frames:
         from PIL import Image
 
-        images = [Image.fromarray(f) for f in frames]
+        images = [Image.fromarray(np.kron(f, np.ones((4, 4, 1), np.uint8))) for f in watcher.frames]
         images[0].save(args.out / "camera.gif", save_all=True, append_images=images[1:], duration=100, loop=0)
         print(f"camera video      {args.out / 'camera.gif'}")
     problems = [p for p, bad in (("a node exited early", not launcher.alive()),
-                                 ("no camera images arrived", len(monitor.image_times) < 2),
+                                 ("no camera images arrived", len(watcher.image_times) < 2),
                                  ("the robot did not move", travelled < 0.05)) if bad]
     if problems:
         print(f"\nFAILED: {'; '.join(problems)}")
@@ -231,19 +236,20 @@ def explore(args: argparse.Namespace, launcher) -> int:
 
 
 def plot_path(path: np.ndarray, world, out: Path) -> None:
-    """The base's odometry path over the two rooms' walls (``world``: the env's TwoRoomsConfig)."""
+    """The task position's path (base or fingertip) over the env's walls, if it has any."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(4, 4))
+    for cx, cy, hx, hy in getattr(world, "walls", lambda: [])():
+        ax.add_patch(plt.Rectangle((cx - hx, cy - hy), 2 * hx, 2 * hy, color="k", alpha=0.4))
     ax.plot(path[:, 0], path[:, 1], lw=1)
     ax.plot(*path[0], "go", label="start")
     ax.plot(*path[-1], "rs", label="end")
-    door_low, door_high = world.door_y - world.door_width / 2, world.door_y + world.door_width / 2
-    ax.plot([0, 0], [-1, door_low], "k", [0, 0], [door_high, 1], "k", lw=2, alpha=0.4)
-    ax.set(xlim=(-1, 1), ylim=(-1, 1), aspect="equal", xlabel="x (m)", ylabel="y (m)", title="base path (odom)")
+    ax.set(xlim=(-1.1, 1.1), ylim=(-1.1, 1.1), aspect="equal", xlabel="x (m)", ylabel="y (m)",
+           title="task position path (true state)")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(out, dpi=100)

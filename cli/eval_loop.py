@@ -1,14 +1,22 @@
 """`jepa-pilot eval`: closed-loop goal reaching in the built-in simulator, directly and through ROS.
 
-Starts and goals lie in different rooms; success means getting within
---radius metres of the goal state (true state) within --max-steps control
-periods. Policies, all on the same start/goal pairs:
+Every policy runs the same (start, goal) pairs (for the two-rooms worlds,
+start and goal in different rooms) and is scored by one definition: an
+episode succeeds when the true task position (the base, or an arm's
+fingertip) comes within --radius metres of the goal's at any control step
+within --max-steps. Policies:
 
   latent      the bundle + the latent planner, called directly (no ROS)
-  true_state  the same planner on the true position with the arena's kinematics (upper bound)
-  random      uniform random actions (lower bound)
+  true_state  the same planner on the true position with the env's kinematics (a reference)
+  random      uniform random actions (a lower bound)
   ros         the whole ROS 2 graph (sim, encoder, planner, predictor nodes) with the bundle,
               goals given as images through the encoder's set_goal service
+
+The planner settings default to those of the planner node in config/sim.yaml,
+and the ros policy is given the same ones. The JSON has, per policy:
+success_rate, episodes, steps_to_goal_median, time_to_goal_median_s,
+decision_ms_median (the planner's time per decision), closest_distance_median,
+final_distance_median, planner_reached_rate, and every episode's record.
 """
 from __future__ import annotations
 
@@ -16,94 +24,110 @@ import argparse
 import json
 from pathlib import Path
 
+POLICIES = ("latent", "true_state", "random", "ros")
+
 
 def register(sub) -> None:
-    p = sub.add_parser("eval", help="closed-loop success rate to goal images, with baselines (no ROS)",
+    p = sub.add_parser("eval", help="closed-loop success rate to goal images: directly, through ROS, baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="two_rooms", help="simulator env (default two_rooms)")
-    p.add_argument("--bundle", type=Path, help="model bundle (default models/ENV of the package)")
+    p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
     p.add_argument("--episodes", type=int, default=50, help="episodes per policy (default 50)")
     p.add_argument("--seed", type=int, default=0, help="seed of starts, goals and planners (default 0)")
     p.add_argument("--max-steps", type=int, default=200, help="control periods per episode (default 200)")
     p.add_argument("--radius", type=float, default=0.1, help="success radius in metres (default 0.1)")
-    p.add_argument("--policies", default="latent,true_state,random,ros", help="comma-separated policies to run "
-                   "(default: all four)")
-    p.add_argument("--samples", type=int, default=256, help="planner samples per iteration (default 256)")
-    p.add_argument("--iterations", type=int, default=3, help="planner iterations per step (default 3)")
-    p.add_argument("--method", default="cem", choices=("cem", "mppi"), help="planner (default cem)")
+    p.add_argument("--policies", default="latent,true_state,random",
+                   help=f"comma-separated, of {', '.join(POLICIES)} (default: latent,true_state,random)")
+    p.add_argument("--samples", type=int, help="planner samples per iteration (default: config/sim.yaml)")
+    p.add_argument("--iterations", type=int, help="planner iterations per step (default: config/sim.yaml)")
+    p.add_argument("--method", choices=("cem", "mppi"), help="planner (default: config/sim.yaml)")
     p.add_argument("--json", type=Path, help="write the results here")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-    from tqdm import tqdm
-
     from jepa_pilot import sim
-    from jepa_pilot.control.planner import PlannerConfig
-    from jepa_pilot.evaluation.closed_loop import (LatentPolicy, LoopConfig, RandomPolicy, TrueStatePolicy,
-                                                   goal_pairs, run_episode)
-    from jepa_pilot.perception.engine import WorldModelEngine
-    from jepa_pilot.perception.latents import resolve_bundle
+    from jepa_pilot.common.config import ConfigError
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, sim_planner_settings
 
-    cfg = LoopConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps, success_radius=args.radius)
-    planner = PlannerConfig(method=args.method, samples=args.samples, iterations=args.iterations, seed=args.seed)
-    env = sim.make(args.env)
+    names = [n.strip() for n in args.policies.split(",") if n.strip()]
+    unknown = [n for n in names if n not in POLICIES]
+    if unknown or not names:
+        print(f"jepa-pilot eval: error: unknown policies {unknown}; choose from {', '.join(POLICIES)}")
+        return 2
+    overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
+                                   ("method", args.method)) if v is not None}
+    try:
+        cfg = LoopConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
+                         success_radius=args.radius)
+        planner, supervisor = sim_planner_settings(seed=args.seed, **overrides)
+        env = sim.make(args.env)
+    except (ConfigError, ValueError) as exc:
+        print(f"jepa-pilot eval: error: {exc}")
+        return 2
     pairs = goal_pairs(env, cfg.episodes, cfg.seed)
-    makers = {"latent": lambda: LatentPolicy(WorldModelEngine(resolve_bundle(str(args.bundle or args.env)),
-                                                              providers=("cuda", "cpu")), planner),
-              "true_state": lambda: TrueStatePolicy(env, planner),
-              "random": lambda: RandomPolicy(env.action_dim, cfg.seed)}
-    results = {"env": args.env, "config": cfg.to_dict(), "planner": planner.to_dict(), "policies": {}}
-    for name in args.policies.split(","):
+    results = {"env": args.env, "bundle": args.bundle or args.env, "config": cfg.to_dict(),
+               "planner": planner.to_dict(), "supervisor": supervisor.to_dict(), "policies": {}}
+    for name in names:
         if name == "ros":
-            episodes = run_through_ros(args, pairs, cfg, planner, env.config.control_period)
+            records = run_through_ros(args, env, pairs, cfg, planner, supervisor)
         else:
-            policy = makers[name]()
-            episodes = [run_episode(env, policy, start, goal, cfg)
-                        for start, goal in tqdm(pairs, desc=name, unit="episode", mininterval=2.0)]
-        ok = [e for e in episodes if e["success"]]
-        summary = {"success_rate": len(ok) / len(episodes),
-                   "steps_to_goal_median": float(np.median([e["steps"] for e in ok])) if ok else None,
-                   "decision_ms_median": float(np.median([e["decision_ms"] for e in episodes])),
-                   "closest_distance_median": float(np.median([e["closest"] for e in episodes]))}
-        results["policies"][name] = {**summary, "episodes": episodes}
-        print(f"{name:<11} success {summary['success_rate']:6.1%}  steps to goal {summary['steps_to_goal_median']}"
-              f"  decision {summary['decision_ms_median']:.1f} ms  closest (median) {summary['closest_distance_median']:.3f} m")
+            records = run_direct(name, args, env, pairs, cfg, planner, supervisor)
+        report(results, name, records)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(results, indent=1))
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
-def run_through_ros(args: argparse.Namespace, pairs, cfg, planner, period: float) -> list[dict]:
+def report(results: dict, name: str, records) -> None:
+    """Add one policy's summary and episodes to ``results`` and print its line."""
+    from jepa_pilot.evaluation.metrics import summarize
+
+    summary = summarize(records)
+    results["policies"][name] = {**summary, "records": [r.to_dict() for r in records]}
+    fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
+    print(f"{name:<11} success {summary['success_rate']:6.1%}  steps to goal {fmt(summary['steps_to_goal_median'], '.0f')}"
+          f"  decision {fmt(summary['decision_ms_median'], '.1f')} ms"
+          f"  closest (median) {fmt(summary['closest_distance_median'], '.3f')} m"
+          f"  planner said REACHED {summary['planner_reached_rate']:.0%}")
+
+
+def run_direct(name: str, args, env, pairs, cfg, planner, supervisor):
+    """The episodes of one direct policy, with a progress bar."""
+    from tqdm import tqdm
+
+    from jepa_pilot.evaluation.closed_loop import LatentPolicy, RandomPolicy, TrueStatePolicy, run_episode
+    from jepa_pilot.perception.engine import WorldModelEngine
+    from jepa_pilot.perception.latents import resolve_bundle
+
+    if name == "latent":
+        policy = LatentPolicy(WorldModelEngine(resolve_bundle(args.bundle or args.env), providers=("cuda", "cpu")),
+                              planner, supervisor)
+    elif name == "true_state":
+        policy = TrueStatePolicy(env, planner)
+    else:
+        policy = RandomPolicy(env.action_dim, cfg.seed)
+    return [run_episode(env, policy, start, goal, cfg)
+            for start, goal in tqdm(pairs, desc=name, unit="episode", mininterval=2.0)]
+
+
+def run_through_ros(args, env, pairs, cfg, planner, supervisor):
     """The same episodes through the ROS graph (launch/sim.launch.yaml jepa:=true), same planner settings."""
     import os
 
-    import numpy as np
     from tqdm import tqdm
 
-    from jepa_pilot.cli.launch import find_package_share, parse_launch_file
     from jepa_pilot.cli.supervisor import Launcher
     from jepa_pilot.cli.up import child_environment
-    from jepa_pilot.nodes.goal_runner import run_goals  # rclpy lives in nodes/
+    from jepa_pilot.evaluation.rosgraph import run_goals, sim_graph
 
-    launch = find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml"
-    specs = parse_launch_file(launch, {"env": args.env, "seed": str(args.seed), "jepa": "true",
-                                       **({"bundle": str(args.bundle)} if args.bundle else {})})
-    for spec in specs:
-        if spec.name == "planner":  # the planner node takes the settings the direct policies use
-            spec.params.update({k: planner.to_dict()[k] for k in ("method", "samples", "iterations", "seed")})
+    specs = sim_graph(args.env, args.seed, jepa=True, bundle=args.bundle,
+                      planner={**planner.to_dict(), **supervisor.to_dict()})
     bar = tqdm(total=len(pairs), desc="ros", unit="episode", mininterval=2.0)
     with open(os.devnull, "w") as quiet, Launcher(specs, env=child_environment(os.environ), stream=quiet) as launcher:
-        results, runner = run_goals(pairs, timeout=cfg.max_steps * period, radius=cfg.success_radius,
-                                    alive=launcher.alive, on_goal=lambda i, r: bar.update(1))
+        records, _, _ = run_goals(env, pairs, cfg.max_steps, cfg.success_radius, alive=launcher.alive,
+                                  on_goal=lambda i, r: bar.update(1))
     bar.close()
-    planning = {}
-    for _, m in runner.plans:
-        key = round(m.goal_header.stamp.sec + m.goal_header.stamp.nanosec * 1e-9, 6)
-        planning.setdefault(key, []).append(m.planning_time * 1e3)
-    return [{"success": r.success, "steps": round(r.time_to_goal / period) if r.success else cfg.max_steps,
-             "final_distance": r.final_distance, "closest": r.final_distance,
-             "decision_ms": float(np.median(planning.get(round(r.goal_stamp, 6), [float("nan")])))}
-            for r in results]
+    return records

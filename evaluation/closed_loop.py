@@ -1,14 +1,20 @@
 """Closed-loop goal reaching in the built-in simulator, without ROS.
 
-Each episode starts the robot in one room and gives it the camera image of a
-goal state in the other; a policy acts every control period until the robot
-is within ``success_radius`` of the goal (measured on the true state) or the
+Each episode resets the robot to a start state and gives a policy the camera
+image of a goal state; the policy acts every control period until the
+success definition of :mod:`jepa_pilot.evaluation.metrics` is met or the
 step budget runs out. Policies:
 
-* ``latent``: the world-model bundle + a latent planner (what the robot runs);
-* ``true_state``: the same planner on the true position with the arena's
-  kinematics (walls and door): an upper bound for the planner settings;
+* ``latent``: the world-model bundle + the latent planner + the planner
+  node's supervisor rule for REACHED (what the robot runs, without ROS);
+* ``true_state``: the same planner on the true task position with the
+  env's own kinematics and walls (:class:`TrueKinematics`), a Euclidean cost:
+  a reference for the planner settings, not an upper bound (it stalls at walls);
 * ``random``: uniform random actions: a lower bound.
+
+The settings the planner node runs with in the sim graph (``config/sim.yaml``,
+section ``planner``) are the defaults here too (:func:`sim_planner_settings`),
+so the direct and the ROS paths plan alike.
 """
 from __future__ import annotations
 
@@ -16,12 +22,17 @@ import dataclasses
 import time
 
 import numpy as np
+import yaml
 
 from jepa_pilot.common.config import Config, setting
+from jepa_pilot.common.paths import package_share
 from jepa_pilot.control.planner import Planner, PlannerConfig
+from jepa_pilot.control.supervisor import Status, Supervisor, SupervisorConfig
+from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
 from jepa_pilot.perception.latents import LatentHistory
 
-__all__ = ["LoopConfig", "LatentPolicy", "TrueStatePolicy", "RandomPolicy", "goal_pairs", "run_episode"]
+__all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "goal_pairs",
+           "run_episode", "sim_planner_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,8 +43,16 @@ class LoopConfig(Config):
     success_radius: float = setting(0.1, "true distance to the goal that counts as reached (m)", low=0.0)
 
 
+def sim_planner_settings(**overrides) -> tuple[PlannerConfig, SupervisorConfig]:
+    """The planner node's settings in the sim graph (config/sim.yaml), with ``overrides``."""
+    params = yaml.safe_load((package_share("jepa_pilot") / "config" / "sim.yaml").read_text())
+    node = {**params["planner"]["ros__parameters"], **overrides}
+    pick = lambda cls: cls.from_dict({f.name: node[f.name] for f in dataclasses.fields(cls) if f.name in node})  # noqa: E731
+    return pick(PlannerConfig), pick(SupervisorConfig)
+
+
 def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, goal) states, start and goal in different rooms (bases) or random (arms)."""
+    """(start, goal) states: in different rooms for the two-rooms worlds, independent otherwise."""
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(count):
@@ -46,69 +65,118 @@ def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]
 
 
 class LatentPolicy:
-    """Encode frames, keep latents one model step apart (as in training), plan towards the goal latent."""
+    """Encode frames, keep latents one model step apart (as in training), plan towards the goal latent.
+
+    Like the planner node, it holds the robot at zero once the latent distance to
+    the goal is under ``goal_tolerance`` (REACHED), and reports that in ``reached``.
+    """
 
     name = "latent"
 
-    def __init__(self, engine, planner_config: PlannerConfig) -> None:
+    def __init__(self, engine, planner_config: PlannerConfig, supervisor_config: SupervisorConfig) -> None:
         self.engine, self.planner = engine, Planner(engine, planner_config)
+        self.supervisor = Supervisor(supervisor_config)
         spec = engine.spec
         self.history = LatentHistory(spec.history, spacing=spec.model_step)
         self.period = spec.control_period
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
-        self.goal = self.engine.encode(goal_image)
+        self.supervisor.set_goal(self.engine.encode(goal_image))
         self.history.clear()
         self.planner.reset()
-        self.t = 0.0
+        self.t, self.reached, self.decision_time = 0.0, False, None
 
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        self.history.add(self.t, self.engine.encode(image))
+        z = self.engine.encode(image)
+        self.history.add(self.t, z)
+        decision = self.supervisor.on_latent(z, self.t, None, None)
         self.t += self.period
-        return self.planner.plan(self.history.window(), self.goal).actions[0]
+        if decision.status == Status.REACHED:
+            self.reached, self.decision_time = True, None  # no plan made
+            return np.zeros(self.engine.spec.action_dim)
+        start = time.perf_counter()
+        action = self.planner.plan(self.history.window(), self.supervisor.goal).actions[0]
+        self.decision_time = time.perf_counter() - start
+        return action
 
 
-class ArenaKinematics:
-    """The two_rooms base as the planner's model: position + velocity x period, walls and door.
+class TrueKinematics:
+    """The env's robot as the planner's model, on its true task position (the rollout protocol).
 
-    Implements the rollout protocol on a 'latent' that is the true (x, y).
+    Two-rooms holonomic base: position += speed x period x action, sliding along the
+    walls (env.walls() grown by the base radius). Reacher: joint angles += speed x period
+    x action within the joint limits; the 'latent' is the fingertip.
     """
 
     def __init__(self, env, horizon: int = 10, frameskip: int = 4) -> None:
-        cfg = env.config
-        self.horizon, self.frameskip, self.action_dim = horizon, frameskip, 2
-        self.step = cfg.max_speed * cfg.control_period
-        self.low, self.high = -1.0 + 0.025 + 0.1, 1.0 - 0.025 - 0.1  # outer walls minus the base radius
-        self.door = (cfg.door_y - cfg.door_width / 2 + 0.1, cfg.door_y + cfg.door_width / 2 - 0.1)
-        self.wall = 0.025 + 0.1
+        self.env, self.horizon, self.frameskip, self.action_dim = env, horizon, frameskip, env.action_dim
+        self.step = np.asarray(env.action_scale, dtype=np.float64) * env.config.control_period
+        if env.embodiment == "holonomic_base":
+            r = env.base_radius
+            self.boxes = np.array([(cx, cy, hx + r, hy + r) for cx, cy, hx, hy in env.walls()])
+        elif env.embodiment == "arm":
+            from jepa_pilot.sim.reacher import JOINT_LIMITS, fingertip
+
+            self.limits, self.fingertip = np.array(JOINT_LIMITS), fingertip
+        else:
+            raise ValueError(f"true_state: no kinematic model for {env.name} ({env.embodiment}); "
+                             f"it exists for holonomic bases and arms")
+
+    def encode(self, state: np.ndarray) -> np.ndarray:
+        """True state -> what the planner works on: the base (x, y), or the arm's joint angles."""
+        return np.asarray(state[:2], dtype=np.float64)
+
+    def goal_of(self, state: np.ndarray) -> np.ndarray:
+        return self.env.task_position(state)
+
+    def _blocked(self, p: np.ndarray) -> np.ndarray:
+        c, h = self.boxes[:, None, :2], self.boxes[:, None, 2:]
+        return (np.abs(p[None] - c) < h).all(axis=-1).any(axis=0)
+
+    def _move(self, pos: np.ndarray, delta: np.ndarray) -> np.ndarray:
+        if self.env.embodiment == "arm":
+            return np.clip(pos + delta, -self.limits, self.limits)
+        new = pos + delta
+        for slide in (np.array([1.0, 0.0]), np.array([0.0, 1.0]), np.zeros(2)):
+            bad = self._blocked(new)
+            if not bad.any():
+                break
+            new[bad] = pos[bad] + delta[bad] * slide
+        return new
 
     def rollout(self, z_hist: np.ndarray, actions: np.ndarray) -> np.ndarray:
         pos = np.broadcast_to(z_hist[-1], (len(actions), 2)).copy()
         out = []
         for t in range(actions.shape[1]):
-            new = np.clip(pos + self.step * actions[:, t], self.low, self.high)
-            in_door = (new[:, 1] > self.door[0]) & (new[:, 1] < self.door[1])
-            blocked = ~in_door & (np.abs(new[:, 0]) < self.wall) | ~in_door & (np.sign(new[:, 0]) != np.sign(pos[:, 0]))
-            new[blocked, 0] = np.sign(pos[blocked, 0]) * self.wall
-            pos = new
+            pos = self._move(pos, self.step * actions[:, t])
             if (t + 1) % self.frameskip == 0:
-                out.append(pos.copy())
+                out.append(self._task(pos))
         return np.stack(out, axis=1)
+
+    def _task(self, pos: np.ndarray) -> np.ndarray:
+        if self.env.embodiment == "arm":
+            return np.stack([self.fingertip(p) for p in pos])
+        return pos.copy()
 
 
 class TrueStatePolicy:
     name = "true_state"
 
     def __init__(self, env, planner_config: PlannerConfig) -> None:
-        self.planner = Planner(ArenaKinematics(env), planner_config)
+        self.model = TrueKinematics(env)
+        self.planner = Planner(self.model, planner_config)
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
-        self.goal = np.asarray(goal_state[:2])
+        self.goal = self.model.goal_of(goal_state)
         self.planner.reset()
+        self.reached, self.decision_time = False, None
 
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        z = np.asarray(state[:2])
-        return self.planner.plan(np.stack([z, z]), self.goal).actions[0]
+        z = self.model.encode(state)
+        start = time.perf_counter()
+        action = self.planner.plan(np.stack([z, z]), self.goal).actions[0]
+        self.decision_time = time.perf_counter() - start
+        return action
 
 
 class RandomPolicy:
@@ -118,26 +186,26 @@ class RandomPolicy:
         self.action_dim, self.rng = action_dim, np.random.default_rng(seed)
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
-        pass
+        self.reached, self.decision_time = False, None
 
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        return self.rng.uniform(-1, 1, self.action_dim)
+        start = time.perf_counter()
+        action = self.rng.uniform(-1, 1, self.action_dim)
+        self.decision_time = time.perf_counter() - start
+        return action
 
 
-def run_episode(env, policy, start: np.ndarray, goal: np.ndarray, cfg: LoopConfig) -> dict:
-    """One episode; returns success, steps, final and closest true distance, per-step decision times."""
+def run_episode(env, policy, start: np.ndarray, goal: np.ndarray, cfg: LoopConfig) -> EpisodeRecord:
+    """One episode of ``policy`` from ``start`` towards the image of ``goal`` (see metrics.py)."""
     obs, _ = env.reset(state=start)
     policy.reset(env.render_goal(goal), goal)
-    times, closest = [], env.goal_distance(obs.state, goal)
+    tracker = GoalTracker(env, start, goal, cfg.success_radius, cfg.max_steps, env.config.control_period)
+    times = []
     for step in range(1, cfg.max_steps + 1):
-        t0 = time.perf_counter()
         action = policy.act(obs.image, obs.state)
-        times.append(time.perf_counter() - t0)
+        if policy.decision_time is not None:  # None: the policy made no plan this step (e.g. REACHED)
+            times.append(policy.decision_time)
         obs, *_ = env.step(action)
-        distance = env.goal_distance(obs.state, goal)
-        closest = min(closest, distance)
-        if distance < cfg.success_radius:
-            return {"success": True, "steps": step, "final_distance": distance, "closest": closest,
-                    "decision_ms": float(np.median(times) * 1e3)}
-    return {"success": False, "steps": cfg.max_steps, "final_distance": distance, "closest": closest,
-            "decision_ms": float(np.median(times) * 1e3)}
+        if tracker.observe(step, obs.state):
+            break
+    return tracker.record(planner_reached=policy.reached, decision_times=times)

@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 
 from jepa_pilot.common.timing import median_ms
-from jepa_pilot.data import Dataset
+from jepa_pilot.data import Dataset, split_episodes, square_frames
+from jepa_pilot.data.probe import linear_probe_r2, position_dims
 from jepa_pilot.perception.engine import WorldModelEngine
-from jepa_pilot.perception.preprocess import resize, to_model_input
-from jepa_pilot.world_model.probe import linear_probe_r2, position_dims
+from jepa_pilot.perception.preprocess import to_model_input
 
 __all__ = ["held_out_episodes", "evaluate", "plot_evaluation"]
 
@@ -31,8 +31,6 @@ def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) ->
     On the training set: the training split (up to 50 episodes) and the validation
     split. On another dataset: its first and second half.
     """
-    from jepa_pilot.world_model.windows import split_episodes  # numpy only
-
     if trained_on and Path(trained_on).resolve() == dataset.root.resolve():
         train = recipe.get("train", {})
         fit, val = split_episodes(len(dataset), train.get("val_fraction", 0.1), train.get("seed", 0))
@@ -47,7 +45,7 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _encode_episode(engine: WorldModelEngine, images: np.ndarray) -> np.ndarray:
-    frames = np.stack([resize(f, engine.spec.image_size) for f in images])
+    frames = square_frames(images, engine.spec.image_size)
     return np.concatenate([engine.encode_prepared(to_model_input(frames[j:j + 256]))
                            for j in range(0, len(frames), 256)])
 

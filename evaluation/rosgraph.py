@@ -1,0 +1,239 @@
+"""The evaluation harness for the ROS 2 graph: start it, watch it, give it goals, collect results.
+
+The one module outside ``nodes/`` that imports rclpy. It is not part of the
+robot graph: `jepa-pilot demo`, `jepa-pilot eval --policies ros` and
+`jepa-pilot bench dds` use it to
+
+* build the sim graph from ``launch/sim.launch.yaml`` with overrides
+  (:func:`sim_graph`), started by :class:`jepa_pilot.cli.supervisor.Launcher`;
+* watch what the robot publishes (:class:`GraphWatcher`): camera frames with
+  their wall-clock arrival, the true state from ``/odom`` or ``/joint_states``,
+  the sim clock, the planner's ``/jepa/plan``;
+* drive goal episodes (:func:`run_goals`): reset the sim node to the start,
+  take the camera image of the goal state, set it as the goal (encoder
+  ``set_goal``), and apply the success definition of
+  :mod:`jepa_pilot.evaluation.metrics` to the true state, step by step in
+  simulated time, exactly as the direct loop does.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+import rclpy
+from nav_msgs.msg import Odometry
+from rclpy.node import Node
+from rosgraph_msgs.msg import Clock
+from sensor_msgs.msg import Image, JointState
+
+from jepa_pilot.cli.launch import find_package_share, parse_launch_file
+from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
+from jepa_pilot.msg import PlanStatus
+from jepa_pilot.nodes.qos import qos
+from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
+from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
+
+__all__ = ["sim_graph", "GraphWatcher", "run_goals", "watch", "frame_loss"]
+
+
+def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, planner: dict | None = None,
+              sim: dict | None = None, explore: bool | None = None):
+    """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node."""
+    args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower()}
+    if bundle:
+        args["bundle"] = str(bundle)
+    if explore is not None:
+        args["explore"] = str(explore).lower()
+    specs = parse_launch_file(find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml", args)
+    for spec in specs:
+        spec.params.update({"planner": planner, "sim": sim}.get(spec.name) or {})
+    return specs
+
+
+def true_state(env, pose=None, joints=None) -> np.ndarray:
+    """What the robot reports -> an env state vector with its positions filled (velocities 0).
+
+    Enough for ``env.goal_distance``, which looks at task positions only.
+    """
+    state = np.zeros(env.state_dim)
+    if env.embodiment == "arm":
+        state[:2] = joints[:2]
+    else:
+        state[:2] = pose[:2]
+        if env.embodiment == "diff_drive_base":
+            state[2] = pose[2]
+    return state
+
+
+def frame_loss(stamps: list[float], rate_hz: float | None = None) -> dict:
+    """Frames lost between publisher and subscriber, from the stamps received.
+
+    The sim node stamps a frame every 1/rate_hz simulated seconds (its
+    ``camera_rate_hz``; None: the median spacing of the stamps), so every
+    stamp between the first and the last received one was published; the
+    missing ones were lost on the way.
+    """
+    if len(stamps) < 2:
+        return {"received": len(stamps), "expected": len(stamps), "lost": 0, "loss_rate": 0.0}
+    if rate_hz is None:
+        rate_hz = 1.0 / float(np.median(np.diff(sorted(set(stamps)))))
+    expected = int(round((max(stamps) - min(stamps)) * rate_hz)) + 1
+    received = len({round(s * rate_hz) for s in stamps})
+    return {"received": received, "expected": expected, "lost": expected - received,
+            "loss_rate": (expected - received) / expected}
+
+
+class GraphWatcher(Node):
+    """Records, with wall-clock arrival times, what the robot and the planner publish."""
+
+    def __init__(self, env, keep_frames: bool = True) -> None:
+        super().__init__("jepa_pilot_harness")
+        self.env, self.keep_frames = env, keep_frames
+        self.frames: list[np.ndarray] = []                 # (H, W, 3) uint8, if keep_frames
+        self.image_times: list[tuple[float, float]] = []   # (wall arrival, header stamp)
+        self.states: list[tuple[float, np.ndarray]] = []   # (stamp, env state) from /odom or /joint_states
+        self.plans: list[tuple[float, PlanStatus]] = []    # (wall arrival, message)
+        self.sim_time, self.bad_images = 0.0, 0
+        self.create_subscription(Image, "/camera/image_raw", self._on_image, qos("sensor_data"))
+        self.create_subscription(Odometry, "/odom", self._on_odom, qos("reliable"))
+        self.create_subscription(JointState, "/joint_states", self._on_joints, qos("reliable"))
+        self.create_subscription(Clock, "/clock", self._on_clock, qos("best_effort"))
+        self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))
+        self.reset_client = self.create_client(ResetSim, "/sim/reset")
+        self.goal_image_client = self.create_client(GetGoalImage, "/sim/get_goal_image")
+        self.set_goal_client = self.create_client(SetGoal, "/encoder/set_goal")
+
+    # --- recording ----------------------------------------------------------------
+    def _on_image(self, msg: Image) -> None:
+        self.image_times.append((time.monotonic(), from_time(msg.header.stamp)))
+        if self.keep_frames:
+            try:
+                self.frames.append(msg_to_image(msg)[..., :3].copy())
+            except ImageError as exc:
+                self.bad_images += 1
+                self.get_logger().warning(f"unreadable frame: {exc}", throttle_duration_sec=5.0)
+
+    def _on_odom(self, msg: Odometry) -> None:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
+        self.states.append((from_time(msg.header.stamp), true_state(self.env, pose=(p.x, p.y, yaw))))
+
+    def _on_joints(self, msg: JointState) -> None:
+        self.states.append((from_time(msg.header.stamp), true_state(self.env, joints=list(msg.position))))
+
+    def _on_clock(self, msg: Clock) -> None:
+        self.sim_time = from_time(msg.clock)
+
+    def _on_plan(self, msg: PlanStatus) -> None:
+        self.plans.append((time.monotonic(), msg))
+
+    # --- waiting --------------------------------------------------------------------
+    def spin_until(self, done, timeout: float, alive=lambda: True) -> bool:
+        """Spin until ``done()`` (True), ``timeout`` wall seconds pass or ``alive()`` turns false."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and alive():
+            if done():
+                return True
+            rclpy.spin_once(self, timeout_sec=0.02)
+        return bool(done())
+
+    def call(self, client, request, timeout: float = 30.0):
+        if not self.spin_until(client.service_is_ready, timeout):
+            raise RuntimeError(f"service {client.srv_name} is not available")
+        future = client.call_async(request)
+        if not self.spin_until(future.done, timeout):
+            raise RuntimeError(f"service {client.srv_name} did not answer")
+        return future.result()
+
+    # --- goal episodes ----------------------------------------------------------------
+    def run_goal(self, start, goal, max_steps: int, radius: float, alive=lambda: True) -> tuple[EpisodeRecord, dict]:
+        """One episode through the graph; returns its record and what the demo draws (image, stamps)."""
+        reset = self.call(self.reset_client, ResetSim.Request(seed=0, state=np.asarray(start).tolist()))
+        if not reset.success:
+            raise RuntimeError(reset.message)
+        shot = self.call(self.goal_image_client, GetGoalImage.Request(state=np.asarray(goal).tolist()))
+        if not shot.success:
+            raise RuntimeError(shot.message)
+        begin = self.sim_time
+        stamp = begin + 1e-3  # a stamp of its own: plans name the goal they serve by it
+        shot.image.header.stamp = to_time(stamp)
+        answer = self.call(self.set_goal_client, SetGoal.Request(image=shot.image))
+        if not answer.success:
+            raise RuntimeError(f"goal refused: {answer.message}")
+        period = self.env.config.control_period
+        tracker = GoalTracker(self.env, start, goal, radius, max_steps, period)
+        seen = len(self.states)
+
+        def over() -> bool:
+            nonlocal seen
+            for t, state in self.states[seen:]:
+                if t > begin + 1e-6:
+                    tracker.observe(round((t - begin) / period), state)
+            seen = len(self.states)
+            return tracker.done
+
+        if not self.spin_until(over, timeout=max_steps * period * 5 + 30, alive=alive):
+            raise RuntimeError("the graph stopped moving in simulated time (a node died or stalled)")
+        mine = [m for _, m in self.plans if abs(from_time(m.goal_header.stamp) - stamp) < 1e-6]
+        record = tracker.record(
+            planner_reached=any(m.status == PlanStatus.STATUS_REACHED for m in mine),
+            decision_times=[m.planning_time for m in mine if m.status == PlanStatus.STATUS_PLANNING],
+            notes=[m.reason for m in mine if m.status == PlanStatus.STATUS_STOPPED])
+        image = np.frombuffer(bytes(shot.image.data), np.uint8).reshape(shot.image.height, shot.image.width, 3)
+        return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": self.sim_time}
+
+    def latencies(self) -> np.ndarray:
+        """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp."""
+        frames = {round(stamp, 6): wall for wall, stamp in self.image_times}
+        out = [wall - frames[key] for wall, m in self.plans
+               if (key := round(from_time(m.header.stamp), 6)) in frames and m.status == PlanStatus.STATUS_PLANNING]
+        return np.array(out)
+
+
+def run_goals(env, pairs, max_steps: int, radius: float, alive=lambda: True, on_goal=None):
+    """Drive the running graph through ``pairs`` of (start, goal) states.
+
+    Returns (records, drawings, watcher): one EpisodeRecord and one dict of what to
+    draw per pair, and the watcher with everything it recorded.
+    """
+    rclpy.init()
+    try:
+        watcher = GraphWatcher(env)
+        ready = watcher.spin_until(lambda: watcher.image_times and watcher.states and any(
+            m.status == PlanStatus.STATUS_IDLE for _, m in watcher.plans), timeout=180, alive=alive)
+        if not ready:
+            raise RuntimeError("the graph did not come up (no images, robot state or planner status)")
+        records, drawings = [], []
+        for i, (start, goal) in enumerate(pairs):
+            record, drawing = watcher.run_goal(start, goal, max_steps, radius, alive)
+            records.append(record)
+            drawings.append(drawing)
+            if on_goal is not None:
+                on_goal(i, record)
+        watcher.destroy_node()
+        return records, drawings, watcher
+    finally:
+        rclpy.try_shutdown()
+
+
+def watch(env, sim_seconds: float, wall_timeout: float, on_progress=None, keep_frames: bool = True,
+          alive=lambda: True) -> GraphWatcher:
+    """Record the running graph for ``sim_seconds`` of robot time (or until ``wall_timeout`` / death)."""
+    rclpy.init()
+    try:
+        watcher = GraphWatcher(env, keep_frames=keep_frames)
+        start, sim_start = time.monotonic(), None
+        while time.monotonic() - start < wall_timeout and alive():
+            rclpy.spin_once(watcher, timeout_sec=0.05)
+            if watcher.image_times and sim_start is None:
+                sim_start = watcher.sim_time
+            if sim_start is not None:
+                if on_progress is not None:
+                    on_progress(watcher.sim_time - sim_start)
+                if watcher.sim_time - sim_start >= sim_seconds:
+                    break
+        watcher.destroy_node()
+        return watcher
+    finally:
+        rclpy.try_shutdown()
