@@ -7,7 +7,7 @@ import pytest
 
 from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.common.paths import package_share
-from jepa_pilot.control.action_space import ActionSpace, RobotProfile
+from jepa_pilot.control.action_space import TWIST_FIELDS, ActionSpace, RobotProfile
 from jepa_pilot.control.command_gate import CommandGate, CommandGateConfig
 from jepa_pilot.control.exploration import MomentumRandomWalk, RandomWalkConfig
 
@@ -70,7 +70,13 @@ def test_action_space_maps_and_clips():
 def test_every_shipped_robot_profile_loads(path):
     profile = RobotProfile.load(path.stem)
     assert profile.name == path.stem
-    assert profile.action_space.dim >= 1
+    space = profile.action_space
+    if profile.embodiment == "arm":  # one action per joint, in the profile's joint order
+        assert space.fields == tuple(profile.joint_names) and profile.command_type == "float64_multi_array"
+    else:  # bases are driven through twist fields
+        assert space.is_twist and set(space.fields) <= set(TWIST_FIELDS)
+        assert profile.command_type in ("twist_stamped", "twist")
+    assert len(space.scale) == space.dim and min(space.scale) > 0
 
 
 def test_robot_profile_errors():
