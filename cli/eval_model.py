@@ -9,11 +9,11 @@ import yaml
 
 
 def register(sub) -> None:
-    from jepa_pilot.perception import evaluate
+    from jepa_pilot.evaluation import model_eval
 
     p = sub.add_parser("eval-model", help="evaluate a model bundle on held-out episodes (probe R², rollout "
                                           "error vs copy-last, latent std, latency)",
-                       description=evaluate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=model_eval.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", type=Path, help="model bundle folder")
     p.add_argument("--data", type=Path, required=True,
                    help="dataset; if it is the training set, only its validation episodes are used")
@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from jepa_pilot.data import Dataset, DatasetError
     from jepa_pilot.perception.bundle import BundleError
     from jepa_pilot.perception.engine import WorldModelEngine
-    from jepa_pilot.perception.evaluate import evaluate, held_out_episodes, plot_evaluation
+    from jepa_pilot.evaluation.model_eval import evaluate, held_out_episodes, plot_evaluation
 
     try:
         engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))

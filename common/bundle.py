@@ -10,6 +10,10 @@ A bundle is a folder::
 One bundle is one latent space: encoder and predictor never mix across
 bundles, so ``load_bundle`` checks every file's sha256 and the shapes the
 graphs declare against ``bundle.yaml``, and says what is wrong.
+
+This module is the format, below the two rooms that use it: the trainer
+(``world_model/export.py``, torch) writes bundles, the runtime
+(``perception/``, ONNX Runtime) reads them. Pure Python: yaml and hashlib.
 """
 from __future__ import annotations
 

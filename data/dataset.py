@@ -26,8 +26,10 @@ import numpy as np
 import yaml
 
 from jepa_pilot.common.config import Config, ConfigError, setting
+from jepa_pilot.perception.preprocess import resize
 
-__all__ = ["FORMAT", "DatasetError", "DatasetInfo", "Episode", "Dataset", "DatasetWriter"]
+__all__ = ["FORMAT", "DatasetError", "DatasetInfo", "Episode", "Dataset", "DatasetWriter", "split_episodes",
+           "square_frames"]
 
 FORMAT = "jepa_pilot.dataset/1"
 
@@ -170,3 +172,22 @@ class DatasetWriter:
         meta = {"format": FORMAT, **self.info.to_dict(), "episodes": self.count,
                 "created": time.strftime("%Y-%m-%dT%H:%M:%S")}
         (self.root / "dataset.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def split_episodes(count: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
+    """Episode indices -> (train, validation), a fixed random split of whole episodes.
+
+    The trainer holds out the validation split; ``jepa-pilot eval-model``
+    scores a bundle on the same split of its training set.
+    """
+    order = np.random.default_rng(seed).permutation(count)
+    n_val = max(1, int(round(count * val_fraction))) if count > 1 and val_fraction > 0 else 0
+    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+
+
+def square_frames(images: np.ndarray, size: int) -> np.ndarray:
+    """(T, H, W, 3) frames -> (T, size, size, 3), resized exactly as deployment resizes a camera
+    frame (``perception.preprocess.resize``); frames already that size are returned as they are."""
+    if images.shape[1:3] == (size, size):
+        return images
+    return np.stack([resize(f, size) for f in images])

@@ -1,4 +1,8 @@
-"""Linear probes: how much of the true state a latent holds, linearly."""
+"""Linear probes: how much of a dataset's true state a latent holds, linearly.
+
+Numpy only: the trainer (world_model/) and the bundle evaluation
+(evaluation/model_eval.py) score latents with the same probe.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -2,8 +2,10 @@
 
 Writes encoder.onnx, rollout.onnx (the predictor unrolled over the horizon,
 one call for a whole batch of action sequences, batch size dynamic) and
-bundle.yaml; then loads the bundle with ONNX Runtime and checks it against
-PyTorch on fresh random inputs with a batch > 1 (relative error <= 1e-4).
+bundle.yaml; then loads the bundle (hashes) and checks its graphs in ONNX
+Runtime against PyTorch on fresh random inputs with a batch > 1 (relative
+error <= 1e-4). The bundle format is common/bundle.py; the deployment
+runtime that reads it (perception/) is not imported here.
 """
 from __future__ import annotations
 
@@ -17,11 +19,11 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from jepa_pilot.common.bundle import Bundle, BundleSpec, load_bundle, sha256
 from jepa_pilot.data import Dataset
-from jepa_pilot.perception.bundle import BundleSpec, sha256
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
 
-__all__ = ["load_run", "export_bundle", "parity", "main"]
+__all__ = ["load_run", "export_bundle", "parity", "OnnxGraphs", "main"]
 
 PARITY_RTOL = 1e-4
 
@@ -56,8 +58,30 @@ def _export(module: nn.Module, inputs: tuple, names: list[str], output: str, pat
                       dynamic_shapes={n: {0: batch} for n in names})
 
 
+class OnnxGraphs:
+    """A bundle's two graphs in plain ONNX Runtime sessions on the CPU (what export checks)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        import onnxruntime as ort
+
+        self.sessions = {name: ort.InferenceSession(str(bundle.path(name)), providers=["CPUExecutionProvider"])
+                         for name in ("encoder", "rollout")}
+
+    def encode_prepared(self, frames: np.ndarray) -> np.ndarray:
+        """(N, 3, S, S) float32 in [0, 1] -> (N, D)."""
+        return self.sessions["encoder"].run(None, {"frames": frames.astype(np.float32)})[0]
+
+    def rollout(self, z_hist: np.ndarray, actions: np.ndarray) -> np.ndarray:
+        """(N, K, D) latents + (N, H*S, A) actions -> (N, H, D)."""
+        feeds = {"z_hist": z_hist.astype(np.float32), "actions": actions.astype(np.float32)}
+        return self.sessions["rollout"].run(None, feeds)[0]
+
+
 def parity(model: WorldModel, engine, horizon: int, batch: int = 5, seed: int = 0) -> dict:
-    """Max relative error of ONNX Runtime vs PyTorch, encoder and rollout, on fresh random inputs."""
+    """Max relative error of ONNX Runtime vs PyTorch, encoder and rollout, on fresh random inputs.
+
+    ``engine``: anything with ``encode_prepared`` and ``rollout`` on numpy arrays
+    (:class:`OnnxGraphs`, or perception's ``WorldModelEngine``)."""
     cfg, g = model.cfg, torch.Generator().manual_seed(seed)
     frames = torch.rand(batch, 3, cfg.image_size, cfg.image_size, generator=g)
     z_hist = torch.randn(batch, cfg.history, cfg.latent_dim, generator=g)
@@ -72,8 +96,6 @@ def parity(model: WorldModel, engine, horizon: int, batch: int = 5, seed: int = 
 
 def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = None,
                   model_id: str | None = None) -> Path:
-    from jepa_pilot.perception.engine import WorldModelEngine
-
     model, recipe = load_run(run)
     cfg = model.cfg
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
@@ -98,7 +120,7 @@ def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = N
         metrics={"training_final": {k: v for k, v in metrics.get("final", {}).items() if k.startswith("val_")}},
     )
     (out / "bundle.yaml").write_text(spec.to_yaml())
-    errors = parity(model, WorldModelEngine(out, providers=("cpu",)), horizon)
+    errors = parity(model, OnnxGraphs(load_bundle(out)), horizon)
     if max(errors["encoder"], errors["rollout"]) > PARITY_RTOL:
         raise RuntimeError(f"ONNX Runtime and PyTorch disagree beyond {PARITY_RTOL:g}: {errors}")
     return out

@@ -32,11 +32,11 @@ import yaml
 from tqdm import tqdm
 
 from jepa_pilot.common.config import Config, ConfigError, setting
-from jepa_pilot.data import Dataset
+from jepa_pilot.data import Dataset, split_episodes
+from jepa_pilot.data.probe import linear_probe_r2, position_dims
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
-from jepa_pilot.world_model.probe import linear_probe_r2, position_dims
-from jepa_pilot.world_model.windows import EpisodeWindows, split_episodes
+from jepa_pilot.world_model.windows import EpisodeWindows
 
 __all__ = ["TrainConfig", "Recipe", "train", "main"]
 

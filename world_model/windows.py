@@ -10,17 +10,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from jepa_pilot.data import Dataset
-from jepa_pilot.perception.preprocess import resize
+from jepa_pilot.data import Dataset, square_frames
 
-__all__ = ["EpisodeWindows", "split_episodes"]
-
-
-def split_episodes(count: int, val_fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Episode indices -> (train, validation), a fixed random split of whole episodes."""
-    order = np.random.default_rng(seed).permutation(count)
-    n_val = max(1, int(round(count * val_fraction))) if count > 1 and val_fraction > 0 else 0
-    return sorted(order[n_val:].tolist()), sorted(order[:n_val].tolist())
+__all__ = ["EpisodeWindows"]
 
 
 class EpisodeWindows:
@@ -34,9 +26,7 @@ class EpisodeWindows:
             ep = dataset[i]
             if ep.steps < self.span:
                 continue  # too short for one window
-            frames = ep.images if ep.images.shape[1] == image_size else \
-                np.stack([resize(f, image_size) for f in ep.images])
-            self.frames.append(frames)
+            self.frames.append(square_frames(ep.images, image_size))
             self.actions.append(ep.actions)
             self.states.append(ep.states)
         if not self.frames:
