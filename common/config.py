@@ -7,12 +7,15 @@ one frozen dataclass that holds its settings. Fields are declared with
 with a message that names the component, the field, the bad value and what
 was expected.
 
-The same definition serves the CLI (``from_yaml``), the tests (plain
-constructors) and ROS (``jepa_pilot.nodes.params`` declares one ROS parameter
-per field, with the description and range as its descriptor).
+The same definition serves the CLI (``from_yaml``, and
+:func:`add_config_arguments` / :func:`config_from_args`, which make one
+``--field-name`` option per field), the tests (plain constructors) and ROS
+(``jepa_pilot.nodes.params`` declares one ROS parameter per field, with the
+description and range as its descriptor).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import math
 import types
@@ -22,7 +25,8 @@ from typing import Any, Mapping
 
 import yaml
 
-__all__ = ["Config", "ConfigError", "Setting", "setting"]
+__all__ = ["Config", "ConfigError", "Setting", "setting", "add_config_arguments", "config_from_args",
+           "overrides_from_args"]
 
 
 class ConfigError(ValueError):
@@ -171,3 +175,80 @@ class Config:
             spec = f.metadata.get("setting") or Setting(doc=f.name)
             out.append((f, _base_type(hints[f.name]), spec))
         return out
+
+
+# --- command-line options ------------------------------------------------------
+def _dest(name: str, prefix: str) -> str:
+    return (prefix.replace("-", "_") + name)
+
+
+def _option(name: str, prefix: str) -> str:
+    """``door_start_prob`` -> ``--door-start-prob`` (``prefix`` ``train-``: ``--train-door-start-prob``)."""
+    return "--" + prefix + name.replace("_", "-")
+
+
+def _scalar(text: str) -> Any:
+    """One item of a list option: an int, else a float, else the text (as YAML would read it)."""
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _describe(spec: Setting, default: Any, from_elsewhere: str | None) -> str:
+    """A setting's help: its doc, the allowed range, the default (``%`` escaped for argparse)."""
+    text = spec.doc
+    if spec.low is not None and spec.high is not None:
+        text += f"; in [{spec.low:g}, {spec.high:g}]"
+    elif spec.low is not None:
+        text += f"; at least {spec.low:g}"
+    elif spec.high is not None:
+        text += f"; at most {spec.high:g}"
+    shown = " ".join(map(str, default)) if isinstance(default, tuple) else default
+    shown = "empty" if shown == "" else shown
+    text += f" (default: {from_elsewhere}; built-in {shown})" if from_elsewhere else f" (default: {shown})"
+    return text.replace("%", "%%")
+
+
+def add_config_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup, cls: type,
+                         exclude: tuple[str, ...] = (), prefix: str = "",
+                         defaults_from: str | None = None) -> None:
+    """Add one ``--field-name`` option per setting of the config dataclass ``cls``.
+
+    Each option gets the field's type (int, float, str; ``--x/--no-x`` for
+    bools; a list of values for tuples), its choices, its default and the
+    setting's doc as help. Ranges and cross-field rules are left to the
+    dataclass: :func:`config_from_args` builds it, and a bad value raises
+    its :class:`ConfigError`. ``defaults_from`` (e.g. ``"the recipe's"``):
+    the values come from elsewhere and the options only override them, so
+    an option not given is left out of the namespace.
+    """
+    for f, kind, spec in cls.settings():
+        if f.name in exclude:
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else None
+        kwargs: dict[str, Any] = {"dest": _dest(f.name, prefix), "help": _describe(spec, default, defaults_from),
+                                  "default": argparse.SUPPRESS if defaults_from else default}
+        if kind is bool:
+            kwargs["action"] = argparse.BooleanOptionalAction
+        elif kind is tuple:
+            kwargs.update(nargs="*", type=_scalar, metavar=f.name.upper())
+        else:
+            kwargs["type"] = kind if kind in (int, float, str) else _scalar
+        if spec.choices is not None:
+            kwargs["choices"] = spec.choices
+        parser.add_argument(_option(f.name, prefix), **kwargs)
+
+
+def overrides_from_args(cls: type, args: argparse.Namespace, prefix: str = "") -> dict[str, Any]:
+    """The settings of ``cls`` present in ``args`` (options added by :func:`add_config_arguments`)."""
+    values = vars(args)
+    return {f.name: values[_dest(f.name, prefix)] for f in dataclasses.fields(cls)
+            if _dest(f.name, prefix) in values}
+
+
+def config_from_args(cls: type, args: argparse.Namespace, prefix: str = "", **fixed: Any):
+    """Build ``cls`` from parsed options (plus ``fixed`` values); raises its ConfigError on a bad value."""
+    return cls.from_dict(overrides_from_args(cls, args, prefix), **fixed)

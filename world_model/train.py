@@ -31,7 +31,7 @@ import torch.distributed as dist
 import yaml
 from tqdm import tqdm
 
-from jepa_pilot.common.config import Config, ConfigError, setting
+from jepa_pilot.common.config import Config, ConfigError, add_config_arguments, overrides_from_args, setting
 from jepa_pilot.data import Dataset, split_episodes
 from jepa_pilot.data.probe import linear_probe_r2, position_dims
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
@@ -330,14 +330,13 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--stop-at", type=int, metavar="STEP",
                         help="end at this step with a checkpoint (the schedule still runs to train.steps); "
                              "continue later with --resume")
-    parser.add_argument("--steps", type=int, help="override train.steps")
-    parser.add_argument("--seed", type=int, help="override train.seed")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), help="override train.device")
+    add_config_arguments(parser.add_argument_group("training settings: override the recipe's train section"),
+                         TrainConfig, defaults_from="the recipe's")
     return parser
 
 
 def run_cli(args: argparse.Namespace) -> int:
-    overrides = {k: v for k, v in (("steps", args.steps), ("seed", args.seed), ("device", args.device)) if v is not None}
+    overrides = overrides_from_args(TrainConfig, args)
     try:
         dataset = Dataset(args.data)
         recipe = Recipe.load(args.config, model={"action_dim": dataset.info.action_dim}, train=overrides)
