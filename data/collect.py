@@ -32,8 +32,8 @@ from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Ep
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
 from jepa_pilot.sim.reacher import JOINT_LIMITS
 
-__all__ = ["CollectConfig", "Coverage", "collect", "episode_rng", "make_explorer", "rollout",
-           "start_state"]
+__all__ = ["CollectConfig", "Coverage", "arena_layout", "collect", "door_region", "episode_rng", "make_explorer",
+           "rollout", "start_state"]
 
 GRID = 8  # cells per axis of the coverage grid
 
@@ -102,14 +102,48 @@ def make_explorer(env: MujocoEnv, rng: np.random.Generator) -> WaypointExplorer:
                             lambda s: s[:env.action_dim], config, rng)
 
 
+def _nm(metres: float) -> float:
+    """A length derived from the geometry by float arithmetic, rounded to the nanometre
+    (0.2 + 1.5 * 0.1 is 0.35000000000000003 in floats; the world is laid out in round numbers)."""
+    return round(metres, 9)
+
+
+def arena_layout(env: TwoRoomsEnv) -> tuple[float, float]:
+    """(half size of the arena, x of the wall between the rooms) in metres, read from ``env.walls()``.
+
+    The outer side walls are the vertical boxes farthest out: the arena ends
+    at their inner faces. The dividing wall is made of the vertical boxes
+    inside the arena (none if the door spans the whole wall: then x = 0,
+    where ``room_of`` splits the rooms).
+    """
+    vertical = [w for w in env.walls() if w[2] < w[3]]  # (centre x, centre y, half x, half y): taller than wide
+    half = _nm(max(abs(cx) - hx for cx, _, hx, _ in vertical))
+    inner = [cx for cx, _, hx, _ in vertical if abs(cx) + hx < half]
+    return half, (_nm(inner[0]) if inner else 0.0)
+
+
+def door_region(env: TwoRoomsEnv) -> tuple[float, float, float, float]:
+    """(centre x, centre y, half extent x, half extent y) of the start area "near the door".
+
+    Centred on the door in the dividing wall; it reaches one door width into
+    either room and, along the wall, half a door plus 1.5 base radii each
+    side of the door's centre (with the shipped 0.4 m door and 0.1 m base:
+    +-0.4 m by +-0.35 m). Draws that put the base in a wall are redrawn.
+    """
+    world = env.config
+    _, wall_x = arena_layout(env)
+    return wall_x, world.door_y, world.door_width, _nm(world.door_width / 2 + 1.5 * env.base_radius)
+
+
 def start_state(env: MujocoEnv, rng: np.random.Generator, door_start_prob: float) -> np.ndarray:
-    """A start state: near the door with probability ``door_start_prob`` (two rooms), else uniform."""
+    """A start state: near the door (``door_region``) with probability ``door_start_prob`` (two rooms),
+    else uniform."""
     if isinstance(env, TwoRoomsEnv) and rng.random() < door_start_prob:
-        world = env.config
+        cx, cy, reach_x, reach_y = door_region(env)
         for _ in range(100):
             state = env.sample_state(rng)  # keeps the heading draw of a differential base
-            state[0] = rng.uniform(-0.4, 0.4)
-            state[1] = world.door_y + rng.uniform(-0.35, 0.35)
+            state[0] = cx + rng.uniform(-reach_x, reach_x)
+            state[1] = cy + rng.uniform(-reach_y, reach_y)
             try:
                 return env.validate_state(state)
             except ValueError:  # in a wall or outside the arena: draw again
@@ -141,7 +175,8 @@ class Coverage:
 
     def __init__(self, env: MujocoEnv) -> None:
         self.two_rooms = isinstance(env, TwoRoomsEnv)
-        self.high = np.array([1.0, 1.0]) if self.two_rooms else np.array(JOINT_LIMITS)  # arena (m), joints (rad)
+        self.high = np.full(2, arena_layout(env)[0]) if self.two_rooms else np.array(JOINT_LIMITS)  # m, rad
+        self.room_of = env.room_of if self.two_rooms else None
         self.low = -self.high
         self.counts = np.zeros((GRID, GRID), dtype=np.int64)
         self.episodes = self.crossing = 0
@@ -156,7 +191,7 @@ class Coverage:
         self.episodes += 1
         self.seek_fraction += seek_fraction
         if self.two_rooms:
-            rooms = (states[:, 0] >= 0).astype(int)  # TwoRoomsEnv.room_of
+            rooms = np.array([self.room_of(s) for s in states])
             self.crossing += bool(np.any(rooms != rooms[0]))
             self.room_frames += np.bincount(rooms, minlength=2)
 
@@ -164,7 +199,8 @@ class Coverage:
         """The numbers printed and written to collect.json."""
         frames = max(int(self.counts.sum()), 1)
         out: dict[str, Any] = {
-            "grid": f"{GRID}x{GRID} over {'x, y in [-1, 1] m' if self.two_rooms else 'joint angles'}",
+            "grid": f"{GRID}x{GRID} over "
+                    + (f"x, y in [{-self.high[0]:g}, {self.high[0]:g}] m" if self.two_rooms else "joint angles"),
             "grid_cells_visited": round(float((self.counts > 0).mean()), 4),
             "grid_min_cell_frames": round(float(self.counts.min() / frames), 5),
             "grid_max_cell_frames": round(float(self.counts.max() / frames), 5),
