@@ -73,10 +73,14 @@ test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## simulator, DDS and model-latency benchmarks -> benchmarks/*.json
+bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 30 min on 2 cores)
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
+	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies latent,true_state,random \
+	  --json benchmarks/eval_two_rooms_direct.json
+	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json
+	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.up import child_environment
-from jepa_pilot.common.machine import machine
+from jepa_pilot.common.machine import command_line, machine
 
 # name -> (sim node parameters, simulated seconds to run, wall-clock cap)
 DDS_SCENARIOS = {
@@ -39,7 +39,8 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     results = {"sim": bench_sim, "dds": bench_dds, "model": bench_model}[args.what](args)
-    results = {"benchmark": args.what, "machine": machine(), "repeats": args.repeats, **results}
+    results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
+               **results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from jepa_pilot.cli.launch import LaunchError
 from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.up import child_environment, describe_dds
-from jepa_pilot.common.machine import machine
+from jepa_pilot.common.machine import command_line, machine
 
 
 def register(sub) -> None:
@@ -98,8 +98,7 @@ def drive_to_goals(args: argparse.Namespace, launcher) -> int:
     latency = watcher.latencies() * 1e3
     planning = np.array([m.planning_time for _, m in watcher.plans if m.planning_time > 0]) * 1e3
     summary = {
-        "command": "jepa-pilot demo " + " ".join(f"--{k} {v}" for k, v in (("env", args.env), ("goals", args.goals),
-                                                                        ("seed", args.seed), ("timeout", args.timeout))),
+        "command": command_line(args.argv),
         "env": args.env, "success_radius": args.radius, "machine": machine(), **summarize(records),
         "loop_latency_ms": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "samples": int(latency.size)},
         "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99), "samples": int(planning.size)},

@@ -48,6 +48,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     from jepa_pilot import sim
     from jepa_pilot.common.config import ConfigError
+    from jepa_pilot.common.machine import command_line, machine
     from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, sim_planner_settings
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
@@ -66,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"jepa-pilot eval: error: {exc}")
         return 2
     pairs = goal_pairs(env, cfg.episodes, cfg.seed)
-    results = {"env": args.env, "bundle": args.bundle or args.env, "config": cfg.to_dict(),
+    results = {"command": command_line(args.argv), "machine": machine(), "env": args.env, "bundle": args.bundle or args.env,
+               "config": cfg.to_dict(),
                "planner": planner.to_dict(), "supervisor": supervisor.to_dict(), "policies": {}}
     for name in names:
         if name == "ros":

@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
         args.launch_args = [*args.launch_args, *extra]
     elif extra:
         parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # what was typed, for the JSON results record
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -3,9 +3,15 @@ from __future__ import annotations
 
 import os
 import platform
+import shlex
 import time
 
-__all__ = ["machine"]
+__all__ = ["machine", "command_line"]
+
+
+def command_line(argv: list[str]) -> str:
+    """``argv`` (the arguments after ``jepa-pilot``) as a command a user would type."""
+    return shlex.join(["jepa-pilot", *argv])
 
 
 def machine() -> dict:
