@@ -1,4 +1,8 @@
-"""Shared fixtures. Tiers are pytest markers: unit, sim, ros, gpu (see pyproject.toml)."""
+"""Shared fixtures. Tiers are pytest markers: unit, sim, ros, slow, gpu (see pyproject.toml).
+
+Every test has exactly one tier marker; a test with none or several fails
+with a message that says so (README, Tests).
+"""
 from __future__ import annotations
 
 import os
@@ -19,6 +23,21 @@ def _cuda_available() -> bool:
     except ImportError:
         return False
     return torch.cuda.is_available()
+
+
+TIERS = ("unit", "sim", "ros", "slow", "gpu")
+
+
+def tiers_of(item) -> list[str]:
+    """The tier markers of a collected test (module, class and function markers together)."""
+    return sorted({m.name for m in item.iter_markers()} & set(TIERS))
+
+
+def pytest_runtest_setup(item):
+    tiers = tiers_of(item)
+    if len(tiers) != 1:
+        pytest.fail(f"{item.nodeid} has tier markers {tiers or 'none'}: give it exactly one of "
+                    f"{', '.join(TIERS)} (see the README's Tests section)", pytrace=False)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -31,7 +31,7 @@ from jepa_pilot.common.paths import source_root
 from jepa_pilot.control.action_space import RobotProfile
 from jepa_pilot.nodes.contract import ROBOT_TOPICS, robot_topics
 
-pytestmark = pytest.mark.unit
+# Tiers: runs of the SDFormat parser (`ign sdf`) are slow; the rest reads files and is unit.
 
 ROOT = source_root()
 GAZEBO = ROOT / "gazebo"
@@ -70,10 +70,12 @@ def ign_sdf():
     return run
 
 
+@pytest.mark.unit
 def test_there_are_gazebo_assets():
     assert WORLD.is_file() and MODEL_DIRS and (GAZEBO / "bridge.yaml").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", SDF_FILES, ids=lambda p: str(p.relative_to(GAZEBO)))
 def test_sdf_files_pass_the_sdformat_parser(path, ign_sdf):
     assert load_sdf(path).get("version") == SDF_VERSION, \
@@ -83,6 +85,7 @@ def test_sdf_files_pass_the_sdformat_parser(path, ign_sdf):
     assert code == 0 and "Valid." in out and not errors, f"ign sdf -k {path.name} (exit {code}):\n{out}{err}"
 
 
+@pytest.mark.slow
 def test_parser_keeps_the_frame_id_elements(ign_sdf):
     """libsdformat 12 does not know <gz_frame_id>, //sensor/frame_id or <camera_info_topic>: it must pass them on."""
     code, out, err = ign_sdf("-p", str(WORLD))
@@ -93,6 +96,7 @@ def test_parser_keeps_the_frame_id_elements(ign_sdf):
         assert text(sensor, tag) == text(source, tag) is not None, f"the parser dropped or changed <{tag}>"
 
 
+@pytest.mark.unit
 def test_plugins_use_current_gazebo_system_names():
     for path in SDF_FILES:
         for element in load_sdf(path).iter():
@@ -104,6 +108,7 @@ def test_plugins_use_current_gazebo_system_names():
 # ------------------------------------------------------------ the bridge schema
 
 
+@pytest.mark.unit
 def test_bridge_config_is_valid():
     entries = read_bridge_config(load_yaml(GAZEBO / "bridge.yaml"))
     assert {e.ros_topic for e in entries} >= {"/camera/image_raw", "/camera/camera_info", "/cmd_vel", "/odom",
@@ -114,6 +119,7 @@ GOOD = {"ros_topic_name": "/odom", "gz_topic_name": "/model/r/odometry", "ros_ty
         "gz_type_name": "gz.msgs.Odometry", "direction": "GZ_TO_ROS"}
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("change, error", [
     ({"topic_name": "/odom"}, "mutually exclusive"),
     ({"gz_type_name": None}, "both ros_type_name and gz_type_name"),
@@ -145,6 +151,7 @@ def gazebo_launch(robot: str):
     return spawn, bridge, Path(spawn.params["file"])
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model_dir", MODEL_DIRS, ids=lambda p: p.name)
 def test_gazebo_offers_what_the_sim_node_offers(model_dir):
     pytest.importorskip("rclpy")  # QoS profiles come from nodes/qos.py
@@ -181,6 +188,7 @@ def test_gazebo_offers_what_the_sim_node_offers(model_dir):
     assert not mismatches, f"{model_dir.name} in Gazebo differs from the sim node:\n" + "\n".join(mismatches)
 
 
+@pytest.mark.unit
 def test_camera_qos_needs_the_launch_overrides():
     """Without the launch file's qos_overrides the bridge would publish camera images reliable."""
     [entry] = [e for e in read_bridge_config(load_yaml(GAZEBO / "bridge.yaml")) if e.ros_topic == "/camera/image_raw"]
@@ -206,6 +214,7 @@ def rgba(element) -> list[float]:
     return numbers(text(element, "material/diffuse"))
 
 
+@pytest.mark.unit
 def test_world_mirrors_the_two_rooms_env():
     env, mjcf = mujoco_model()
     world = load_sdf(WORLD).find("world")
@@ -231,6 +240,7 @@ def test_world_mirrors_the_two_rooms_env():
     assert numbers(text(world, "light/diffuse"))[:3] == numbers(headlight.get("diffuse"))
 
 
+@pytest.mark.unit
 def test_overhead_camera_mirrors_the_built_in_camera():
     env, mjcf = mujoco_model()
     world = load_sdf(WORLD).find("world")
@@ -256,6 +266,7 @@ def test_overhead_camera_mirrors_the_built_in_camera():
     assert text(camera, "image/format") == "R8G8B8"  # the bridge turns RGB_INT8 into rgb8, as the sim node sends
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("model_dir", MODEL_DIRS, ids=lambda p: p.name)
 def test_robot_models_mirror_the_built_in_robots(model_dir):
     profile = RobotProfile.load(model_dir.name)
