@@ -5,8 +5,8 @@ image of a goal state; the policy acts every control period until the
 success definition of :mod:`jepa_pilot.evaluation.metrics` is met or the
 step budget runs out. Policies:
 
-* ``latent``: the world-model bundle + the latent planner + the planner
-  node's supervisor rule for REACHED (what the robot runs, without ROS);
+* ``latent``: the world-model bundle + the planner node's LatentMPC
+  (what the robot runs, without ROS);
 * ``true_state``: the same planner on the true task position with the
   env's own kinematics and walls (:class:`TrueKinematics`), a Euclidean cost:
   a reference for the planner settings, not an upper bound (it stalls at walls);
@@ -26,10 +26,10 @@ import yaml
 
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.common.paths import package_share
+from jepa_pilot.control.mpc import LatentMPC
 from jepa_pilot.control.planner import Planner, PlannerConfig
-from jepa_pilot.control.supervisor import Status, Supervisor, SupervisorConfig
+from jepa_pilot.control.supervisor import Status, SupervisorConfig
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
-from jepa_pilot.perception.latents import LatentHistory
 
 __all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "goal_pairs",
            "run_episode", "sim_planner_settings"]
@@ -65,39 +65,33 @@ def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]
 
 
 class LatentPolicy:
-    """Encode frames, keep latents one model step apart (as in training), plan towards the goal latent.
-
-    Like the planner node, it holds the robot at zero once the latent distance to
-    the goal is under ``goal_tolerance`` (REACHED), and reports that in ``reached``.
-    """
+    """What the planner node runs, without ROS: encode each frame, then one step of the same
+    :class:`~jepa_pilot.control.mpc.LatentMPC` (supervisor, latent history one model step apart,
+    planner, warm-start policy). Time is the episode's simulated time; REACHED holds the robot."""
 
     name = "latent"
 
     def __init__(self, engine, planner_config: PlannerConfig, supervisor_config: SupervisorConfig) -> None:
-        self.engine, self.planner = engine, Planner(engine, planner_config)
-        self.supervisor = Supervisor(supervisor_config)
-        spec = engine.spec
-        self.history = LatentHistory(spec.history, spacing=spec.model_step)
+        self.engine, spec = engine, engine.spec
+        self.configs = (planner_config, supervisor_config)
         self.period = spec.control_period
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
-        self.supervisor.set_goal(self.engine.encode(goal_image))
-        self.history.clear()
-        self.planner.reset()
+        spec = self.engine.spec
+        self.mpc = LatentMPC(self.engine, spec.history, spec.model_step, *self.configs)
+        self.mpc.set_goal(self.engine.encode(goal_image))
         self.t, self.reached, self.decision_time = 0.0, False, None
 
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
-        z = self.engine.encode(image)
-        self.history.add(self.t, z)
-        decision = self.supervisor.on_latent(z, self.t, None, None)
-        self.t += self.period
-        if decision.status == Status.REACHED:
-            self.reached, self.decision_time = True, None  # no plan made
-            return np.zeros(self.engine.spec.action_dim)
-        start = time.perf_counter()
-        action = self.planner.plan(self.history.window(), self.supervisor.goal).actions[0]
-        self.decision_time = time.perf_counter() - start
-        return action
+        t, self.t = self.t, self.t + self.period
+        step = self.mpc.on_latent(self.engine.encode(image), t, t, t)
+        self.decision_time = None
+        if step.job is not None:
+            result = self.mpc.plan(step.job)
+            self.decision_time = result.planning_time
+            step = self.mpc.on_plan(result, t, t)
+        self.reached = self.reached or step.decision.status == Status.REACHED
+        return step.command if step.command is not None else np.zeros(self.engine.spec.action_dim)
 
 
 class TrueKinematics:
