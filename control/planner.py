@@ -10,7 +10,7 @@ Plans are searched over *macro actions*, one per model step, each held for
 ``frameskip`` control periods: 10 model steps of 4 periods look 40 periods
 ahead for the cost of 10 predictor steps. The cost of a sequence is the
 smallest latent distance to the goal along it (reaching the goal on the way
-counts; DESIGN.md §4: end-only costs stall at walls), plus optional weight on
+counts; end-only costs stall at walls: docs/design.md), plus optional weight on
 the final distance and a smoothness penalty on action changes.
 """
 from __future__ import annotations

@@ -31,7 +31,7 @@ class LossConfig(Config):
     rollout: float = setting(1.0, "weight of multi-step predictions from own predictions", low=0.0)
     variance: float = setting(1.0, "weight of the VICReg variance hinge (per-dimension std >= 1)", low=0.0)
     covariance: float = setting(0.01, "weight of the VICReg covariance penalty (too high spreads the "
-                                      "latent evenly and hurts planning: see DESIGN.md §4)", low=0.0)
+                                      "latent evenly and hurts planning: see docs/design.md)", low=0.0)
     inverse_dynamics: float = setting(0.1, "weight of recovering the action chunk from consecutive latents",
                                       low=0.0)
 
