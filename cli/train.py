@@ -3,8 +3,13 @@ from __future__ import annotations
 
 
 def register(sub) -> None:
-    from jepa_pilot.world_model import export, train
-
+    try:
+        from jepa_pilot.world_model import export, train
+    except ModuleNotFoundError as exc:  # torch: `pip install jepa-pilot` without the learn extra
+        if (exc.name or "jepa_pilot").startswith("jepa_pilot"):
+            raise
+        _register_missing(sub, exc.name)
+        return
     p = sub.add_parser("train", help="train the JEPA world model on a dataset (CPU or CUDA; DDP with torchrun)",
                        description=train.__doc__, formatter_class=_raw())
     train.build_parser(p).set_defaults(func=train.run_cli)
@@ -17,3 +22,20 @@ def _raw():
     import argparse
 
     return argparse.RawDescriptionHelpFormatter
+
+
+def _register_missing(sub, module: str) -> None:
+    """`train` and `export` that only say what to install (so `jepa-pilot --help` works without torch)."""
+    import argparse
+
+    need = f"needs {module} (not installed): pip install 'jepa-pilot[learn]'"
+    for name in ("train", "export"):
+        # prefix_chars="+": every argument after the command (--data, --help...) is taken, none is an error
+        p = sub.add_parser(name, help=f"{name} a world model ({need})", prefix_chars="+", add_help=False)
+        p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
+        p.set_defaults(func=lambda args, name=name: _missing(name, need))
+
+
+def _missing(name: str, need: str) -> int:
+    print(f"jepa-pilot {name}: error: {need}")
+    return 2
