@@ -21,7 +21,6 @@ from jepa_pilot.cli.launch import NodeSpec, find_executable
 from jepa_pilot.common.paths import source_root
 from jepa_pilot.nodes import NODES
 
-pytestmark = pytest.mark.ros
 
 START_TIMEOUT_S = 120.0  # a bound for a loaded machine, not a measurement
 
@@ -86,6 +85,7 @@ def start_nodes(lib_dir: Path, log_dir: Path, env: dict[str, str]) -> None:
             log.close()
 
 
+@pytest.mark.ros
 def test_symlink_install_executables_start_their_nodes(tmp_path):
     """The Makefile's `colcon build --symlink-install`: what `ros2 run jepa_pilot <exec>` execs."""
     lib_dir = find_executable("jepa_pilot", "sim_node").parent  # the first AMENT_PREFIX_PATH entry
@@ -119,6 +119,7 @@ def test_copy_install_executables_start_their_nodes(tmp_path):
     start_nodes(lib_dir, tmp_path, env)
 
 
+@pytest.mark.ros
 def test_rcl_reads_inline_params_with_their_types(tmp_path):
     """The parameter file jepa-pilot up writes for inline values, read by rcl's own YAML parser."""
     rclpy = pytest.importorskip("rclpy")
