@@ -32,7 +32,8 @@ IGNORED = shutil.ignore_patterns(".git", ".venv", ".stamps", "ros_ws", "build", 
 def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
     """Run ``cmd``; fail the test with its output when it does not exit 0."""
     proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    output = f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
+    assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}:\n{output}"
     return proc
 
 
@@ -90,7 +91,8 @@ def test_the_wheel_holds_every_room_the_bundles_configs_and_launch_files(wheel):
     assert not [n for n in names if n.startswith("jepa_pilot/tests/") or n.startswith("tests/")]
     # the shipped bundle is byte for byte the checkout's
     with zipfile.ZipFile(wheel) as zf:
-        assert zf.read(f"{share}/models/two_rooms/encoder.onnx") == (ROOT / "models/two_rooms/encoder.onnx").read_bytes()
+        shipped = zf.read(f"{share}/models/two_rooms/encoder.onnx")
+    assert shipped == (ROOT / "models/two_rooms/encoder.onnx").read_bytes()
 
 
 def test_the_installed_wheel_runs_without_colcon_from_outside_the_checkout(installed, tmp_path):
