@@ -34,6 +34,7 @@ def register(sub) -> None:
     p.add_argument("--env", default="two_rooms", help="simulator env (default two_rooms)")
     p.add_argument("--driver", choices=("jepa", "explorer"), default="jepa",
                    help="jepa: world-model planner to goal images (default); explorer: random walk")
+    p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
     p.add_argument("--goals", type=int, default=5, help="goal images, start and goal in different rooms (default 5)")
     p.add_argument("--timeout", type=float, default=30.0, help="simulated seconds per goal (default 30)")
     p.add_argument("--radius", type=float, default=0.1, help="success: true distance to the goal in m (default 0.1)")
@@ -49,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
 
     jepa = args.driver == "jepa"
     try:
-        specs = sim_graph(args.env, args.seed, jepa=jepa)
+        specs = sim_graph(args.env, args.seed, jepa=jepa, bundle=args.bundle)
     except LaunchError as exc:
         print(f"jepa-pilot demo: error: {exc}")
         return 2

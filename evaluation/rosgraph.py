@@ -39,10 +39,13 @@ __all__ = ["sim_graph", "GraphWatcher", "run_goals", "watch", "frame_loss"]
 
 def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, planner: dict | None = None,
               sim: dict | None = None, explore: bool | None = None):
-    """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node."""
+    """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node.
+
+    The world-model nodes get ``bundle`` (default: the bundle named like the env, as `eval` does).
+    """
     args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower()}
-    if bundle:
-        args["bundle"] = str(bundle)
+    if jepa:
+        args["bundle"] = str(bundle or env)
     if explore is not None:
         args["explore"] = str(explore).lower()
     specs = parse_launch_file(find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml", args)
