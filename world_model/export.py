@@ -53,6 +53,7 @@ def load_run(run: Path) -> tuple[WorldModel, dict]:
 
 def _export(module: nn.Module, inputs: tuple, names: list[str], output: str, path: Path) -> None:
     batch = torch.export.Dim("N", min=1, max=65536)
+    module.eval()  # the wrappers are new modules: inference mode, like the model inside them
     torch.onnx.export(module, inputs, str(path), dynamo=True, external_data=False, verbose=False,
                       input_names=names, output_names=[output],
                       dynamic_shapes={n: {0: batch} for n in names})
