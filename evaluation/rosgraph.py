@@ -184,7 +184,8 @@ class GraphWatcher(Node):
             decision_times=[m.planning_time for m in mine if m.status == PlanStatus.STATUS_PLANNING],
             notes=[m.reason for m in mine if m.status == PlanStatus.STATUS_STOPPED])
         image = np.frombuffer(bytes(shot.image.data), np.uint8).reshape(shot.image.height, shot.image.width, 3)
-        return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": self.sim_time}
+        end = begin + tracker.steps * period  # the stamp of the last state the episode was judged on
+        return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": end}
 
     def latencies(self) -> np.ndarray:
         """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp."""
