@@ -33,7 +33,7 @@ def test_bundle_loads_verifies_and_runs(bundle):
 
 
 KNOWN_WEAK = {"reacher": "the shipped reacher latent encodes the upper arm but ignores the thin forearm "
-                        "(fingertip probe R² ~0.7); see benchmarks/world_model.md"}
+                        "(elbow probe R² 0.107 in models/reacher/eval.json); see benchmarks/world_model.md"}
 
 
 @pytest.mark.parametrize("bundle", [pytest.param(b, marks=pytest.mark.xfail(b.name in KNOWN_WEAK, strict=True,
