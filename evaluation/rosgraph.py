@@ -26,6 +26,7 @@ from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
 from sensor_msgs.msg import Image, JointState
+from std_msgs.msg import Bool
 
 from jepa_pilot.cli.launch import find_package_share, parse_launch_file
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
@@ -106,6 +107,7 @@ class GraphWatcher(Node):
         self.reset_client = self.create_client(ResetSim, "/sim/reset")
         self.goal_image_client = self.create_client(GetGoalImage, "/sim/get_goal_image")
         self.set_goal_client = self.create_client(SetGoal, "/encoder/set_goal")
+        self.estop_pub = self.create_publisher(Bool, "/jepa/estop", qos("reliable"))
 
     # --- recording ----------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
@@ -151,7 +153,12 @@ class GraphWatcher(Node):
 
     # --- goal episodes ----------------------------------------------------------------
     def run_goal(self, start, goal, max_steps: int, radius: float, alive=lambda: True) -> tuple[EpisodeRecord, dict]:
-        """One episode through the graph; returns its record and what the demo draws (image, stamps)."""
+        """One episode through the graph; returns its record and what the demo draws (image, stamps).
+
+        The robot is held with the e-stop from before the reset until the new goal is set, so
+        the planner cannot drive it on towards the previous goal from the new start.
+        """
+        self.estop_pub.publish(Bool(data=True))
         reset = self.call(self.reset_client, ResetSim.Request(seed=0, state=np.asarray(start).tolist()))
         if not reset.success:
             raise RuntimeError(reset.message)
@@ -164,6 +171,7 @@ class GraphWatcher(Node):
         answer = self.call(self.set_goal_client, SetGoal.Request(image=shot.image))
         if not answer.success:
             raise RuntimeError(f"goal refused: {answer.message}")
+        self.estop_pub.publish(Bool(data=False))
         period = self.env.config.control_period
         tracker = GoalTracker(self.env, start, goal, radius, max_steps, period)
         seen = len(self.states)
@@ -205,7 +213,8 @@ def run_goals(env, pairs, max_steps: int, radius: float, alive=lambda: True, on_
     try:
         watcher = GraphWatcher(env)
         ready = watcher.spin_until(lambda: watcher.image_times and watcher.states and any(
-            m.status == PlanStatus.STATUS_IDLE for _, m in watcher.plans), timeout=180, alive=alive)
+            m.status == PlanStatus.STATUS_IDLE for _, m in watcher.plans)
+            and watcher.estop_pub.get_subscription_count() > 0, timeout=180, alive=alive)
         if not ready:
             raise RuntimeError("the graph did not come up (no images, robot state or planner status)")
         records, drawings = [], []
