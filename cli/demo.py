@@ -3,11 +3,13 @@
 Starts launch/sim.launch.yaml with the world-model nodes (jepa:=true): the
 MuJoCo sim node, the encoder, the planner and the predictor, each in its own
 process, over real DDS on localhost, with the shipped bundle. Then, for each
-goal: the robot is reset in one room, the camera image of a goal state in the
-other room becomes the goal, and the planner drives until it reports REACHED
-or the time runs out. Prints per-goal success (true distance < --radius),
-time to goal and the frame-to-plan loop latency (p50/p99), and writes a GIF
-(camera with the planned path | goal image) and a latency plot.
+goal: the robot is reset to a start (for the two-rooms worlds, in one room),
+the camera image of a goal state (in the other room) becomes the goal, and the
+graph drives until the true position is within --success-radius of the goal's
+(success, the definition `jepa-pilot eval` uses) or --timeout simulated seconds
+pass. Prints per goal: success, time to goal, closest distance and whether the
+planner said REACHED; then the frame-to-plan loop latency (p50/p99). Writes
+demo.json, a GIF (camera with the planned path | goal image) and a latency plot.
 
 --driver explorer runs the sim graph with the random-walk explorer instead
 (for envs without a shipped bundle).
@@ -37,7 +39,8 @@ def register(sub) -> None:
     p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
     p.add_argument("--goals", type=int, default=5, help="goal images, start and goal in different rooms (default 5)")
     p.add_argument("--timeout", type=float, default=30.0, help="simulated seconds per goal (default 30)")
-    p.add_argument("--radius", type=float, default=0.1, help="success: true distance to the goal in m (default 0.1)")
+    p.add_argument("--success-radius", type=float, default=0.1,
+                   help="success: the true distance to the goal that counts as reached, in m (default 0.1)")
     p.add_argument("--seconds", type=float, default=30.0, help="explorer driver: simulated seconds to run")
     p.add_argument("--seed", type=int, default=0, help="seed of starts and goals (default 0)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the GIF, plots, JSON and logs")
@@ -89,7 +92,7 @@ def drive_to_goals(args: argparse.Namespace, launcher) -> int:
                   + (f"  stops: {'; '.join(r.notes)}" if r.notes else ""))
 
     try:
-        records, drawings, watcher = run_goals(world, pairs, max_steps, args.radius, alive=launcher.alive,
+        records, drawings, watcher = run_goals(world, pairs, max_steps, args.success_radius, alive=launcher.alive,
                                                on_goal=report_goal)
     except RuntimeError as exc:
         bar.close()
@@ -100,7 +103,7 @@ def drive_to_goals(args: argparse.Namespace, launcher) -> int:
     planning = np.array([m.planning_time for _, m in watcher.plans if m.planning_time > 0]) * 1e3
     summary = {
         "command": command_line(args.argv),
-        "env": args.env, "success_radius": args.radius, "machine": machine(), **summarize(records),
+        "env": args.env, "success_radius": args.success_radius, "machine": machine(), **summarize(records),
         "loop_latency_ms": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "samples": int(latency.size)},
         "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99), "samples": int(planning.size)},
         "records": [r.to_dict() for r in records],

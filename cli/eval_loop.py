@@ -3,7 +3,7 @@
 Every policy runs the same (start, goal) pairs (for the two-rooms worlds,
 start and goal in different rooms) and is scored by one definition: an
 episode succeeds when the true task position (the base, or an arm's
-fingertip) comes within --radius metres of the goal's at any control step
+fingertip) comes within --success-radius metres of the goal's at any control step
 within --max-steps. Policies:
 
   latent      the bundle + the latent planner, called directly (no ROS)
@@ -28,14 +28,14 @@ POLICIES = ("latent", "true_state", "random", "ros")
 
 
 def register(sub) -> None:
+    from jepa_pilot.common.config import add_config_arguments
+    from jepa_pilot.evaluation.closed_loop import LoopConfig
+
     p = sub.add_parser("eval", help="closed-loop success rate to goal images: directly, through ROS, baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="two_rooms", help="simulator env (default two_rooms)")
     p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
-    p.add_argument("--episodes", type=int, default=50, help="episodes per policy (default 50)")
-    p.add_argument("--seed", type=int, default=0, help="seed of starts, goals and planners (default 0)")
-    p.add_argument("--max-steps", type=int, default=200, help="control periods per episode (default 200)")
-    p.add_argument("--radius", type=float, default=0.1, help="success radius in metres (default 0.1)")
+    add_config_arguments(p, LoopConfig)  # --episodes, --seed, --max-steps, --success-radius
     p.add_argument("--policies", default="latent,true_state,random",
                    help=f"comma-separated, of {', '.join(POLICIES)} (default: latent,true_state,random)")
     p.add_argument("--samples", type=int, help="planner samples per iteration (default: config/sim.yaml)")
@@ -47,7 +47,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jepa_pilot import sim
-    from jepa_pilot.common.config import ConfigError
+    from jepa_pilot.common.config import ConfigError, config_from_args
     from jepa_pilot.common.machine import command_line, machine
     from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, sim_planner_settings
 
@@ -59,9 +59,8 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
                                    ("method", args.method)) if v is not None}
     try:
-        cfg = LoopConfig(episodes=args.episodes, seed=args.seed, max_steps=args.max_steps,
-                         success_radius=args.radius)
-        planner, supervisor = sim_planner_settings(seed=args.seed, **overrides)
+        cfg = config_from_args(LoopConfig, args)
+        planner, supervisor = sim_planner_settings(seed=cfg.seed, **overrides)
         env = sim.make(args.env)
     except (ConfigError, ValueError) as exc:
         print(f"jepa-pilot eval: error: {exc}")
