@@ -194,6 +194,10 @@ class NodeSpec:
     args: list[str] = field(default_factory=list)
     output: str = "screen"
     """As in the launch file; ``jepa-pilot up`` prints every node's output either way."""
+    respawn: bool = False
+    """Start the node again whenever it exits (until the launch shuts down), as ros2 launch does."""
+    respawn_delay: float = 0.0
+    """Seconds to wait before a respawn."""
     origin: str = ""
     """Where the node was declared (launch file and action), for messages."""
 
@@ -370,13 +374,32 @@ def expand(text: str, scope: _Scope) -> str:
     return _SUBSTITUTION.sub(substitute, text)
 
 
+def _flag(text: str, key: str) -> bool:
+    """A boolean launch value (after substitution), as launch reads it."""
+    value = text.strip().lower()
+    if value not in ("true", "false", "1", "0"):
+        raise LaunchError(f"'{key}' must be true or false, got {text!r}")
+    return value in ("true", "1")
+
+
+def _seconds(text: str, key: str) -> float:
+    """A duration in seconds, zero or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise LaunchError(f"'{key}' must be a number of seconds >= 0, got {text!r}")
+    return value
+
+
 # ----------------------------------------------------------- launch actions
 
 _KEYS = {
     "arg": ({"name", "default", "description"}, {"name"}),
     "let": ({"name", "value"}, {"name", "value"}),
-    "node": ({"pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_args", "output"},
-             {"pkg", "exec"}),
+    "node": ({"pkg", "exec", "name", "namespace", "param", "remap", "args", "ros_args", "output", "respawn",
+              "respawn_delay"}, {"pkg", "exec"}),
     "include": ({"file", "arg"}, {"file"}),
     "group": ({"children"}, {"children"}),
 }
@@ -578,7 +601,8 @@ class _LaunchReader:
             package=text("pkg"), executable=text("exec"), name=text("name") or None,
             namespace=f"/{namespace}" if namespace else "", output=text("output") or "screen",
             args=_words(text("args"), "args"), ros_args=_words(text("ros_args"), "ros_args"),
-            origin=f"{scope.file}: {location}",
+            origin=f"{scope.file}: {location}", respawn=_flag(text("respawn") or "false", "respawn"),
+            respawn_delay=_seconds(text("respawn_delay") or "0", "respawn_delay"),
         )
         for entry in _entries(body, "param"):
             if set(entry) == {"from"}:

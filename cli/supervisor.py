@@ -164,21 +164,26 @@ class Launcher:
         self._params_dir = tempfile.TemporaryDirectory(prefix="jepa-pilot-launch-")
         for label, spec in zip(self.labels, self.specs):
             try:
-                command = spec.command(self._params_file(label, spec))
-                process = subprocess.Popen(
-                    command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
-                )
+                self._start_node(label, spec)
             except (LaunchError, OSError) as err:
                 self.stop()
                 raise LaunchError(f"cannot start node '{label}': {err}") from None
-            self.processes[label] = process
-            self.log(f"started {label} (pid {process.pid})")
-            reader = threading.Thread(
-                target=self._pump, args=(label, process.stdout), name=f"launch-{label}", daemon=True,
-            )
-            reader.start()
-            self._readers[label] = reader
+
+    def _start_node(self, label: str, spec: NodeSpec) -> None:
+        """Start (or restart) one node process and the thread that prints its output."""
+        command = spec.command(self._params_file(label, spec))
+        process = subprocess.Popen(
+            command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, env=self.env, start_new_session=True,
+        )
+        self.processes[label] = process
+        self._reported.discard(label)
+        self.log(f"started {label} (pid {process.pid})")
+        reader = threading.Thread(
+            target=self._pump, args=(label, process.stdout), name=f"launch-{label}", daemon=True,
+        )
+        reader.start()
+        self._readers[label] = reader
 
     def _params_file(self, label: str, spec: NodeSpec) -> Path | None:
         """Write the node's inline parameters into the temporary folder (None without any)."""
@@ -227,8 +232,10 @@ class Launcher:
         """Start the nodes and supervise them until something ends the launch.
 
         It ends on SIGINT/SIGTERM, after ``duration`` seconds, when a node
-        fails (non-zero exit; the others are stopped) or when every node has
-        exited. A node exiting 0 on its own is logged; the rest keep running.
+        fails (non-zero exit or a signal; the others are stopped) or when every
+        node has exited. A node exiting 0 on its own is logged; the rest keep
+        running. A node with ``respawn`` is started again ``respawn_delay``
+        seconds after it exits, whatever its exit status, and ends nothing.
         Returns 0 on a clean shutdown, else the failed node's status.
         """
         def on_signal(signum: int, frame: Any) -> None:
@@ -301,18 +308,31 @@ class Launcher:
     def _supervise(self, duration: float | None) -> int:
         """Poll until a stop request, the duration, a failed node, or no node left."""
         deadline = None if duration is None else time.monotonic() + duration
+        specs = dict(zip(self.labels, self.specs))
+        respawns: dict[str, float] = {}  # label -> when to start it again
         while True:
             for label, code in self._collect_exits():
-                if code != 0:
+                if specs[label].respawn and self._stop_reason is None:
+                    respawns[label] = time.monotonic() + specs[label].respawn_delay
+                    self.log(f"{label} will respawn in {specs[label].respawn_delay:g} s")
+                elif code != 0:
                     self.log(f"{label} failed; shutting down the other nodes")
                     return _exit_status(code)
+            for label, due in list(respawns.items()):
+                if time.monotonic() >= due and self._stop_reason is None:
+                    del respawns[label]
+                    try:
+                        self._start_node(label, specs[label])
+                    except (LaunchError, OSError) as err:
+                        self.log(f"cannot respawn {label}: {err}; shutting down")
+                        return 1
             if self._stop_reason is not None:
                 self.log(f"{self._stop_reason}; shutting down")
                 return 0
             if deadline is not None and time.monotonic() >= deadline:
                 self.log(f"{duration:g} s elapsed; shutting down")
                 return 0
-            if len(self._reported) == len(self.processes):
+            if len(self._reported) == len(self.processes) and not respawns:
                 self.log("every node has exited")
                 return 0
             time.sleep(_POLL_S)

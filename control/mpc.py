@@ -112,6 +112,12 @@ class LatentMPC:
             self._new_goal = True
         return refused
 
+    def clear_goal(self) -> Step:
+        """Drop the goal (a canceled goal): hold the robot at zero once, then IDLE (nothing commanded)."""
+        self.supervisor.clear_goal()
+        self._new_goal = True
+        return self._act(Decision(Status.IDLE, Cause.NO_GOAL, "goal cleared", hold=True))
+
     def set_estop(self, engaged: bool) -> Step | None:
         """Engage or release the e-stop. Engaging returns the step that holds the robot; releasing
         returns None (driving resumes with the next latent, from a cold start)."""

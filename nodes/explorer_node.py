@@ -14,10 +14,9 @@ from rclpy.node import Node
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.control.action_space import RobotProfile
 from jepa_pilot.control.exploration import MomentumRandomWalk, RandomWalkConfig
+from jepa_pilot.nodes.commands import CommandOutput
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.runner import run_node
-from jepa_pilot.nodes.qos import qos
-from jepa_pilot.nodes.ros_io import COMMAND_TYPES, command_msg
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,17 +40,18 @@ class ExplorerNode(Node):
         self.space = self.profile.action_space
         self.scale = cfg.speed_scale
         self.walk = MomentumRandomWalk(self.space.dim, RandomWalkConfig(cfg.momentum, cfg.noise, cfg.seed))
-        kind = self.profile.command_type
-        self.pub = self.create_publisher(COMMAND_TYPES[kind], self.profile.command_topic, qos("reliable"))
+        self.out = CommandOutput(self, self.profile)
         self.create_timer(1.0 / cfg.rate_hz, self._tick)
-        self.get_logger().info(f"random-walk driver for {self.profile.name} on {self.profile.command_topic} "
-                               f"({kind}) at {cfg.rate_hz:g} Hz")
+        self.get_logger().info(f"random-walk driver for {self.profile.name} on {self.out.topic} "
+                               f"({self.out.kind}) at {cfg.rate_hz:g} Hz")
 
     def _tick(self) -> None:
         """Publish the next random-walk action in the profile's command type."""
-        action = self.walk() * self.scale
-        self.pub.publish(command_msg(self.profile.command_type, self.space, action,
-                                     self.get_clock().now().to_msg(), self.profile.base_frame))
+        self.out.send(self.walk() * self.scale)
+
+    def safe_stop(self) -> None:
+        """The process ends: leave the robot with a zero command."""
+        self.out.close()
 
 
 def main(args=None) -> int:

@@ -21,6 +21,7 @@ import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
 from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from std_msgs.msg import Bool, Header
+from std_srvs.srv import Trigger
 
 from jepa_pilot.common.config import setting
 from jepa_pilot.common.timing import RateMeter, SampleWindow
@@ -32,7 +33,8 @@ from jepa_pilot.msg import Latent, PlanStatus
 from jepa_pilot.nodes.jepa_io import plan_status_msg
 from jepa_pilot.nodes.model_node import ModelNode, ModelNodeConfig
 from jepa_pilot.nodes.qos import qos
-from jepa_pilot.nodes.ros_io import COMMAND_TYPES, command_msg, from_time
+from jepa_pilot.nodes.commands import CommandOutput
+from jepa_pilot.nodes.ros_io import from_time
 from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.perception.latents import latent_problem
 
@@ -62,6 +64,7 @@ class PlannerNode(ModelNode):
         self.rate, self.latency, self.plan_time = RateMeter(), SampleWindow(), SampleWindow()
         self.dropped_latents = 0
         self.goal_header, self.latest_header, self.status_time = None, None, 0.0
+        self.out: CommandOutput | None = None
 
     def configure(self, engine) -> None:
         cfg, spec = self.cfg, engine.spec
@@ -71,8 +74,9 @@ class PlannerNode(ModelNode):
         if warning:
             self.get_logger().warning(warning)
         self.mpc = LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig))
-        topic = cfg.command_topic or self.profile.command_topic
-        self.cmd_pub = self.publisher(COMMAND_TYPES[self.kind], topic, qos("reliable"))
+        self.out = CommandOutput(self, self.profile, self.kind, cfg.command_topic or None, lifecycle=True)
+        self._lifecycle_pubs.append(self.out.publisher)
+        topic = self.out.topic
         self.plan_pub = self.publisher(PlanStatus, "/jepa/plan", qos("reliable"))
         self.get_logger().info(f"commanding {self.profile.name} on {topic} ({self.kind}), "
                                f"{cfg.method} {cfg.samples}x{cfg.iterations}")
@@ -84,12 +88,23 @@ class PlannerNode(ModelNode):
                 self.create_subscription(Latent, "/jepa/goal_latent", self._on_goal, qos("latched"),
                                          callback_group=control),
                 self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"), callback_group=control),
+                self.create_service(Trigger, "~/clear_goal", self._on_clear_goal, callback_group=control),
                 self.create_timer(1.0 / self.cfg.watchdog_rate_hz, self._watchdog, callback_group=control,
                                   clock=self.steady)]
 
     def deactivate(self) -> None:
-        if self.mpc.goal is not None:
-            self._command(np.zeros(self.space.dim))  # leave the robot stopped
+        self.out.hold()  # leave the robot stopped
+
+    def safe_stop(self) -> None:
+        """The process ends (signal, exception, shutdown): a zero command first if the robot was moving;
+        none after it, even from a plan that finishes meanwhile."""
+        locked = self.lock.acquire(timeout=0.5)  # a stuck callback must not keep the robot moving
+        try:
+            if self.out is not None and self.out.close():
+                self.get_logger().info("stopping: zero command sent")
+        finally:
+            if locked:
+                self.lock.release()
 
     def on_params(self, cfg) -> None:
         with self.lock:
@@ -124,6 +139,15 @@ class PlannerNode(ModelNode):
                 self._act(step, None, force=True)
             else:
                 self.get_logger().info("e-stop released: resuming with the next latent")
+
+    def _on_clear_goal(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
+        with self.lock:
+            had = self.mpc.goal is not None
+            self._act(self.mpc.clear_goal(), None, force=True)
+            self.goal_header = None
+        response.success, response.message = True, "goal cleared, robot stopped" if had else "no goal"
+        self.get_logger().info(response.message)
+        return response
 
     def _on_latent(self, msg: Latent) -> None:
         z = self._usable(msg, "latent")
@@ -170,8 +194,8 @@ class PlannerNode(ModelNode):
 
     def _command(self, action: np.ndarray, header=None) -> None:
         """Publish a normalised action in the robot's command type; ``header``: the latent it acts on."""
-        self.cmd_pub.publish(command_msg(self.kind, self.space, action, self.get_clock().now().to_msg(),
-                                         self.profile.base_frame))
+        if not self.out.send(action):
+            return
         self.rate.tick(self.wall())
         now = self.ros_now()
         if header is not None and now is not None:

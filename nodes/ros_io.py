@@ -18,7 +18,7 @@ from jepa_pilot.control.action_space import TWIST_FIELDS
 from jepa_pilot.perception.preprocess import ENCODINGS, ImageError, decode_image
 
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
-           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg"]
+           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg", "publish_and_flush"]
 
 
 def to_time(seconds: float) -> Time:
@@ -100,3 +100,15 @@ def command_msg(kind: str, space, action: np.ndarray, stamp: Time | None = None,
     msg.header.frame_id = frame_id
     dict_to_twist(space.to_twist(action), msg.twist)
     return msg
+
+
+def publish_and_flush(publisher, msg, timeout: float = 0.5) -> bool:
+    """Publish ``msg`` and wait (up to ``timeout`` s) until every reliable subscriber has it.
+
+    For the last message of a process, such as the zero command on the way out: without
+    the wait the process can end before DDS has delivered it. Returns whether all acked.
+    """
+    from rclpy.duration import Duration
+
+    publisher.publish(msg)
+    return publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout * 1e9)))

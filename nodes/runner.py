@@ -1,35 +1,66 @@
-"""The canonical rclpy main: init, build the node, spin, shut down cleanly."""
+"""The canonical rclpy main: init, build the node, spin, stop the robot, shut down.
+
+Every way a node process ends goes through one place, while its ROS context
+is still valid: Ctrl-C (SIGINT), SIGTERM (what launch systems send after
+SIGINT), an exception out of a callback, or the end of spinning. There the
+node's ``safe_stop()`` runs (nodes that command a robot publish a zero
+command if they last commanded motion), and only then is ROS shut down.
+
+rclpy's own signal handlers are not installed: they shut the context down
+inside the handler, before any Python code could still publish, so a robot
+that keeps its last command (Gazebo's DiffDrive, many base drivers) would
+drive on after the stack stopped.
+"""
 from __future__ import annotations
 
+import signal
+import traceback
 from typing import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
+from rclpy.signals import SignalHandlerOptions
 
 from jepa_pilot.common.config import ConfigError
 
 __all__ = ["run_node"]
 
 
-def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:
-    """Spin the node ``make_node()`` until Ctrl-C or shutdown; exit code 2 on invalid parameters.
+def _interrupt(signum, frame) -> None:
+    """SIGTERM ends the node like Ctrl-C does (Python's default would kill it with no cleanup)."""
+    raise KeyboardInterrupt(f"signal {signum}")
 
-    ``threads`` > 1 spins a MultiThreadedExecutor (for nodes whose callback
-    groups must not block each other, such as a watchdog next to a planner).
-    (Jazzy's rclpy.init() is not yet a context manager, hence the try/finally.)
+
+def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:
+    """Spin the node ``make_node()`` until a signal, an exception or shutdown; returns the exit code.
+
+    0 after a signal or shutdown, 1 after an exception (logged with its traceback), 2 for
+    invalid parameters. ``threads`` > 1 spins a MultiThreadedExecutor (for nodes whose
+    callback groups must not block each other, such as a watchdog next to a planner).
     """
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    logger, node, code = rclpy.logging.get_logger(name), None, 0
     try:
-        try:
-            node = make_node()
-        except (ConfigError, rclpy.exceptions.ParameterException) as exc:
-            rclpy.logging.get_logger(name).fatal(f"invalid parameters: {exc}")
-            return 2
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else None
-        rclpy.spin(node, executor)
+        node = make_node()
+        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor.add_node(node)
+        executor.spin()
+    except (ConfigError, rclpy.exceptions.ParameterException) as exc:
+        logger.fatal(f"invalid parameters: {exc}")
+        code = 2
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except Exception:  # noqa: BLE001 - logged; the robot is stopped below before the process ends
+        logger.fatal(f"{name} failed:\n{traceback.format_exc()}")
+        code = 1
     finally:
+        signal.signal(signal.SIGTERM, previous)
+        if node is not None and hasattr(node, "safe_stop"):
+            try:
+                node.safe_stop()
+            except Exception:  # noqa: BLE001 - best effort: shutting down must go on
+                logger.error(f"safe stop failed:\n{traceback.format_exc()}")
         rclpy.try_shutdown()
-    return 0
+    return code

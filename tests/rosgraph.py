@@ -25,8 +25,9 @@ class NodeProcess:
         params_file.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "w")
+        program = [module] if module.endswith(".py") else ["-m", f"jepa_pilot.nodes.{module}"]  # a script, or a node
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", f"jepa_pilot.nodes.{module}", "--ros-args",
+            [sys.executable, *program, "--ros-args",
              "-r", f"__node:={name}", "--params-file", str(params_file)],
             stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 

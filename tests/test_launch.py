@@ -8,6 +8,7 @@ import shlex
 import signal
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -270,8 +271,8 @@ def test_unsupported_key(tmp_path):
     path = write(tmp_path / "u.launch.yaml", "launch:\n- group: {scoped: false, children: []}\n")
     with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['scoped'\] in 'group' \(supported: children"):
         parse_launch_file(path)
-    path = write(tmp_path / "u.launch.yaml", "launch:\n- node: {pkg: p, exec: e, respawn: true}\n")
-    with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['respawn'\] in 'node'"):
+    path = write(tmp_path / "u.launch.yaml", "launch:\n- node: {pkg: p, exec: e, on_exit: shutdown}\n")
+    with pytest.raises(LaunchError, match=r"unsupported key\(s\) \['on_exit'\] in 'node'"):
         parse_launch_file(path)
     path = write(tmp_path / "u.launch.yaml", "nodes: []\n")
     with pytest.raises(LaunchError, match="must be a mapping with a 'launch:' list"):
@@ -647,3 +648,39 @@ def test_child_environment_keeps_dds_settings():
     env = up.child_environment({"ROS_AUTOMATIC_DISCOVERY_RANGE": "SUBNET", "ROS_DOMAIN_ID": "7"})
     assert env["ROS_AUTOMATIC_DISCOVERY_RANGE"] == "SUBNET"
     assert "SUBNET (from the environment), ROS_DOMAIN_ID=7" in up.describe_dds(env, env)
+
+
+def test_a_respawning_node_is_started_again_after_its_delay_and_ends_nothing(tmp_path, prefix):
+    # Each start appends a line; the first two runs fail, the third stays up until SIGINT.
+    add_executable(prefix, "flaky", """\
+        echo run >> "$1"
+        [ "$(wc -l < "$1")" -ge 3 ] || exit 3
+        trap 'exit 0' INT
+        while :; do sleep 0.05; done
+        """)
+    add_executable(prefix, "steady", TRAP_SIGINT)
+    runs, marker, ready = tmp_path / "runs", tmp_path / "marker", tmp_path / "ready"
+    flaky = NodeSpec(FAKE_PKG, "flaky", name="flaky", args=[str(runs)], respawn=True, respawn_delay=0.2)
+    out = io.StringIO()
+    launcher = Launcher([flaky, node("steady", marker, ready)], stream=out)
+    threading.Timer(0.5, lambda: wait_for(lambda: runs.exists() and len(runs.read_text().split()) >= 3)
+                    and launcher.request_stop("test done")).start()
+    assert launcher.run(duration=30) == 0
+    assert runs.read_text().split() == ["run", "run", "run"]
+    log = out.getvalue()
+    assert log.count("[launch] flaky will respawn in 0.2 s") == 2 and "failed; shutting down" not in log
+    assert marker.read_text().strip() == "SIGINT"  # the rest of the graph kept running, then stopped cleanly
+
+
+def test_respawn_is_read_from_the_launch_file(tmp_path, prefix):
+    add_executable(prefix, "talker", "exit 0\n")
+    path = write(tmp_path / "r.launch.yaml", f"""\
+        launch:
+        - node: {{pkg: {FAKE_PKG}, exec: talker, name: a, respawn: true, respawn_delay: 1.5}}
+        - node: {{pkg: {FAKE_PKG}, exec: talker, name: b}}
+        """)
+    a, b = parse_launch_file(path)
+    assert (a.respawn, a.respawn_delay, b.respawn, b.respawn_delay) == (True, 1.5, False, 0.0)
+    bad = write(tmp_path / "bad.launch.yaml", f"launch:\n- node: {{pkg: {FAKE_PKG}, exec: talker, respawn_delay: -1}}\n")
+    with pytest.raises(LaunchError, match="'respawn_delay' must be a number of seconds >= 0"):
+        parse_launch_file(bad)

@@ -1,0 +1,132 @@
+"""ROS tier: stop means stop. However the planner ends while it drives the robot, its last command is zero.
+
+A base that keeps its last command (Gazebo's DiffDrive and VelocityControl, many drivers) would
+otherwise drive on after the stack stopped. Each test starts a fresh planner process beside a
+shared sim node and encoder, gives it a goal in the other room, waits until it commands motion,
+ends it one way, and checks what it published last on /cmd_vel.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy")
+
+from geometry_msgs.msg import TwistStamped  # noqa: E402
+from lifecycle_msgs.msg import Transition  # noqa: E402
+from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from rosgraph_msgs.msg import Clock  # noqa: E402
+from std_srvs.srv import Trigger  # noqa: E402
+
+from jepa_pilot.common.paths import package_share  # noqa: E402
+from jepa_pilot.msg import Latent  # noqa: E402
+from jepa_pilot.nodes.qos import qos  # noqa: E402
+from jepa_pilot.nodes.ros_io import from_time, to_time  # noqa: E402
+from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal  # noqa: E402
+from rosgraph import NodeProcess, Probe  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+BUNDLE = Path(os.environ.get("JEPA_PILOT_TEST_BUNDLE") or package_share() / "models" / "two_rooms")
+START, FAR_GOAL = (-0.5, -0.5, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0)
+FAILING_PLANNER = str(Path(__file__).with_name("failing_planner.py"))
+
+
+def model_params(**extra) -> dict:
+    return dict(bundle=str(BUNDLE), providers=["cpu"], threads=1, use_sim_time=True, **extra)
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    work = tmp_path_factory.mktemp("ros_stop")
+    nodes = [NodeProcess("sim_node", "sim", dict(env="two_rooms", seed=1), work),
+             NodeProcess("encoder_node", "encoder", model_params(), work)]
+    probe = Probe("probe_stop")
+    latents = probe.subscribe(Latent, "/jepa/latent", qos("reliable"))
+    clock = probe.subscribe(Clock, "/clock", qos("reliable"))
+    assert probe.spin_until(lambda: len(latents) >= 3 and clock, 90), "\n".join(n.log()[-2000:] for n in nodes)
+    yield work, probe, clock
+    probe.close()
+    for node in nodes:
+        node.stop()
+
+
+def moving(msg: TwistStamped) -> bool:
+    t = msg.twist
+    return bool(np.any(np.abs([t.linear.x, t.linear.y, t.angular.z]) > 1e-9))
+
+
+def drive(graph, name: str, module: str = "planner_node"):
+    """A fresh planner, driving the robot towards a goal in the other room. Returns (node, commands)."""
+    work, probe, clock = graph
+    commands = probe.received[f"/cmd_vel#{name}"] = []
+    sub = probe.node.create_subscription(TwistStamped, "/cmd_vel", commands.append, qos("reliable", depth=100))
+    planner = NodeProcess(module, "planner", model_params(max_plan_time=1.0, max_latent_age=1.0), work)
+    probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(START)))
+    shot = probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=list(FAR_GOAL)))
+    shot.image.header.stamp = to_time(from_time(clock[-1].clock) + 0.001)
+    # The planner takes the latched goal latent when it comes up; wait until it drives on it.
+    assert probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=shot.image)).success
+    assert probe.spin_until(lambda: sum(map(moving, commands)) >= 3 or planner.proc.poll() is not None, 90), \
+        planner.log()[-3000:]
+    assert module != "planner_node" or planner.proc.poll() is None, planner.log()[-3000:]
+    return planner, commands, sub
+
+
+def assert_left_stopped(graph, planner, commands, sub, since: int) -> None:
+    """After the ending (commands[since:]), a zero command came, and nothing moved the robot after it."""
+    _, probe, _ = graph
+    probe.spin_for(1.0)  # anything still in flight
+    probe.node.destroy_subscription(sub)
+    after = commands[since:]
+    assert after and not moving(after[-1]), f"last command after the ending: {after[-1:]}\n{planner.log()[-3000:]}"
+    assert not moving(commands[-1])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_ends_the_planner_with_a_zero_command(graph, sig):
+    planner, commands, sub = drive(graph, sig.name)
+    since = len(commands)
+    planner.proc.send_signal(sig)
+    assert planner.wait(20) == 0, planner.log()[-3000:]
+    assert_left_stopped(graph, planner, commands, sub, since)
+    assert "stopping: zero command sent" in planner.log()
+    planner.stop()
+
+
+@pytest.mark.parametrize("transition", [Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_ACTIVE_SHUTDOWN],
+                         ids=["deactivate", "shutdown"])
+def test_a_lifecycle_transition_leaves_the_robot_stopped(graph, transition):
+    _, probe, _ = graph
+    planner, commands, sub = drive(graph, f"lifecycle{transition}")
+    since = len(commands)
+    answer = probe.call(ChangeState, "/planner/change_state", ChangeState.Request(transition=Transition(id=transition)))
+    assert answer.success
+    assert_left_stopped(graph, planner, commands, sub, since)
+    assert planner.proc.poll() is None, "a lifecycle transition does not end the process"
+    planner.stop()  # SIGINT now: inactive, already stopped, so nothing more is sent
+    assert not moving(commands[-1])
+
+
+def test_cancelling_the_goal_stops_the_robot(graph):
+    _, probe, _ = graph
+    planner, commands, sub = drive(graph, "clear_goal")
+    since = len(commands)
+    answer = probe.call(Trigger, "/planner/clear_goal", Trigger.Request())
+    assert answer.success and answer.message == "goal cleared, robot stopped"
+    assert_left_stopped(graph, planner, commands, sub, since)
+    planner.stop()
+
+
+def test_a_planner_that_fails_with_an_exception_leaves_the_robot_stopped(graph):
+    planner, commands, sub = drive(graph, "exception", module=FAILING_PLANNER)
+    since = max(i for i, c in enumerate(commands) if moving(c))  # it may have failed already
+    assert planner.wait(30) == 1, planner.log()[-3000:]
+    log = planner.log()
+    assert "injected failure" in log and "stopping: zero command sent" in log
+    assert_left_stopped(graph, planner, commands, sub, since)
+    planner.stop()
