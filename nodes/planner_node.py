@@ -5,12 +5,15 @@ Subscribes /jepa/latent (jepa_pilot/Latent), /jepa/goal_latent (Latent, latched)
 Publishes  the robot profile's command topic and type (/cmd_vel TwistStamped, Twist, Float64MultiArray)
            /jepa/plan (jepa_pilot/PlanStatus: status, reason, planned actions, cost, distances, time)
            /diagnostics (command rate, latency frame stamp -> command, planning time, status)
+Services   ~/clear_goal (std_srvs/Trigger): drop the goal, zero command, IDLE
 
 Every decision is control.mpc.LatentMPC's (supervisor, latent history, CEM/MPPI
 planner, warm start); this node converts messages, calls it and publishes.
 Planning runs outside the lock on a snapshot, in its own callback group, so the
 wall-clock watchdog (``watchdog_rate_hz``) and the e-stop act during a long
 plan. Latents and goals of another model id are dropped with a message.
+However the process ends (signal, exception, lifecycle deactivate or shutdown),
+the robot is left with a zero command (``safe_stop``, called by nodes/runner.py).
 """
 from __future__ import annotations
 
