@@ -190,7 +190,8 @@ class GraphWatcher(Node):
         record = tracker.record(
             planner_reached=any(m.status == PlanStatus.STATUS_REACHED for m in mine),
             decision_times=[m.planning_time for m in mine if m.status == PlanStatus.STATUS_PLANNING],
-            notes=[m.reason for m in mine if m.status == PlanStatus.STATUS_STOPPED])
+            notes=[m.reason for m in mine if m.status == PlanStatus.STATUS_STOPPED
+                   and m.reason != "e-stop engaged"])  # the harness's own hold before the goal started
         image = np.frombuffer(bytes(shot.image.data), np.uint8).reshape(shot.image.height, shot.image.width, 3)
         end = begin + tracker.steps * period  # the stamp of the last state the episode was judged on
         return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": end}
