@@ -420,7 +420,7 @@ def _checked(body: Any, kind: str) -> dict:
     allowed, required = _KEYS[kind]
     if not isinstance(body, dict):
         raise LaunchError(f"'{kind}' must be a mapping, got {body!r}")
-    unknown = sorted(set(body) - allowed - {"if", "unless"})
+    unknown = sorted(map(str, set(body) - allowed - {"if", "unless"}))  # YAML keys need not be strings
     if unknown:
         raise LaunchError(f"unsupported key(s) {unknown} in '{kind}' "
                           f"(supported: {', '.join(sorted(allowed | {'if', 'unless'}))})")
@@ -549,6 +549,8 @@ class _LaunchReader:
 
     def read_file(self, path: Path, scope: _Scope) -> None:
         """Run the actions of the launch file ``path`` in ``scope``."""
+        if "\0" in str(path):  # the OS layer would raise ValueError
+            raise LaunchError(f"launch file path {str(path)!r} contains a NUL character")
         if path.resolve() in self._stack:
             cycle = " -> ".join(str(p) for p in [*self._stack, path.resolve()])
             raise LaunchError(f"include cycle: {cycle}", located=True)

@@ -88,7 +88,7 @@ class BundleSpec:
             raw = yaml.safe_load(path.read_text())
         except FileNotFoundError:
             raise BundleError(f"{path.parent}: not a model bundle (no bundle.yaml)") from None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise BundleError(f"{path}: not valid YAML: {exc}") from None
         if not isinstance(raw, dict) or raw.pop("format", None) != FORMAT:
             raise BundleError(f"{path}: not a {FORMAT} file")
@@ -103,10 +103,36 @@ class BundleSpec:
                                        action_scale=tuple(float(x) for x in spec.action_scale))
         except (TypeError, ValueError) as exc:
             raise BundleError(f"{path}: {exc}") from None
-        for name in FILES:
-            if not isinstance(spec.files.get(name), dict) or not {"path", "sha256"} <= set(spec.files[name]):
-                raise BundleError(f"{path}: files.{name} needs a path and a sha256")
+        spec._check(path)
         return spec
+
+    def _check(self, path: Path) -> None:
+        """Types and ranges of the fields (a bundle.yaml is outside input); BundleError naming the field."""
+        def fail(field: str, expected: str) -> None:
+            raise BundleError(f"{path}: {field} = {getattr(self, field)!r}: expected {expected}")
+
+        for field in ("image_size", "latent_dim", "history", "horizon", "frameskip"):
+            value = getattr(self, field)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                fail(field, "an integer >= 1")
+        period = self.control_period
+        if isinstance(period, bool) or not isinstance(period, (int, float)) or not 0 < period < float("inf"):
+            fail("control_period", "a number of seconds > 0")
+        if not self.action_names or not all(isinstance(n, str) for n in self.action_names):
+            fail("action_names", "a non-empty list of names")
+        if len(self.action_scale) != len(self.action_names) or not all(0 < s < float("inf")
+                                                                        for s in self.action_scale):
+            fail("action_scale", f"{len(self.action_names)} finite numbers > 0, one per action name")
+        if not isinstance(self.files, dict):
+            fail("files", "a mapping of encoder and rollout to {path, sha256}")
+        for name in FILES:
+            entry = self.files.get(name)
+            if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("path", "sha256")):
+                raise BundleError(f"{path}: files.{name} needs a path and a sha256 (strings)")
+            file = Path(entry["path"])
+            if not entry["path"] or file.is_absolute() or ".." in file.parts or "\0" in entry["path"]:
+                raise BundleError(f"{path}: files.{name}.path {entry['path']!r} must be a relative path "
+                                  f"inside the bundle folder")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -101,7 +101,10 @@ class Config:
         if kind is float:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 self._fail(name, value, "expected a number")
-            value = float(value)
+            try:
+                value = float(value)
+            except OverflowError:  # an integer beyond float range (YAML integers are unbounded)
+                self._fail(name, value, "expected a finite number")
             if not math.isfinite(value):
                 self._fail(name, value, "expected a finite number")
             return value
@@ -134,7 +137,7 @@ class Config:
         values = dict(data or {})
         values.update(overrides)
         known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        unknown = sorted(set(values) - known)
+        unknown = sorted(map(str, set(values) - known))  # YAML keys need not be strings
         if unknown:
             raise ConfigError(f"{cls.__name__}: unknown setting(s) {', '.join(unknown)}; "
                               f"known: {', '.join(sorted(known))}")
@@ -148,9 +151,11 @@ class Config:
             data = yaml.safe_load(path.read_text()) or {}
         except FileNotFoundError:
             raise ConfigError(f"{cls.__name__}: config file {path} does not exist") from None
-        except yaml.YAMLError as exc:
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{cls.__name__}: {path} is not valid YAML: {exc}") from None
         if section is not None:
+            if not isinstance(data, dict):
+                raise ConfigError(f"{cls.__name__}: {path} must hold a mapping with a section {section!r}")
             if section not in data:
                 raise ConfigError(f"{cls.__name__}: {path} has no section {section!r}")
             data = data[section]

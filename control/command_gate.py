@@ -72,6 +72,8 @@ class CommandGate:
         cfg = self.config
         if frame_id is not None and cfg.frame_id and frame_id not in ("", cfg.frame_id):
             return Verdict(False, f"frame_id {frame_id!r} is not {cfg.frame_id!r}")
+        if stamp is not None and not math.isfinite(stamp):  # NaN would pass both age checks below
+            return Verdict(False, f"non-finite stamp {stamp}")
         if stamp:  # 0 / None: unstamped
             age = now - stamp
             if age > cfg.max_age:

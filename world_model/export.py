@@ -22,6 +22,7 @@ import torch.nn as nn
 from jepa_pilot.common.bundle import Bundle, BundleSpec, load_bundle, sha256
 from jepa_pilot.data import Dataset
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
+from jepa_pilot.world_model.train import CheckpointError, load_checkpoint
 
 __all__ = ["load_run", "export_bundle", "parity", "OnnxGraphs", "main"]
 
@@ -45,7 +46,7 @@ def load_run(run: Path) -> tuple[WorldModel, dict]:
     path = run / "model.pt" if (run / "model.pt").exists() else run / "checkpoints" / "last.pt"
     if not path.exists():
         raise FileNotFoundError(f"{run}: no model.pt or checkpoints/last.pt (is it a training run folder?)")
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = load_checkpoint(path)  # weights_only=True: nothing in the file is executed
     model = WorldModel(ModelConfig.from_dict(state["recipe"]["model"]))
     model.load_state_dict(state["model"])
     return model.eval(), state["recipe"]
@@ -140,7 +141,7 @@ def run_cli(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
         out = export_bundle(args.run, args.out, args.horizon, args.robot)
-    except (FileNotFoundError, RuntimeError) as exc:
+    except (FileNotFoundError, RuntimeError, CheckpointError) as exc:
         print(f"jepa-pilot export: error: {exc}")
         return 2
     print(f"bundle {out} written in {time.monotonic() - start:.1f} s:")

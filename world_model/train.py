@@ -22,6 +22,7 @@ import dataclasses
 import json
 import math
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -38,7 +39,36 @@ from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jep
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
 from jepa_pilot.world_model.windows import EpisodeWindows
 
-__all__ = ["TrainConfig", "Recipe", "train", "main"]
+__all__ = ["TrainConfig", "Recipe", "CheckpointError", "load_checkpoint", "train", "main"]
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be loaded safely: unreadable, or holding more than tensors and plain data."""
+
+
+def _plain(value):
+    """``value`` with numpy scalars and arrays as Python numbers and lists, so that a checkpoint holds only
+    what ``torch.load(weights_only=True)`` accepts: tensors, dicts, lists, tuples, numbers, strings, None."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, (np.generic, np.ndarray)):
+        return value.tolist()
+    return value
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict:
+    """A checkpoint written by this module, loaded with ``weights_only=True``: no code in it is ever run
+    (a pickled object of any other kind is refused with CheckpointError)."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as exc:
+        raise CheckpointError(f"{path}: not a checkpoint that loads with weights_only=True (tensors and plain "
+                              f"data only; nothing in it is executed): {str(exc).splitlines()[0]}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: a checkpoint holds a dict, got {type(state).__name__}")
+    return state
 
 
 @dataclasses.dataclass(frozen=True)
@@ -219,7 +249,8 @@ class Run:
         return {"recipe": self.recipe.to_dict(), "step": self.step, "wall": self.wall,
                 "model": self.model.state_dict(), "target": self.target.state_dict(),
                 "inverse_head": self.objective.inverse_head.state_dict(),
-                "optimizer": self.optimizer.state_dict(), "history": self.history, "rng": rng_states}
+                "optimizer": self.optimizer.state_dict(), "history": _plain(self.history),
+                "rng": _plain(rng_states)}
 
     def save(self, path: Path) -> None:
         """Write a checkpoint (rank 0), with the RNG states of every process (a collective call under DDP)."""
@@ -235,7 +266,7 @@ class Run:
         os.replace(tmp, path)  # a crash mid-write never leaves a broken checkpoint
 
     def load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=False)
+        state = load_checkpoint(path, self.device)
         if state["recipe"] != self.recipe.to_dict():
             raise ConfigError(f"{path} was trained with another recipe; resume with the run's recipe.yaml")
         self.model.load_state_dict(state["model"])
@@ -345,7 +376,7 @@ def run_cli(args: argparse.Namespace) -> int:
         return 2
     try:
         final = train(recipe, args.data, args.out, resume=args.resume, stop_at=args.stop_at)
-    except ConfigError as exc:  # a bad --stop-at, a checkpoint of another recipe
+    except (ConfigError, CheckpointError) as exc:  # a bad --stop-at, a checkpoint of another recipe or unsafe
         print(f"jepa-pilot train: error: {exc}")
         return 2
     if _world()[0] == 0:
