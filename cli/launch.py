@@ -388,8 +388,8 @@ def _seconds(text: str, key: str) -> float:
         value = float(text)
     except ValueError:
         value = -1.0
-    if not value >= 0:
-        raise LaunchError(f"'{key}' must be a number of seconds >= 0, got {text!r}")
+    if not 0 <= value < float("inf"):
+        raise LaunchError(f"'{key}' must be a finite number of seconds >= 0, got {text!r}")
     return value
 
 

@@ -681,6 +681,8 @@ def test_respawn_is_read_from_the_launch_file(tmp_path, prefix):
         """)
     a, b = parse_launch_file(path)
     assert (a.respawn, a.respawn_delay, b.respawn, b.respawn_delay) == (True, 1.5, False, 0.0)
-    bad = write(tmp_path / "bad.launch.yaml", f"launch:\n- node: {{pkg: {FAKE_PKG}, exec: talker, respawn_delay: -1}}\n")
-    with pytest.raises(LaunchError, match="'respawn_delay' must be a number of seconds >= 0"):
-        parse_launch_file(bad)
+    for value in ("-1", ".inf", "soon"):
+        bad = write(tmp_path / "bad.launch.yaml",
+                    f"launch:\n- node: {{pkg: {FAKE_PKG}, exec: talker, respawn_delay: {value}}}\n")
+        with pytest.raises(LaunchError, match="'respawn_delay' must be a finite number of seconds >= 0"):
+            parse_launch_file(bad)
