@@ -3,6 +3,9 @@
   sim    MuJoCo stepping and rendering cost per env (no ROS)
   dds    camera images through the sim node and DDS (localhost), at real time and flat out
   model  a bundle's encoder and rollout latency with ONNX Runtime (--bundle, --providers)
+  faults the sim graph driving to goals while faults are injected: nodes killed and restarted or
+         frozen, the camera silent, bursting or dropping frames, the clock jumping back, the goal
+         replaced; whether the robot stopped when it had to, how fast, and whether it resumed
 """
 from __future__ import annotations
 
@@ -28,17 +31,20 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "faults"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
     p.add_argument("--bundle", default="two_rooms", help="model: bundle to measure (a name in models/ or a path)")
     p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
+    p.add_argument("--faults", help="faults: comma-separated names (default: all; see evaluation/faults.py)")
+    p.add_argument("--scale", type=float, default=1.0, help="faults: multiply each fault's duration (default 1)")
+    p.add_argument("--log", type=Path, default=Path("out/bench/nodes.log"), help="faults: the nodes' output")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    results = {"sim": bench_sim, "dds": bench_dds, "model": bench_model}[args.what](args)
+    results = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "faults": bench_faults}[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
                **results}
     if args.json:
@@ -112,3 +118,33 @@ def bench_model(args: argparse.Namespace) -> dict:
     print("encoder ms:  " + ", ".join(f"{k} {v:.2f}" for k, v in out["encoder_ms"].items()))
     print("rollout ms:  " + ", ".join(f"{k} {v:.1f}" for k, v in out["rollout_ms"].items()))
     return out
+
+
+def bench_faults(args: argparse.Namespace) -> dict:
+    from jepa_pilot import sim
+    from jepa_pilot.evaluation.closed_loop import sim_planner_settings
+    from jepa_pilot.evaluation.faults import FAULTS, FaultRun, pairs_for, run_fault, summary_line
+    from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+
+    chosen = [f for f in FAULTS if not args.faults or f.name in args.faults.split(",")]
+    if args.faults and len(chosen) != len(args.faults.split(",")):
+        raise SystemExit(f"jepa-pilot bench faults: unknown fault in {args.faults!r}; "
+                         f"known: {', '.join(f.name for f in FAULTS)}")
+    env = sim.make("two_rooms")
+    _, supervisor = sim_planner_settings()
+    stop_limit = env.config.control_period + supervisor.max_latent_age
+    relay = "/camera/relayed"  # the encoder sees the camera through the harness, which injects camera faults
+    specs = sim_graph("two_rooms", jepa=True, encoder={"image_topic": relay})
+    nodes = [spec.name for spec in specs]
+    start, goals = pairs_for(env)
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    results = []
+    with open(args.log, "w") as log, Launcher(specs, env=child_environment(os.environ), stream=log) as launcher, \
+            watching(env, keep_frames=False, relay_to=relay) as watcher:
+        wait_until_up(watcher, launcher.alive)
+        run = FaultRun(launcher, watcher, goals)
+        for fault in chosen:
+            results.append(run_fault(fault, run, start, goals[0], stop_limit, nodes, args.scale))
+            print(summary_line(results[-1]), flush=True)
+    print(f"node logs: {args.log}")
+    return {"env": "two_rooms", "stop_limit_s": stop_limit, "scale": args.scale, "faults": results}

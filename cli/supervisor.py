@@ -197,6 +197,18 @@ class Launcher:
             return name in self.processes and self.processes[name].poll() is None
         return bool(self.processes) and all(p.poll() is None for p in self.processes.values())
 
+    def signal_node(self, name: str, sig: signal.Signals) -> None:
+        """Send ``sig`` to node ``name``'s process group (fault injection: SIGKILL, SIGSTOP, SIGCONT)."""
+        self._signal_groups(sig, [name])
+
+    def restart(self, name: str) -> None:
+        """Start node ``name`` again after it exited (a respawn by hand)."""
+        if self.alive(name):
+            raise RuntimeError(f"node {name} is still running")
+        self.processes[name].wait()
+        self._collect_exits()
+        self._start_node(name, dict(zip(self.labels, self.specs))[name])
+
     def request_stop(self, reason: str) -> None:
         """Ask :meth:`run` to shut down (as a signal would); a second request skips the grace."""
         if self._stop_reason is None:

@@ -17,6 +17,7 @@ robot graph: `jepa-pilot demo`, `jepa-pilot eval --policies ros` and
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -25,6 +26,7 @@ import rclpy
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
+from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Image, JointState
 from std_msgs.msg import Bool
 
@@ -35,12 +37,18 @@ from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
 
-__all__ = ["sim_graph", "GraphWatcher", "run_goals", "watch", "frame_loss"]
+__all__ = ["sim_graph", "GraphWatcher", "watching", "wait_until_up", "run_goals", "watch", "frame_loss",
+           "RELAY_MODES"]
+
+# What the camera relay of a GraphWatcher does to the frames it forwards (fault injection).
+RELAY_MODES = ("pass", "silent", "drop_half", "burst")
+BURST = 10  # frames forwarded per camera frame in "burst" mode
 
 
-def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, planner: dict | None = None,
-              sim: dict | None = None, explore: bool | None = None):
-    """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node.
+def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, explore: bool | None = None,
+              **node_params: dict):
+    """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node
+    (``planner={...}``, ``sim={...}``, ``encoder={...}``).
 
     The world-model nodes get ``bundle`` (default: the bundle named like the env, as `eval` does).
     """
@@ -51,7 +59,7 @@ def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = N
         args["explore"] = str(explore).lower()
     specs = parse_launch_file(find_package_share("jepa_pilot") / "launch" / "sim.launch.yaml", args)
     for spec in specs:
-        spec.params.update({"planner": planner, "sim": sim}.get(spec.name) or {})
+        spec.params.update(node_params.get(spec.name) or {})
     return specs
 
 
@@ -91,14 +99,19 @@ def frame_loss(stamps: list[float], rate_hz: float | None = None) -> dict:
 class GraphWatcher(Node):
     """Records, with wall-clock arrival times, what the robot and the planner publish."""
 
-    def __init__(self, env, keep_frames: bool = True) -> None:
+    def __init__(self, env, keep_frames: bool = True, relay_to: str | None = None) -> None:
         super().__init__("jepa_pilot_harness")
         self.env, self.keep_frames = env, keep_frames
         self.frames: list[np.ndarray] = []                 # (H, W, 3) uint8, if keep_frames
         self.image_times: list[tuple[float, float]] = []   # (wall arrival, header stamp)
         self.states: list[tuple[float, np.ndarray]] = []   # (stamp, env state) from /odom or /joint_states
         self.plans: list[tuple[float, PlanStatus]] = []    # (wall arrival, message)
+        self.commands: list[tuple[float, bool]] = []       # (wall arrival, moves the robot) from /cmd_vel
+        self.speeds: list[tuple[float, float]] = []        # (wall arrival, base speed m/s) from /odom
         self.sim_time, self.bad_images = 0.0, 0
+        self.relay_mode, self._relayed = "pass", 0
+        self.relay = self.create_publisher(Image, relay_to, qos("sensor_data")) if relay_to else None
+        self.create_subscription(TwistStamped, "/cmd_vel", self._on_command, qos("reliable", depth=100))
         self.create_subscription(Image, "/camera/image_raw", self._on_image, qos("sensor_data"))
         self.create_subscription(Odometry, "/odom", self._on_odom, qos("reliable"))
         self.create_subscription(JointState, "/joint_states", self._on_joints, qos("reliable"))
@@ -112,6 +125,8 @@ class GraphWatcher(Node):
     # --- recording ----------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
         self.image_times.append((time.monotonic(), from_time(msg.header.stamp)))
+        if self.relay is not None:
+            self._forward(msg)
         if self.keep_frames:
             try:
                 self.frames.append(msg_to_image(msg)[..., :3].copy())
@@ -119,7 +134,25 @@ class GraphWatcher(Node):
                 self.bad_images += 1
                 self.get_logger().warning(f"unreadable frame: {exc}", throttle_duration_sec=5.0)
 
+    def _forward(self, msg: Image) -> None:
+        """The camera relay: forward the frame, or not, or ``BURST`` copies stamped across its period."""
+        self._relayed += 1
+        if self.relay_mode == "silent" or (self.relay_mode == "drop_half" and self._relayed % 2):
+            return
+        copies = BURST if self.relay_mode == "burst" else 1
+        period = self.env.config.control_period
+        for k in range(copies):
+            if k:
+                msg.header.stamp = to_time(from_time(msg.header.stamp) + period / copies)
+            self.relay.publish(msg)
+
+    def _on_command(self, msg: TwistStamped) -> None:
+        t = msg.twist
+        self.commands.append((time.monotonic(), any(abs(v) > 1e-9 for v in (t.linear.x, t.linear.y, t.angular.z))))
+
     def _on_odom(self, msg: Odometry) -> None:
+        v = msg.twist.twist.linear
+        self.speeds.append((time.monotonic(), math.hypot(v.x, v.y)))
         p, q = msg.pose.pose.position, msg.pose.pose.orientation
         yaw = math.atan2(2 * (q.w * q.z + q.x * q.y), 1 - 2 * (q.y * q.y + q.z * q.z))
         self.states.append((from_time(msg.header.stamp), true_state(self.env, pose=(p.x, p.y, yaw))))
@@ -152,6 +185,26 @@ class GraphWatcher(Node):
         return future.result()
 
     # --- goal episodes ----------------------------------------------------------------
+    def reset_sim(self, state, restart_clock: bool = False) -> None:
+        """Put the simulated robot in ``state`` (and, with ``restart_clock``, sim time back to 0)."""
+        request = ResetSim.Request(seed=0, state=np.asarray(state).tolist(), restart_clock=restart_clock)
+        reset = self.call(self.reset_client, request)
+        if not reset.success:
+            raise RuntimeError(reset.message)
+
+    def set_goal(self, goal) -> tuple[float, object]:
+        """The camera image of state ``goal`` becomes the goal; returns (its stamp, the GetGoalImage answer).
+        The stamp is one of its own (just after now): plans name the goal they serve by it."""
+        shot = self.call(self.goal_image_client, GetGoalImage.Request(state=np.asarray(goal).tolist()))
+        if not shot.success:
+            raise RuntimeError(shot.message)
+        stamp = self.sim_time + 1e-3
+        shot.image.header.stamp = to_time(stamp)
+        answer = self.call(self.set_goal_client, SetGoal.Request(image=shot.image))
+        if not answer.success:
+            raise RuntimeError(f"goal refused: {answer.message}")
+        return stamp, shot
+
     def run_goal(self, start, goal, max_steps: int, radius: float, alive=lambda: True) -> tuple[EpisodeRecord, dict]:
         """One episode through the graph; returns its record and what the demo draws (image, stamps).
 
@@ -159,18 +212,9 @@ class GraphWatcher(Node):
         the planner cannot drive it on towards the previous goal from the new start.
         """
         self.estop_pub.publish(Bool(data=True))
-        reset = self.call(self.reset_client, ResetSim.Request(seed=0, state=np.asarray(start).tolist()))
-        if not reset.success:
-            raise RuntimeError(reset.message)
-        shot = self.call(self.goal_image_client, GetGoalImage.Request(state=np.asarray(goal).tolist()))
-        if not shot.success:
-            raise RuntimeError(shot.message)
+        self.reset_sim(start)
         begin = self.sim_time
-        stamp = begin + 1e-3  # a stamp of its own: plans name the goal they serve by it
-        shot.image.header.stamp = to_time(stamp)
-        answer = self.call(self.set_goal_client, SetGoal.Request(image=shot.image))
-        if not answer.success:
-            raise RuntimeError(f"goal refused: {answer.message}")
+        stamp, shot = self.set_goal(goal)
         self.estop_pub.publish(Bool(data=False))
         period = self.env.config.control_period
         tracker = GoalTracker(self.env, start, goal, radius, max_steps, period)
@@ -204,20 +248,35 @@ class GraphWatcher(Node):
         return np.array(out)
 
 
+@contextlib.contextmanager
+def watching(env, keep_frames: bool = True, relay_to: str | None = None):
+    """A GraphWatcher in its own rclpy session (init, then shutdown on the way out)."""
+    rclpy.init()
+    try:
+        watcher = GraphWatcher(env, keep_frames=keep_frames, relay_to=relay_to)
+        yield watcher
+        watcher.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+
+
+def wait_until_up(watcher: GraphWatcher, alive=lambda: True, timeout: float = 180) -> None:
+    """Until frames, the robot's state and the planner's status arrive (and the e-stop has a listener)."""
+    ready = watcher.spin_until(lambda: watcher.image_times and watcher.states and any(
+        m.status == PlanStatus.STATUS_IDLE for _, m in watcher.plans)
+        and watcher.estop_pub.get_subscription_count() > 0, timeout=timeout, alive=alive)
+    if not ready:
+        raise RuntimeError("the graph did not come up (no images, robot state or planner status)")
+
+
 def run_goals(env, pairs, max_steps: int, radius: float, alive=lambda: True, on_goal=None):
     """Drive the running graph through ``pairs`` of (start, goal) states.
 
     Returns (records, drawings, watcher): one EpisodeRecord and one dict of what to
     draw per pair, and the watcher with everything it recorded.
     """
-    rclpy.init()
-    try:
-        watcher = GraphWatcher(env)
-        ready = watcher.spin_until(lambda: watcher.image_times and watcher.states and any(
-            m.status == PlanStatus.STATUS_IDLE for _, m in watcher.plans)
-            and watcher.estop_pub.get_subscription_count() > 0, timeout=180, alive=alive)
-        if not ready:
-            raise RuntimeError("the graph did not come up (no images, robot state or planner status)")
+    with watching(env) as watcher:
+        wait_until_up(watcher, alive)
         records, drawings = [], []
         for i, (start, goal) in enumerate(pairs):
             record, drawing = watcher.run_goal(start, goal, max_steps, radius, alive)
@@ -225,18 +284,13 @@ def run_goals(env, pairs, max_steps: int, radius: float, alive=lambda: True, on_
             drawings.append(drawing)
             if on_goal is not None:
                 on_goal(i, record)
-        watcher.destroy_node()
-        return records, drawings, watcher
-    finally:
-        rclpy.try_shutdown()
+    return records, drawings, watcher
 
 
 def watch(env, sim_seconds: float, wall_timeout: float, on_progress=None, keep_frames: bool = True,
           alive=lambda: True) -> GraphWatcher:
     """Record the running graph for ``sim_seconds`` of robot time (or until ``wall_timeout`` / death)."""
-    rclpy.init()
-    try:
-        watcher = GraphWatcher(env, keep_frames=keep_frames)
+    with watching(env, keep_frames=keep_frames) as watcher:
         start, sim_start = time.monotonic(), None
         while time.monotonic() - start < wall_timeout and alive():
             rclpy.spin_once(watcher, timeout_sec=0.05)
@@ -247,7 +301,4 @@ def watch(env, sim_seconds: float, wall_timeout: float, on_progress=None, keep_f
                     on_progress(watcher.sim_time - sim_start)
                 if watcher.sim_time - sim_start >= sim_seconds:
                     break
-        watcher.destroy_node()
-        return watcher
-    finally:
-        rclpy.try_shutdown()
+    return watcher

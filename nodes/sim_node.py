@@ -9,8 +9,8 @@ Subscribes /cmd_vel (geometry_msgs/TwistStamped, or Twist with cmd_vel_stamped:=
 Services   ~/reset (jepa_pilot/srv/ResetSim), ~/get_goal_image (jepa_pilot/srv/GetGoalImage).
 
 The simulator steps in simulated time, one control period per timer tick,
-paced to wall time by real_time_factor; sim time starts at 0 and never goes
-back (a reset moves the robot, not the clock). Commands pass through a
+paced to wall time by real_time_factor; sim time starts at 0 and goes back
+only on a reset with restart_clock (a plain reset moves the robot, not the clock). Commands pass through a
 CommandGate: broken ones are dropped with a throttled warning, values beyond
 the robot's limits are clamped, and the robot stops when none arrive for
 cmd_timeout seconds of sim time.
@@ -189,6 +189,8 @@ class SimNode(Node):
             self.get_logger().error(response.message, throttle_duration_sec=1.0)
             return response
         self.gate.reset()
+        if request.restart_clock:
+            self.sim_time = 0.0
         self.next_image_time = self.sim_time  # publish the new view on the next tick
         response.success, response.message = True, f"reset with seed {request.seed}"
         response.state = self.obs.state.tolist()

@@ -1,0 +1,152 @@
+"""Faults injected into the running sim graph while it drives to a goal, and what the robot did.
+
+Each fault starts mid-drive (the robot driving towards a goal image in the
+other room), lasts ``duration`` wall seconds, then clears. Measured on the
+wall clock from what the harness (:mod:`jepa_pilot.evaluation.rosgraph`) sees:
+
+* ``stopped``: the robot came to rest after the fault began: a zero command
+  on /cmd_vel, or its odometry speed under 0.02 m/s (a dead or frozen planner
+  sends nothing; the simulator's command timeout stops the base);
+* ``stop_s``: seconds from the fault to that moment;
+* ``commands_while_stopped``: commands that moved the robot after the stop
+  deadline (one control period plus the planner's ``max_latent_age``) and
+  before the fault cleared: must be zero;
+* ``resume_s``: seconds from the fault clearing to the next command that moves
+  the robot;
+* ``crashed``: nodes not running at the end that the fault did not kill.
+
+``must_stop`` says whether the fault leaves the planner without fresh
+information, so that the robot has to stop; figures that do not apply are None.
+"""
+from __future__ import annotations
+
+import dataclasses
+import signal
+import time
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Fault", "FAULTS", "FaultRun", "measure"]
+
+STOP_SPEED = 0.02  # m/s: the base counts as at rest below this
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    name: str
+    must_stop: bool
+    inject: Callable[["FaultRun"], None]
+    clear: Callable[["FaultRun"], None]
+    duration: float = 2.0      # wall seconds between inject and clear
+    killed: str | None = None  # the node the fault kills (not counted as crashed)
+
+
+class FaultRun:
+    """What a fault acts on: the launcher of the graph, the harness's watcher, the goal states."""
+
+    def __init__(self, launcher, watcher, goals: list) -> None:
+        self.launcher, self.watcher, self.goals = launcher, watcher, goals
+
+    def kill(self, node: str) -> None:
+        self.launcher.signal_node(node, signal.SIGKILL)
+
+    def restart(self, node: str) -> None:
+        self.watcher.spin_until(lambda: not self.launcher.alive(node), 10)
+        self.launcher.restart(node)
+
+    def freeze(self, node: str, frozen: bool) -> None:
+        self.launcher.signal_node(node, signal.SIGSTOP if frozen else signal.SIGCONT)
+
+    def camera(self, mode: str) -> None:
+        self.watcher.relay_mode = mode
+
+    def clock_back(self) -> None:
+        """A sim reset to where the robot is, with sim time back to 0."""
+        self.watcher.reset_sim(self.watcher.states[-1][1], restart_clock=True)
+
+    def new_goal(self) -> None:
+        self.watcher.set_goal(self.goals[1])
+
+
+def _kill(node: str, must_stop: bool) -> Fault:
+    return Fault(f"kill_{node}", must_stop, lambda r: r.kill(node), lambda r: r.restart(node), killed=node)
+
+
+def _freeze(node: str) -> Fault:
+    return Fault(f"freeze_{node}", True, lambda r: r.freeze(node, True), lambda r: r.freeze(node, False))
+
+
+def _camera(name: str, mode: str, must_stop: bool, duration: float) -> Fault:
+    return Fault(name, must_stop, lambda r: r.camera(mode), lambda r: r.camera("pass"), duration)
+
+
+FAULTS = [
+    _kill("sim", True), _kill("encoder", True), _kill("planner", True), _kill("predictor", False),
+    _freeze("encoder"), _freeze("planner"),
+    _camera("camera_silent", "silent", True, 2.0),
+    _camera("frames_10x", "burst", False, 5.0),
+    _camera("frames_half_dropped", "drop_half", False, 5.0),
+    Fault("clock_jumps_back", False, lambda r: r.clock_back(), lambda r: None, 2.0),
+    Fault("goal_replaced", False, lambda r: r.new_goal(), lambda r: None, 2.0),
+]
+
+
+def _first(events, since: float, until: float = float("inf"), test=bool):
+    return next((t for t, v in events if since <= t <= until and test(v)), None)
+
+
+def measure(fault: Fault, watcher, start: float, cleared: float, stop_limit: float, nodes: list[str],
+            alive: Callable[[str], bool], resume_wait: float = 15.0) -> dict:
+    """The figures of one fault from what ``watcher`` recorded (wall times ``start``, ``cleared``)."""
+    zero_cmd = _first(watcher.commands, start, test=lambda moving: not moving)
+    at_rest = _first(watcher.speeds, start, test=lambda speed: speed < STOP_SPEED)
+    stops = [t for t in (zero_cmd, at_rest) if t is not None and t <= cleared + 1e-6]
+    stopped_at = min(stops) if stops else None
+    moving_after = [t for t, moving in watcher.commands if moving and start + stop_limit < t <= cleared]
+    resume = _first(watcher.commands, cleared, cleared + resume_wait)
+    return {
+        "name": fault.name, "must_stop": fault.must_stop, "stopped": stopped_at is not None,
+        "stop_s": None if stopped_at is None else round(stopped_at - start, 3),
+        "commands_while_stopped": len(moving_after) if fault.must_stop else None,
+        "resume_s": round(resume - cleared, 3) if fault.must_stop and resume is not None else None,
+        "crashed": [n for n in nodes if not alive(n)],
+    }
+
+
+def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: float, nodes: list[str],
+              scale: float = 1.0) -> dict:
+    """Drive from ``start_state`` towards ``goal_state``, inject ``fault`` once driving, clear it, measure."""
+    w = run.watcher
+    w.estop_pub.publish(w.estop_pub.msg_type(data=True))
+    w.reset_sim(start_state)
+    w.set_goal(goal_state)
+    w.estop_pub.publish(w.estop_pub.msg_type(data=False))
+    begun = time.monotonic()
+    driving = w.spin_until(lambda: sum(m for t, m in w.commands if t > begun) >= 5, 60)
+    if not driving:
+        raise RuntimeError(f"{fault.name}: the robot did not start driving towards the goal")
+    start = time.monotonic()
+    fault.inject(run)
+    w.spin_until(lambda: False, fault.duration * scale)
+    cleared = time.monotonic()
+    fault.clear(run)
+    w.spin_until(lambda: _first(w.commands, cleared) is not None and all(run.launcher.alive(n) for n in nodes),
+                 20 if fault.must_stop else 2)
+    result = measure(fault, w, start, cleared, stop_limit, nodes, run.launcher.alive)
+    result["duration_s"] = round(cleared - start, 3)
+    return result
+
+
+def summary_line(r: dict) -> str:
+    fmt = lambda v: "-" if v is None else (f"{v:.2f} s" if isinstance(v, float) else str(v))  # noqa: E731
+    return (f"{r['name']:<20} must stop {'yes' if r['must_stop'] else 'no ':<4} stopped {'yes' if r['stopped'] else 'no ':<4}"
+            f" stop {fmt(r['stop_s']):>7}  resume {fmt(r['resume_s']):>7}"
+            f"  moving cmds while stopped {fmt(r['commands_while_stopped']):>2}"
+            f"  crashed {', '.join(r['crashed']) or '-'}")
+
+
+def pairs_for(env) -> tuple[np.ndarray, list[np.ndarray]]:
+    """A start in one room's far corner, and two goals in the other room (the second replaces the first)."""
+    start = np.array([-0.7, -0.6, 0.0, 0.0])
+    return start, [np.array([0.7, 0.6, 0.0, 0.0]), np.array([0.7, -0.6, 0.0, 0.0])]

@@ -1,0 +1,35 @@
+"""ROS tier: the short fault suite (`jepa-pilot bench faults --scale 0.5`) on the real sim graph.
+
+Every fault is injected mid-drive. Whatever the timing, the safety properties must hold: when a
+fault leaves the planner without fresh information the robot stops and no command moves it until
+the fault clears; it drives again afterwards; and no node crashes. (How fast is the benchmark's
+business: benchmarks/faults.json.)
+"""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jepa_pilot.cli.main import main
+from jepa_pilot.evaluation.faults import FAULTS
+
+pytestmark = pytest.mark.ros
+
+
+@pytest.fixture(scope="module")
+def faults(tmp_path_factory):
+    out = tmp_path_factory.mktemp("faults")
+    assert main(["bench", "faults", "--scale", "0.5", "--repeats", "1", "--json", str(out / "faults.json"),
+                 "--log", str(out / "nodes.log")]) == 0
+    return {f["name"]: f for f in json.loads((out / "faults.json").read_text())["faults"]}
+
+
+@pytest.mark.parametrize("name", [f.name for f in FAULTS])
+def test_the_robot_is_safe_through_the_fault(faults, name):
+    result = faults[name]
+    assert result["crashed"] == [], result
+    if result["must_stop"]:
+        assert result["stopped"], result
+        assert result["commands_while_stopped"] == 0, result
+        assert result["resume_s"] is not None, f"the robot did not drive again after the fault cleared: {result}"
