@@ -123,7 +123,7 @@ def bench_model(args: argparse.Namespace) -> dict:
 def bench_faults(args: argparse.Namespace) -> dict:
     from jepa_pilot import sim
     from jepa_pilot.evaluation.closed_loop import sim_planner_settings
-    from jepa_pilot.evaluation.faults import FAULTS, FaultRun, pairs_for, run_fault, summary_line
+    from jepa_pilot.evaluation.faults import FAULTS, FaultRun, combine_runs, pairs_for, run_fault, summary_line
     from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
 
     chosen = [f for f in FAULTS if not args.faults or f.name in args.faults.split(",")]
@@ -144,7 +144,8 @@ def bench_faults(args: argparse.Namespace) -> dict:
         wait_until_up(watcher, launcher.alive)
         run = FaultRun(launcher, watcher, goals)
         for fault in chosen:
-            results.append(run_fault(fault, run, start, goals[0], stop_limit, nodes, args.scale))
+            runs = [run_fault(fault, run, start, goals[0], stop_limit, nodes, args.scale) for _ in range(args.repeats)]
+            results.append({**combine_runs(runs), "runs": runs})
             print(summary_line(results[-1]), flush=True)
     print(f"node logs: {args.log}")
     return {"env": "two_rooms", "stop_limit_s": stop_limit, "scale": args.scale, "faults": results}

@@ -27,7 +27,7 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Fault", "FAULTS", "FaultRun", "measure"]
+__all__ = ["Fault", "FAULTS", "FaultRun", "measure", "run_fault", "combine_runs", "summary_line", "pairs_for"]
 
 STOP_SPEED = 0.02  # m/s: the base counts as at rest below this
 
@@ -136,6 +136,20 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
     result = measure(fault, w, start, cleared, stop_limit, nodes, run.launcher.alive)
     result["duration_s"] = round(cleared - start, 3)
     return result
+
+
+def combine_runs(runs: list[dict]) -> dict:
+    """Several runs of one fault: stopped only if every run stopped; median times (None if any run lacks
+    one); the most moving commands while stopped of any run; every node that crashed in any run."""
+    def median(key):
+        values = [r[key] for r in runs]
+        return None if any(v is None for v in values) else round(float(np.median(values)), 3)
+
+    moving = [r["commands_while_stopped"] for r in runs]
+    return {"name": runs[0]["name"], "must_stop": runs[0]["must_stop"], "stopped": all(r["stopped"] for r in runs),
+            "stop_s": median("stop_s"), "resume_s": median("resume_s"),
+            "commands_while_stopped": None if None in moving else max(moving),
+            "crashed": sorted({n for r in runs for n in r["crashed"]})}
 
 
 def summary_line(r: dict) -> str:
