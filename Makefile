@@ -21,7 +21,7 @@ APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 l
 # The stamp's name carries the package list, so adding a package reinstalls.
 APT_STAMP := $(STAMPS)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PY_SOURCES := $(shell find common sim control data world_model perception evaluation nodes cli -name '*.py' 2>/dev/null)
-ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv launch/* config/*.yaml config/*/*.yaml models/*/* gazebo/* gazebo/*/* gazebo/*/*/*)
+ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv action/*.action launch/* config/*.yaml config/*/*.yaml models/*/* gazebo/* gazebo/*/* gazebo/*/*/*)
 
 .PHONY: help setup build test test-unit test-sim test-ros demo bench train clean distclean
 

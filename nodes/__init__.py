@@ -11,4 +11,5 @@ NODES = {
     "encoder_node": "jepa_pilot.nodes.encoder_node",
     "planner_node": "jepa_pilot.nodes.planner_node",
     "predictor_node": "jepa_pilot.nodes.predictor_node",
+    "goal_node": "jepa_pilot.nodes.goal_node",
 }
