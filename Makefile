@@ -81,6 +81,7 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	  --json benchmarks/eval_two_rooms_direct.json
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
+	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000

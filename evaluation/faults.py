@@ -39,7 +39,7 @@ class Fault:
     inject: Callable[["FaultRun"], None]
     clear: Callable[["FaultRun"], None]
     duration: float = 2.0      # wall seconds between inject and clear
-    killed: str | None = None  # the node the fault kills (not counted as crashed)
+    node: str | None = None    # the node the fault acts on (kill, freeze)
 
 
 class FaultRun:
@@ -70,11 +70,11 @@ class FaultRun:
 
 
 def _kill(node: str, must_stop: bool) -> Fault:
-    return Fault(f"kill_{node}", must_stop, lambda r: r.kill(node), lambda r: r.restart(node), killed=node)
+    return Fault(f"kill_{node}", must_stop, lambda r: r.kill(node), lambda r: r.restart(node), node=node)
 
 
 def _freeze(node: str) -> Fault:
-    return Fault(f"freeze_{node}", True, lambda r: r.freeze(node, True), lambda r: r.freeze(node, False))
+    return Fault(f"freeze_{node}", True, lambda r: r.freeze(node, True), lambda r: r.freeze(node, False), node=node)
 
 
 def _camera(name: str, mode: str, must_stop: bool, duration: float) -> Fault:
@@ -135,7 +135,24 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
                  20 if fault.must_stop else 2)
     result = measure(fault, w, start, cleared, stop_limit, nodes, run.launcher.alive)
     result["duration_s"] = round(cleared - start, 3)
+    result["recovered_by_restart"] = recover(fault, run, result, nodes)
     return result
+
+
+def recover(fault: Fault, run: FaultRun, result: dict, nodes: list[str]) -> list[str]:
+    """Nodes restarted by hand because the graph did not recover by itself (so the next fault starts
+    from a working graph): crashed ones, and the fault's own node when the robot never resumed."""
+    stuck = list(result["crashed"])
+    if fault.must_stop and result["resume_s"] is None and fault.node and fault.node not in stuck:
+        stuck.append(fault.node)
+    for node in stuck:
+        run.launcher.signal_node(node, signal.SIGKILL)
+        run.restart(node)
+    if stuck:  # up again when the planner reports on fresh latents (and the dead endpoints are forgotten)
+        since = time.monotonic()
+        run.watcher.spin_until(lambda: all(run.launcher.alive(n) for n in nodes) and sum(
+            t > since for t, _ in run.watcher.plans) >= 10, 90)
+    return stuck
 
 
 def combine_runs(runs: list[dict]) -> dict:
@@ -149,7 +166,8 @@ def combine_runs(runs: list[dict]) -> dict:
     return {"name": runs[0]["name"], "must_stop": runs[0]["must_stop"], "stopped": all(r["stopped"] for r in runs),
             "stop_s": median("stop_s"), "resume_s": median("resume_s"),
             "commands_while_stopped": None if None in moving else max(moving),
-            "crashed": sorted({n for r in runs for n in r["crashed"]})}
+            "crashed": sorted({n for r in runs for n in r["crashed"]}),
+            "recovered_by_restart": sorted({n for r in runs for n in r.get("recovered_by_restart", [])})}
 
 
 def summary_line(r: dict) -> str:
