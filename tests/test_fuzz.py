@@ -210,6 +210,16 @@ ROS_VALUES = st.one_of(
     st.lists(FLOATS, max_size=3).map(lambda v: array.array("d", v)))
 
 
+def assert_valid_or_refused(cls: type, build) -> None:
+    """``build()`` makes a valid ``cls`` config, or raises a ConfigError that names the class."""
+    try:
+        config = build()
+    except ConfigError as exc:
+        assert cls.__name__ in str(exc)
+        return
+    assert_valid(config)
+
+
 def assert_valid(config: Config) -> None:
     """Every field of a built config has its declared type and lies in its declared range."""
     for f, kind, spec in type(config).settings():
@@ -234,12 +244,7 @@ def assert_valid(config: Config) -> None:
 def test_config_from_dict_builds_valid_configs_or_raises_config_error(cls, data, known):
     names = [f.name for f in dataclasses.fields(cls)]
     data.update(known.draw(st.dictionaries(st.sampled_from(names), YAML_VALUES, max_size=3)))
-    try:
-        config = cls.from_dict(data)
-    except ConfigError as exc:
-        assert cls.__name__ in str(exc)
-        return
-    assert_valid(config)
+    assert_valid_or_refused(cls, lambda: cls.from_dict(data))
 
 
 @pytest.mark.unit
@@ -251,12 +256,7 @@ def test_parameter_updates_keep_the_config_valid_or_raise_config_error(cls, data
                     if cls is RobotProfile and data.draw(st.booleans()) else {}))
     names = [f.name for f in dataclasses.fields(cls)]
     changes = data.draw(st.dictionaries(st.sampled_from(names), ROS_VALUES, min_size=1, max_size=3))
-    try:
-        new = config.replace(**changes)
-    except ConfigError as exc:
-        assert cls.__name__ in str(exc)
-        return
-    assert_valid(new)
+    assert_valid_or_refused(cls, lambda: config.replace(**changes))
 
 
 @pytest.mark.unit
