@@ -8,7 +8,9 @@
 * ``on_activate`` calls ``activate()``, which creates the subscriptions,
   timers and services and returns them; ``on_deactivate`` destroys them, then
   calls ``deactivate()``; both enable / disable the lifecycle publishers;
-  ``on_cleanup`` releases the engine.
+  ``on_cleanup`` releases the engine. Transitions hold ``self.lock``, so a
+  node whose callbacks run in other threads takes the same lock and checks
+  ``self.active`` before it touches what a transition tears down.
 * ``autostart`` (default true) configures and activates the node itself at
   startup: ``jepa-pilot up`` has no lifecycle manager.
 * ``/diagnostics`` about 1 Hz on the wall clock (also when unconfigured or
@@ -18,6 +20,7 @@
 from __future__ import annotations
 
 import dataclasses
+import threading
 import time
 import traceback
 
@@ -61,6 +64,7 @@ class ModelNode(LifecycleNode):
         super().__init__(name)
         self.params = ConfigParameters(self, config_class, on_change=self.on_params)
         self.engine: WorldModelEngine | None = None
+        self.lock = threading.RLock()  # transitions vs. callbacks in other executor threads
         self.state_label = "unconfigured"
         self.fault = ""  # why the last configure failed
         self._lifecycle_pubs: list = []
@@ -72,6 +76,10 @@ class ModelNode(LifecycleNode):
     @property
     def cfg(self):
         return self.params.config
+
+    @property
+    def active(self) -> bool:
+        return self.state_label == "active"
 
     # --- hooks for subclasses -------------------------------------------------------
     def configure(self, engine: WorldModelEngine) -> None:
@@ -122,19 +130,22 @@ class ModelNode(LifecycleNode):
         return super().on_activate(state)
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._deactivate()
-        self.state_label = "inactive"
+        with self.lock:
+            self._deactivate()
+            self.state_label = "inactive"
         return super().on_deactivate(state)
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._release()
+        with self.lock:
+            self._release()
         return super().on_cleanup(state)
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
-        if self.state_label == "active":
-            self._deactivate()
-        self._release()
-        self.state_label = "finalized"
+        with self.lock:
+            if self.active:
+                self._deactivate()
+            self._release()
+            self.state_label = "finalized"
         return super().on_shutdown(state)
 
     def _deactivate(self) -> None:

@@ -18,7 +18,6 @@ the robot is left with a zero command (``safe_stop``, called by nodes/runner.py)
 from __future__ import annotations
 
 import dataclasses
-import threading
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
@@ -62,7 +61,6 @@ CONFIG = PlannerNodeConfig  # parameters this node declares (checked against lau
 class PlannerNode(ModelNode):
     def __init__(self) -> None:
         super().__init__("planner", PlannerNodeConfig)
-        self.lock = threading.Lock()
         self.mpc: LatentMPC | None = None
         self.rate, self.latency, self.plan_time = RateMeter(), SampleWindow(), SampleWindow()
         self.dropped_latents = 0
@@ -123,10 +121,10 @@ class PlannerNode(ModelNode):
         return None if problem else np.asarray(msg.data, dtype=np.float32)
 
     def _on_goal(self, msg: Latent) -> None:
-        z = self._usable(msg, "goal latent")
-        if z is None:
-            return
         with self.lock:
+            z = self._usable(msg, "goal latent") if self.active else None
+            if z is None:
+                return
             refused = self.mpc.set_goal(z, self.stamp_of(msg))
             self.goal_header = self.goal_header if refused else msg.header
         self.get_logger().info(refused or f"new goal (stamp {self.stamp_of(msg):.3f}, "
@@ -134,7 +132,7 @@ class PlannerNode(ModelNode):
 
     def _on_estop(self, msg: Bool) -> None:
         with self.lock:
-            if msg.data == self.mpc.estop:
+            if not self.active or msg.data == self.mpc.estop:
                 return
             step = self.mpc.set_estop(msg.data)
             if step is not None:
@@ -145,6 +143,9 @@ class PlannerNode(ModelNode):
 
     def _on_clear_goal(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self.lock:
+            if not self.active:
+                response.success, response.message = False, f"planner is {self.state_label}"
+                return response
             had = self.mpc.goal is not None
             self._act(self.mpc.clear_goal(), None, force=True)
             self.goal_header = None
@@ -153,10 +154,10 @@ class PlannerNode(ModelNode):
         return response
 
     def _on_latent(self, msg: Latent) -> None:
-        z = self._usable(msg, "latent")
-        if z is None:
-            return
         with self.lock:
+            z = self._usable(msg, "latent") if self.active else None
+            if z is None:
+                return
             self.latest_header = msg.header
             step = self.mpc.on_latent(z, self.stamp_of(msg), self.ros_now(), self.wall())
             if step.job is None:
@@ -164,13 +165,17 @@ class PlannerNode(ModelNode):
                 return
         result = self.mpc.plan(step.job)  # outside the lock: the watchdog and the e-stop stay responsive
         self.plan_time.add(result.planning_time)
-        with self.lock:  # decide and publish under the lock: an e-stop or the watchdog cannot interleave
+        with self.lock:  # decide and publish: an e-stop, the watchdog or a transition cannot interleave
+            if not self.active:  # deactivated or shut down while planning
+                return
             step = self.mpc.on_plan(result, self.ros_now(), self.wall())
             if step is not None:  # None: the goal changed while planning
                 self._act(step, msg.header)
 
     def _watchdog(self) -> None:
         with self.lock:
+            if not self.active:
+                return
             step = self.mpc.watchdog(self.ros_now(), self.wall())
             if step is not None:
                 self._act(step, None)
