@@ -23,7 +23,7 @@ APT_STAMP := $(STAMPS)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PY_SOURCES := $(shell find common sim control data world_model perception evaluation nodes cli -name '*.py' 2>/dev/null)
 ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv action/*.action launch/* config/*.yaml config/*/*.yaml models/*/* gazebo/* gazebo/*/* gazebo/*/*/*)
 
-.PHONY: help setup build test test-unit test-sim test-ros demo bench train clean distclean
+.PHONY: help setup build test test-unit test-sim test-ros demo bench soak train clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -82,6 +82,9 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
+
+soak: $(STAMPS)/colcon  ## one hour driving random goals: memory, CPU, latency, drops per node (benchmarks/soak.json)
+	$(ENV) jepa-pilot bench soak --minutes 60 --json benchmarks/soak.json --log out/bench/soak.log
 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000

@@ -6,6 +6,9 @@
   faults the sim graph driving to goals while faults are injected: nodes killed and restarted or
          frozen, the camera silent, bursting or dropping frames, the clock jumping back, the goal
          replaced; whether the robot stopped when it had to, how fast, and whether it resumed
+  soak   the sim graph driving to random goals for --minutes at a 30 Hz camera; every node's memory,
+         CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
+         memory grows more than --max-growth after --warmup minutes, or a node dies
 """
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ from jepa_pilot.cli.supervisor import Launcher
 from jepa_pilot.cli.up import child_environment
 from jepa_pilot.common.machine import command_line, machine
 
+SOAK_SIM_STEP = 0.01  # s: the soak's sim node steps at 100 Hz
+
 # name -> (sim node parameters, simulated seconds to run, wall-clock cap)
 DDS_SCENARIOS = {
     "realtime_64px_10hz": (dict(control_period=0.1, camera_rate_hz=10.0, real_time_factor=1.0), 6.0, 30.0),
@@ -31,7 +36,7 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "faults"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "faults", "soak"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
@@ -39,18 +44,30 @@ def register(sub) -> None:
     p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
     p.add_argument("--faults", help="faults: comma-separated names (default: all; see evaluation/faults.py)")
     p.add_argument("--scale", type=float, default=1.0, help="faults: multiply each fault's duration (default 1)")
-    p.add_argument("--log", type=Path, default=Path("out/bench/nodes.log"), help="faults: the nodes' output")
+    p.add_argument("--log", type=Path, default=Path("out/bench/nodes.log"), help="faults, soak: the nodes' output")
+    p.add_argument("--minutes", type=float, default=60.0, help="soak: how long to drive (default 60)")
+    p.add_argument("--every", type=float, default=60.0, help="soak: seconds between samples (default 60)")
+    p.add_argument("--warmup", type=float, default=5.0,
+                   help="soak: minutes before memory is judged (default 5)")
+    p.add_argument("--max-growth", type=float, default=0.05,
+                   help="soak: the most a node's memory may grow after the warm-up, as a fraction (default 0.05)")
+    p.add_argument("--camera-hz", type=float, default=30.0, help="soak: camera rate; the sim steps at 100 Hz (default 30)")
+    p.add_argument("--plot", type=Path, help="soak: the plot (default: next to --json, .png)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    results = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "faults": bench_faults}[args.what](args)
+    benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "faults": bench_faults, "soak": bench_soak}
+    results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
                **results}
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=2) + "\n")
         print(f"wrote {args.json}")
+    if results.get("passed") is False:
+        print(f"jepa-pilot bench {args.what}: FAILED: " + "; ".join(results["problems"]))
+        return 1
     return 0
 
 
@@ -149,3 +166,51 @@ def bench_faults(args: argparse.Namespace) -> dict:
             print(summary_line(results[-1]), flush=True)
     print(f"node logs: {args.log}")
     return {"env": "two_rooms", "stop_limit_s": stop_limit, "scale": args.scale, "faults": results}
+
+
+def bench_soak(args: argparse.Namespace) -> dict:
+    from jepa_pilot import sim
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs
+    from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+    from jepa_pilot.evaluation.soak import Soak, plot, summary_line, verdict
+
+    if args.minutes <= args.warmup:
+        raise SystemExit(f"jepa-pilot bench soak: --minutes {args.minutes:g} must be longer than --warmup "
+                         f"{args.warmup:g} (memory is judged after the warm-up)")
+    if not 1.0 <= args.camera_hz <= 100.0 or args.every <= 0 or args.max_growth <= 0:
+        raise SystemExit("jepa-pilot bench soak: --camera-hz must be in [1, 100], --every and --max-growth > 0")
+    env, loop = sim.make("two_rooms"), LoopConfig()
+    # The sim steps at 100 Hz (a whole number of physics steps), the camera at --camera-hz within it.
+    specs = sim_graph("two_rooms", jepa=True, sim=dict(control_period=SOAK_SIM_STEP, camera_rate_hz=args.camera_hz))
+    pairs = goal_pairs(env, 10_000, seed=0)
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    died: dict[str, int] = {}
+    with open(args.log, "w") as log, Launcher(specs, env=child_environment(os.environ), stream=log) as launcher, \
+            watching(env, keep_frames=False) as watcher:
+        wait_until_up(watcher, launcher.alive)
+        soak = Soak(launcher, watcher, args.camera_hz, args.every, on_sample=lambda r: print(summary_line(r), flush=True))
+        end = soak.start + args.minutes * 60.0
+        for start, goal in pairs:
+            if soak.clock() >= end or not launcher.alive():
+                break
+            try:
+                record, _ = watcher.run_goal(start, goal, loop.max_steps, loop.success_radius, alive=soak.poll)
+            except RuntimeError as exc:  # a node died or stalled: recorded below
+                print(f"episode ended early: {exc}")
+                break
+            soak.episode_done(record.success)
+            watcher.forget(soak.last - 5.0)  # keep only what the next sample still needs
+        while soak.clock() < end and soak.poll():  # the last goal may end early; sample to the end
+            watcher.spin_until(lambda: False, 0.2)
+        if soak.clock() - soak.last > 0.5 * args.every:
+            soak.sample()
+        died = {n: p.returncode for n, p in launcher.processes.items() if p.poll() is not None}
+    result = verdict(soak.samples, args.warmup, args.max_growth, died)
+    plot_path = args.plot or (args.json.with_suffix(".png") if args.json else Path("out/bench/soak.png"))
+    plot(soak.samples, result, plot_path)
+    print(f"{soak.reached}/{soak.goals} goals reached; memory after warm-up: " + ", ".join(
+        f"{n} {100 * m['growth']:+.1f} %" for n, m in result["memory"].items()))
+    print(f"plot: {plot_path}; node logs: {args.log}")
+    return {"env": "two_rooms", "minutes": args.minutes, "every_s": args.every, "camera_hz": args.camera_hz,
+            "goals": soak.goals, "reached": soak.reached, **result, "plot": str(plot_path),
+            "samples": soak.samples}

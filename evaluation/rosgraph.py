@@ -23,6 +23,7 @@ import time
 
 import numpy as np
 import rclpy
+from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
 from rosgraph_msgs.msg import Clock
@@ -82,18 +83,19 @@ def frame_loss(stamps: list[float], rate_hz: float | None = None) -> dict:
     """Frames lost between publisher and subscriber, from the stamps received.
 
     The sim node stamps a frame every 1/rate_hz simulated seconds (its
-    ``camera_rate_hz``; None: the median spacing of the stamps), so every
-    stamp between the first and the last received one was published; the
-    missing ones were lost on the way.
+    ``camera_rate_hz``; None: the median spacing of the stamps), on its step
+    grid, so each spacing is within a step of that period. A gap of about k
+    periods between consecutive stamps received means k - 1 frames lost on
+    the way (a reset may bring the next frame early: never counted as lost).
     """
+    stamps = sorted(set(stamps))
     if len(stamps) < 2:
         return {"received": len(stamps), "expected": len(stamps), "lost": 0, "loss_rate": 0.0}
-    if rate_hz is None:
-        rate_hz = 1.0 / float(np.median(np.diff(sorted(set(stamps)))))
-    expected = int(round((max(stamps) - min(stamps)) * rate_hz)) + 1
-    received = len({round(s * rate_hz) for s in stamps})
-    return {"received": received, "expected": expected, "lost": expected - received,
-            "loss_rate": (expected - received) / expected}
+    gaps = np.diff(stamps)
+    periods = gaps * (rate_hz if rate_hz is not None else 1.0 / float(np.median(gaps)))
+    lost = int(np.maximum(np.round(periods) - 1, 0).sum())
+    expected = len(stamps) + lost
+    return {"received": len(stamps), "expected": expected, "lost": lost, "loss_rate": lost / expected}
 
 
 class GraphWatcher(Node):
@@ -108,6 +110,7 @@ class GraphWatcher(Node):
         self.plans: list[tuple[float, PlanStatus]] = []    # (wall arrival, message)
         self.commands: list[tuple[float, bool]] = []       # (wall arrival, moves the robot) from /cmd_vel
         self.speeds: list[tuple[float, float]] = []        # (wall arrival, base speed m/s) from /odom
+        self.diagnostics: dict[str, dict[str, str]] = {}   # node -> its latest /diagnostics values
         self.sim_time, self.bad_images = 0.0, 0
         self.relay_mode, self._relayed = "pass", 0
         self.relay = self.create_publisher(Image, relay_to, qos("sensor_data")) if relay_to else None
@@ -117,6 +120,7 @@ class GraphWatcher(Node):
         self.create_subscription(JointState, "/joint_states", self._on_joints, qos("reliable"))
         self.create_subscription(Clock, "/clock", self._on_clock, qos("best_effort"))
         self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))
+        self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos("reliable"))
         self.reset_client = self.create_client(ResetSim, "/sim/reset")
         self.goal_image_client = self.create_client(GetGoalImage, "/sim/get_goal_image")
         self.set_goal_client = self.create_client(SetGoal, "/encoder/set_goal")
@@ -165,6 +169,19 @@ class GraphWatcher(Node):
 
     def _on_plan(self, msg: PlanStatus) -> None:
         self.plans.append((time.monotonic(), msg))
+
+    def _on_diagnostics(self, msg: DiagnosticArray) -> None:
+        for status in msg.status:  # "jepa_pilot: planner" -> "planner"
+            node = status.name.removeprefix("jepa_pilot: ")
+            self.diagnostics[node] = {kv.key: kv.value for kv in status.values}
+
+    def forget(self, before: float) -> None:
+        """Drop what arrived before wall time ``before``, and every recorded state (a long run between
+        episodes: what a run keeps would otherwise grow without bound)."""
+        for series in (self.image_times, self.plans, self.commands, self.speeds):
+            series[:] = [entry for entry in series if entry[0] >= before]
+        self.frames.clear()
+        self.states.clear()
 
     # --- waiting --------------------------------------------------------------------
     def spin_until(self, done, timeout: float, alive=lambda: True) -> bool:
@@ -240,11 +257,12 @@ class GraphWatcher(Node):
         end = begin + tracker.steps * period  # the stamp of the last state the episode was judged on
         return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": end}
 
-    def latencies(self) -> np.ndarray:
-        """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp."""
+    def latencies(self, since: float = 0.0) -> np.ndarray:
+        """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp
+        (the plans that arrived after wall time ``since``)."""
         frames = {round(stamp, 6): wall for wall, stamp in self.image_times}
-        out = [wall - frames[key] for wall, m in self.plans
-               if (key := round(from_time(m.header.stamp), 6)) in frames and m.status == PlanStatus.STATUS_PLANNING]
+        out = [wall - frames[key] for wall, m in self.plans if wall >= since
+               and (key := round(from_time(m.header.stamp), 6)) in frames and m.status == PlanStatus.STATUS_PLANNING]
         return np.array(out)
 
 
