@@ -14,6 +14,10 @@ only on a reset with restart_clock (a plain reset moves the robot, not the clock
 CommandGate: broken ones are dropped with a throttled warning, values beyond
 the robot's limits are clamped, and the robot stops when none arrive for
 cmd_timeout seconds of sim time.
+
+The world changes of an adaptation benchmark (action_rotation_deg, action_gain,
+light_scale; see jepa_pilot.sim.base) are dynamic parameters: `ros2 param set`
+changes the running world from the next step, without a reset, with one warning.
 """
 from __future__ import annotations
 
@@ -30,7 +34,7 @@ from sensor_msgs.msg import CameraInfo, Image, JointState
 from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot import sim
-from jepa_pilot.common.config import Config, setting
+from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.common.timing import LoopMonitor
 from jepa_pilot.control.action_space import ActionSpace
 from jepa_pilot.control.command_gate import CommandGate, CommandGateConfig
@@ -40,6 +44,7 @@ from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import (camera_info, from_time, image_to_msg, to_time, twist_to_dict,
                                      yaw_quaternion)
+from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.srv import GetGoalImage, ResetSim
 
 
@@ -62,6 +67,13 @@ class SimNodeConfig(Config):
     base_frame: str = setting("base_link", "robot body frame (child of odom; frame of stamped commands)")
     odom_frame: str = setting("odom", "odometry frame")
     image_qos: str = setting("sensor_data", "QoS of the camera publishers", choices=QOS_NAMES)
+    action_rotation_deg: float = setting(0.0, "world change: commanded base (vx, vy) rotated by this many "
+                                         "degrees, counter-clockwise (holonomic bases only)",
+                                         low=ROTATION_RANGE_DEG[0], high=ROTATION_RANGE_DEG[1], dynamic=True)
+    action_gain: float = setting(1.0, "world change: factor on every command the robot applies",
+                                 low=GAIN_RANGE[0], high=GAIN_RANGE[1], dynamic=True)
+    light_scale: float = setting(1.0, "world change: factor on the scene light (images only)",
+                                 low=LIGHT_RANGE[0], high=LIGHT_RANGE[1], dynamic=True)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +82,14 @@ class SimNodeConfig(Config):
         if self.camera_rate_hz * self.control_period > 1.0 + 1e-9:
             self._fail("camera_rate_hz", self.camera_rate_hz,
                        f"at most one image per step: <= {1.0 / self.control_period:g} Hz")
+        try:  # the env's config knows which changes its robot accepts (no rotation for an arm)
+            sim.default_config(self.env, **self.world_changes())
+        except ConfigError as exc:
+            raise ConfigError(f"{type(self).__name__}: env {self.env}: {exc}") from None
+
+    def world_changes(self) -> dict[str, float]:
+        """The world-change settings, as ``MujocoEnv.set_changes`` takes them."""
+        return {name: getattr(self, name) for name in CHANGE_SETTINGS}
 
     def gate_config(self) -> CommandGateConfig:
         return CommandGateConfig(timeout=self.cmd_timeout, max_age=self.cmd_max_age, frame_id=self.base_frame)
@@ -90,6 +110,7 @@ class SimNode(Node):
         self.gate = CommandGate(self.space, cfg.gate_config())
         self.monitor = LoopMonitor(cfg.control_period / cfg.real_time_factor)  # wall-clock budget per step
         self.sim_time, self.next_image_time = 0.0, 0.0
+        self._change_world(cfg)
         self.obs, _ = self.env.reset(seed=cfg.seed)
 
         # Topics, types and QoS come from the robot contract (nodes/contract.py),
@@ -217,6 +238,14 @@ class SimNode(Node):
         self.monitor.period = cfg.control_period / cfg.real_time_factor
         self.timer.timer_period_ns = int(self.monitor.period * 1e9)
         self.timer.reset()
+        self._change_world(cfg)
+
+    def _change_world(self, cfg: SimNodeConfig) -> None:
+        """Give the env the world changes of ``cfg`` (from its next step); warn once about any that differ."""
+        changed = self.env.set_changes(**cfg.world_changes())
+        if changed:
+            self.get_logger().warning("world changed from the next step: " + ", ".join(
+                f"{name} {old:g} -> {new:g}" for name, (old, new) in changed.items()))
 
     def _publish_diagnostics(self) -> None:
         p50, p99 = self.monitor.work_percentiles()
@@ -227,7 +256,8 @@ class SimNode(Node):
         status.level = DiagnosticStatus.WARN if behind else DiagnosticStatus.OK
         status.message = f"behind real time (factor {rtf:.2f})" if behind else "running"
         values = {"sim_time": self.sim_time, "real_time_factor": rtf, "step_ms_p50": p50 * 1e3,
-                  "step_ms_p99": p99 * 1e3, "overruns": self.monitor.overruns, **self.gate.counts}
+                  "step_ms_p99": p99 * 1e3, "overruns": self.monitor.overruns, **self.gate.counts,
+                  **self.env.changes}
         status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
                          for k, v in values.items()]
         array = DiagnosticArray(status=[status])

@@ -7,6 +7,13 @@ sampled and checked, and the task metric. Everything else - the model, the
 offscreen renderer, sub-stepping, the random generator, the camera model and
 the gymnasium-style ``reset``/``step`` API - lives here.
 
+World changes: three settings (``CHANGE_SETTINGS``) change the robot or the
+scene while an episode runs, through :meth:`MujocoEnv.set_changes`, so that
+an online learner can be tested on a world that changes under it: the
+commanded base velocity rotated (``action_rotation_deg``), every command
+scaled (``action_gain``), and the scene light scaled (``light_scale``, a
+change of appearance only). Their defaults change nothing, bit for bit.
+
 Frames and units: the world frame is z-up, metres and radians; times are
 simulated seconds. Every environment has one fixed camera named
 ``"overhead"``; its images are RGB, row 0 at the top. The camera model
@@ -25,7 +32,18 @@ import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["EnvConfig", "MujocoEnv", "Observation", "RobotState"]
+__all__ = ["CHANGE_SETTINGS", "EnvConfig", "MujocoEnv", "Observation", "RobotState"]
+
+# The settings MujocoEnv.set_changes may change while an episode runs (EnvConfig fields).
+CHANGE_SETTINGS = ("action_rotation_deg", "action_gain", "light_scale")
+# Their ranges, shared with the sim node's parameters. The gain stops short of 0, where
+# actions would have no effect and there would be nothing to adapt to; 2 doubles the
+# robot's speed. The light floor is already saturated white from a scale of about 1.14,
+# so more than 1.5 would only wash out the remaining colours; at 0.5 it is half as bright.
+ROTATION_RANGE_DEG = (-180.0, 180.0)
+GAIN_RANGE = (0.1, 2.0)
+LIGHT_RANGE = (0.5, 1.5)
+_LIGHT_COLOURS = ("ambient", "diffuse", "specular")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,6 +89,13 @@ class EnvConfig(Config):
     physics_timestep: float = setting(0.005, "MuJoCo integration timestep in seconds",
                                       low=0.0001, high=0.05)
     max_episode_steps: int = setting(200, "steps after which step() reports truncated", low=1)
+    action_rotation_deg: float = setting(
+        0.0, "world change: degrees (counter-clockwise) by which a base's commanded (vx, vy) is rotated "
+        "before it is applied (holonomic bases only)", low=ROTATION_RANGE_DEG[0], high=ROTATION_RANGE_DEG[1])
+    action_gain: float = setting(1.0, "world change: factor on every command the robot applies",
+                                 low=GAIN_RANGE[0], high=GAIN_RANGE[1])
+    light_scale: float = setting(1.0, "world change: factor on the scene light (brighter or darker "
+                                 "images, same geometry)", low=LIGHT_RANGE[0], high=LIGHT_RANGE[1])
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -115,6 +140,8 @@ class MujocoEnv(abc.ABC):
         if self._camera_id < 0:
             raise RuntimeError(f"{type(self).__name__}: the model has no camera {self.camera_name!r}")
         self._renderer = mujoco.Renderer(self.model, config.image_height, config.image_width)
+        self._built_light = [colour.copy() for colour in self._light_colours()]
+        self._scale_light()
         self._rng = np.random.default_rng()
         self._steps = 0
         self.reset(seed=0, render=False)
@@ -239,11 +266,39 @@ class MujocoEnv(abc.ABC):
         """
         action = self._check_action(action)
         clipped = bool(np.any(np.abs(action) > 1.0))
-        self._apply_action(np.clip(action, -1.0, 1.0) * self.action_scale)
+        self._apply_action(self._changed_command(np.clip(action, -1.0, 1.0) * self.action_scale))
         mujoco.mj_step(self.model, self.data, nstep=self.n_substeps)
         self._steps += 1
         truncated = self._steps >= self._config.max_episode_steps
         return self._observe(render), 0.0, False, truncated, {"clipped": clipped, "steps": self._steps}
+
+    # --- world changes --------------------------------------------------------
+    @property
+    def changes(self) -> dict[str, float]:
+        """The current world changes (``CHANGE_SETTINGS``), by setting name."""
+        return {name: getattr(self._config, name) for name in CHANGE_SETTINGS}
+
+    def set_changes(self, *, action_rotation_deg: float | None = None, action_gain: float | None = None,
+                    light_scale: float | None = None) -> dict[str, tuple[float, float]]:
+        """Change the world while it runs; None leaves a setting as it is.
+
+        No reset is needed and the simulation state is untouched: commands
+        change from the next ``step()``, the light from the next render
+        (``render_goal`` included), and later resets keep the changes. The
+        new values are validated as config fields (ConfigError on a bad one,
+        and nothing changes) and ``config`` reports them. Returns
+        {name: (old, new)} for the settings whose value changed, so a caller
+        can say what changed.
+        """
+        asked = {"action_rotation_deg": action_rotation_deg, "action_gain": action_gain,
+                 "light_scale": light_scale}
+        before = self.changes
+        changed = {name: value for name, value in asked.items() if value is not None and value != before[name]}
+        if not changed:
+            return {}
+        self._config = self._config.replace(**changed)
+        self._scale_light()
+        return {name: (before[name], getattr(self._config, name)) for name in changed}
 
     def state(self) -> np.ndarray:
         """The current true state (a copy)."""
@@ -321,6 +376,34 @@ class MujocoEnv(abc.ABC):
         if not np.all(np.isfinite(array)):
             raise ValueError(f"{self.name}: action must be finite, got {array.tolist()}")
         return array
+
+    def _changed_command(self, command: np.ndarray) -> np.ndarray:
+        """The command the (possibly changed) robot applies, in physical units.
+
+        The rotation turns the first two dimensions (configs accept a non-zero
+        rotation only where those are a planar velocity (vx, vy)). It is
+        skipped at 0 so that default runs stay bit-identical; x * 1.0 is
+        exact, so the gain needs no such care.
+        """
+        cfg = self._config
+        if cfg.action_rotation_deg != 0.0:
+            angle = math.radians(cfg.action_rotation_deg)
+            cos, sin = math.cos(angle), math.sin(angle)
+            vx, vy = command[0], command[1]
+            command = command.copy()
+            command[:2] = (cos * vx - sin * vy, sin * vx + cos * vy)
+        return command * cfg.action_gain
+
+    def _light_colours(self) -> list[np.ndarray]:
+        """The headlight's and every model light's colours, as arrays the renderer reads in place."""
+        headlight = self.model.vis.headlight
+        return ([getattr(headlight, colour) for colour in _LIGHT_COLOURS]
+                + [getattr(self.model, f"light_{colour}") for colour in _LIGHT_COLOURS])
+
+    def _scale_light(self) -> None:
+        """Set the light colours to the model's own times ``light_scale``; the next render shows them."""
+        for colour, built in zip(self._light_colours(), self._built_light):
+            colour[:] = built * self._config.light_scale
 
     def _observe(self, render: bool) -> Observation:
         return Observation(self.render() if render else None, self.state(), float(self.data.time))

@@ -52,6 +52,13 @@ class ReacherConfig(EnvConfig):
     max_joint_speed: float = setting(2.0, "joint speed of a normalised action of 1.0 in rad/s",
                                      low=0.01, high=20.0)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.action_rotation_deg != 0.0:
+            self._fail("action_rotation_deg", self.action_rotation_deg,
+                       "expected 0 for the arm: its actions are joint velocities (shoulder, elbow), not a planar "
+                       "velocity that could be rotated; action_gain and light_scale apply to it")
+
 
 def fingertip(state: np.ndarray) -> np.ndarray:
     """Fingertip (x, y) in metres in the world frame, from (q_shoulder, q_elbow, ...).

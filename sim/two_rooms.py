@@ -75,6 +75,10 @@ class TwoRoomsConfig(EnvConfig):
             self._fail("door_y", self.door_y,
                        f"the door (width {self.door_width:g} m) must lie within the wall, "
                        f"i.e. |door_y| + door_width / 2 <= {ARENA_HALF:g} m")
+        if self.drive == "differential" and self.action_rotation_deg != 0.0:
+            self._fail("action_rotation_deg", self.action_rotation_deg,
+                       "expected 0 with drive differential: its actions (v, omega) are a speed and a turn rate, "
+                       "not a planar velocity that could be rotated (use drive holonomic)")
 
 
 def _wrap(angle: float) -> float:
