@@ -44,7 +44,8 @@ from jepa_pilot.control.action_space import ActionSpace, RobotProfile
 from jepa_pilot.data.dataset import DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.perception.preprocess import decode_image, raw_image_problem, resize
 
-__all__ = ["BagError", "BagImportConfig", "ImportReport", "import_bag", "image_to_rgb", "resample", "actions_for"]
+__all__ = ["BagError", "BagImportConfig", "ImportReport", "import_bag", "image_to_rgb", "resample", "actions_for",
+           "command_action", "TWIST_STAMPED", "TWIST", "JOINT_ARRAY"]
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED = "sensor_msgs/msg/CompressedImage"
@@ -151,7 +152,7 @@ def image_to_rgb(msg: Any, msgtype: str) -> np.ndarray:
     return np.ascontiguousarray(bgr[..., ::-1])
 
 
-def _command(msg: Any, msgtype: str, space: ActionSpace) -> tuple[np.ndarray, bool]:
+def command_action(msg: Any, msgtype: str, space: ActionSpace) -> tuple[np.ndarray, bool]:
     """(normalised action, clipped?) from a command message; ValueError saying why not.
 
     The physical -> normalised conversion and the limits are the ActionSpace's own.
@@ -358,7 +359,7 @@ class _Importer:
             report.commands_read += 1
             if not problem:
                 try:
-                    action, clipped = _command(msg, command_type, self.space)
+                    action, clipped = command_action(msg, command_type, self.space)
                 except ValueError as exc:
                     problem = str(exc)
             if problem:

@@ -398,18 +398,18 @@ def test_bag_commands_are_normalised_by_the_profiles_action_space():
     from types import SimpleNamespace
 
     from jepa_pilot.control.action_space import RobotProfile
-    from jepa_pilot.data.bag import TWIST, TWIST_STAMPED, _command
+    from jepa_pilot.data.bag import TWIST, TWIST_STAMPED, command_action
 
     space = RobotProfile.load("two_rooms_diff").action_space
     assert space.fields == ("linear.x", "angular.z")
     vector = lambda x=0.0, y=0.0, z=0.0: SimpleNamespace(x=x, y=y, z=z)  # noqa: E731
     fast = SimpleNamespace(linear=vector(x=0.5 * space.scale[0]), angular=vector(z=-3.0 * space.scale[1]))
-    action, clipped = _command(fast, TWIST, space)
+    action, clipped = command_action(fast, TWIST, space)
     np.testing.assert_allclose(action, [0.5, -1.0])
     assert clipped and list(space.beyond_limits(space.twist_values(fast))) == [False, True]
     np.testing.assert_array_equal(action, space.to_normalised(space.twist_values(fast)))
     slow = SimpleNamespace(twist=SimpleNamespace(linear=vector(x=space.scale[0]), angular=vector(z=0.1)))
-    assert _command(slow, TWIST_STAMPED, space)[1] is False  # exactly at the limit is not clipped
+    assert command_action(slow, TWIST_STAMPED, space)[1] is False  # exactly at the limit is not clipped
     with pytest.raises(ValueError, match="a twist does not drive shoulder, elbow"):
         RobotProfile.load("reacher").action_space.twist_values(fast)
 

@@ -1,0 +1,71 @@
+"""The online learner (world_model/online.py): the accepted bundles kept and rolled back (unit), when a
+fine-tune starts, and one real fine-tune in a child process on a live buffer, gated and exported (slow)."""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jepa_pilot.common.paths import package_share
+from jepa_pilot.data.dataset import Dataset, DatasetInfo, Episode
+from jepa_pilot.data.replay import ReplayBuffer, ReplayConfig
+from jepa_pilot.perception.bundle import load_bundle
+from jepa_pilot.world_model.online import BundleHistory, OnlineConfig, OnlineLearner
+
+BUNDLE = package_share() / "models" / "two_rooms"
+
+
+def bundle_dir(root: Path, name: str) -> Path:
+    (root / name).mkdir(parents=True)
+    (root / name / "bundle.yaml").write_text(f"model_id: {name}\n")
+    return root / name
+
+
+@pytest.mark.unit
+def test_history_keeps_the_last_bundles_rolls_back_and_survives_a_restart(tmp_path):
+    root = tmp_path / "bundles"
+    history = BundleHistory(root, "base", BUNDLE, keep=2)
+    assert history.current["model_id"] == "base"
+    for name in ("m1", "m2", "m3"):
+        history.add(name, bundle_dir(root, name), "better")
+    assert [e["model_id"] for e in history.entries] == ["m2", "m3"] and not (root / "m1").exists()
+    again = BundleHistory(root, "base", BUNDLE, keep=2)  # a restart
+    assert again.current["model_id"] == "m3"
+    assert again.rollback()["model_id"] == "m2"
+    assert (root / "m3.rolled-back").is_dir() and not (root / "m3").exists()
+    assert BundleHistory(root, "base", BUNDLE, keep=2).current["model_id"] == "m2"
+    assert again.rollback()["model_id"] == "base"
+    assert again.rollback() is None  # the base bundle is never rolled back
+
+
+def live_buffer(tmp_path: Path, steps: int, cfg: ReplayConfig | None = None) -> ReplayBuffer:
+    info = DatasetInfo(robot="two_rooms", source="live", image_height=64, image_width=64)
+    buffer = ReplayBuffer(tmp_path / "replay", info, cfg or ReplayConfig(shard_steps=50))
+    rng = np.random.default_rng(0)
+    for start in range(0, steps, 50):
+        n = min(50, steps - start)
+        buffer.add(Episode(images=rng.integers(0, 255, (n + 1, 64, 64, 3), dtype=np.uint8),
+                           actions=rng.uniform(-1, 1, (n, 2)).astype(np.float32),
+                           timestamps=start * 0.1 + 0.1 * np.arange(n + 1)))
+    return buffer
+
+
+@pytest.mark.unit
+def test_a_fine_tune_is_due_after_enough_new_steps_and_time_and_never_without_base_data(tmp_path):
+    buffer = live_buffer(tmp_path, 100)
+    history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
+    cfg = OnlineConfig(update_every=60.0, min_new_steps=150)
+    learner = OnlineLearner(cfg, buffer, history, tmp_path / "base", tmp_path / "work")
+    assert not learner.due(1000.0)  # the 100 steps were there before it started: none are new
+    live_buffer(tmp_path, 200)  # 200 more steps in the same folder
+    buffer = ReplayBuffer(tmp_path / "replay", buffer.info, ReplayConfig(shard_steps=50))
+    learner.buffer = buffer
+    assert learner.due(1000.0)
+    learner.last_start = 990.0
+    assert not learner.due(1000.0) and learner.due(1050.0)  # at most one per update_every
+    blind = OnlineLearner(cfg, buffer, history, None, tmp_path / "work")
+    blind.last_steps = 0
+    assert not blind.due(1e9) and "no base dataset" in blind.last_reason

@@ -1,0 +1,218 @@
+"""Online learning, the learner's side: when to fine-tune, in a process of its own, and which bundle is current.
+
+The trainer node records the robot's transitions into a
+:class:`~jepa_pilot.data.replay.ReplayBuffer` and ticks an
+:class:`OnlineLearner`, which
+
+* starts a fine-tune when enough new steps were recorded and the last one is
+  far enough back: a **child process** running ``jepa-pilot finetune`` (the
+  same fine-tune, gate and atomic export as offline) on a snapshot of the
+  buffer (hard links: the buffer may drop shards meanwhile), with the
+  buffer's recency/surprise weights, at a lower CPU priority and with few
+  threads so the control loop keeps its rate; the child dies with its parent;
+* reads the child's verdict: an accepted bundle becomes the current one in
+  the :class:`BundleHistory` (which keeps the last ``keep_bundles``) and is
+  returned for the node to announce; a rejected one is counted, with why.
+
+No ROS and no torch here: the node converts messages, the child trains.
+"""
+from __future__ import annotations
+
+import ctypes
+import dataclasses
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from jepa_pilot.common.config import Config, setting
+
+__all__ = ["OnlineConfig", "BundleHistory", "FinetuneJob", "OnlineLearner", "Update"]
+
+ACCEPTED, REJECTED = 0, 3  # exit codes of `jepa-pilot finetune`
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineConfig(Config):
+    """When and how the online learner fine-tunes."""
+
+    update_every: float = setting(120.0, "wall seconds at least between two fine-tunes", low=1.0)
+    min_new_steps: int = setting(300, "recorded steps since the last fine-tune before the next", low=1)
+    keep_bundles: int = setting(5, "accepted bundles kept on disk (the oldest are deleted)", low=1, high=1000)
+    finetune_steps: int = setting(300, "optimiser steps per fine-tune", low=1)
+    margin: float = setting(0.1, "a candidate must beat the current model on recent data by this fraction",
+                            low=0.0, high=1.0)
+    base_limit: float = setting(0.1, "and may be worse on the base data by at most this fraction", low=0.0)
+    finetune_threads: int = setting(1, "PyTorch threads of the fine-tune process", low=1, high=256)
+    nice: int = setting(10, "how much lower the fine-tune process's CPU priority is", low=0, high=19)
+
+
+@dataclasses.dataclass(frozen=True)
+class Update:
+    """An accepted bundle to announce."""
+
+    model_id: str
+    bundle: Path
+    parent_id: str
+    reason: str
+
+
+class BundleHistory:
+    """The bundles the learner accepted, oldest first, after the base bundle the graph started with.
+
+    ``root/history.json`` lists them; each is a folder in ``root``. Survives restarts: the
+    current bundle is the newest entry whose folder still exists."""
+
+    def __init__(self, root: Path, base_id: str, base_path: Path, keep: int) -> None:
+        self.root, self.keep = Path(root), keep
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.base = {"model_id": base_id, "path": str(base_path), "reason": "the bundle the graph started with"}
+        path = self.root / "history.json"
+        entries = json.loads(path.read_text()) if path.is_file() else []
+        self.entries = [e for e in entries if Path(e["path"]).is_dir()]
+
+    @property
+    def current(self) -> dict:
+        return self.entries[-1] if self.entries else self.base
+
+    def add(self, model_id: str, path: Path, reason: str) -> None:
+        self.entries.append({"model_id": model_id, "path": str(path), "reason": reason, "wall": time.time()})
+        while len(self.entries) > self.keep:
+            shutil.rmtree(self.entries.pop(0)["path"], ignore_errors=True)
+        self._save()
+
+    def rollback(self) -> dict | None:
+        """Forget the current bundle (its folder is kept, renamed ``*.rolled-back``); the new current
+        one, or None when the graph already runs the base bundle."""
+        if not self.entries:
+            return None
+        gone = self.entries.pop()
+        folder = Path(gone["path"])
+        if folder.is_dir():
+            folder.rename(folder.with_name(folder.name + ".rolled-back"))
+        self._save()
+        return self.current
+
+    def _save(self) -> None:
+        tmp = self.root / "history.json.tmp"
+        tmp.write_text(json.dumps(self.entries, indent=1))
+        os.replace(tmp, self.root / "history.json")
+
+
+def _lower_priority(nice: int) -> Callable[[], None]:
+    """preexec_fn of the fine-tune child: lower its priority, and have it killed when its parent dies."""
+    def prepare() -> None:
+        os.nice(nice)
+        try:
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        except OSError:  # not Linux / no glibc: the child then outlives a killed parent
+            pass
+    return prepare
+
+
+class FinetuneJob:
+    """One `jepa-pilot finetune` child on a hard-linked snapshot of the buffer."""
+
+    def __init__(self, current: dict, buffer, base_data: Path, out: Path, work: Path, cfg: OnlineConfig) -> None:
+        self.out, self.result_path = out, work / "result.json"
+        self.snapshot = work / "live"
+        shutil.rmtree(work, ignore_errors=True)
+        (self.snapshot / "episodes").mkdir(parents=True)
+        shutil.copy(buffer.root / "dataset.yaml", self.snapshot / "dataset.yaml")
+        paths = buffer.paths()
+        for path in paths:
+            os.link(path, self.snapshot / "episodes" / path.name)
+        weights = buffer.weights(time.time())
+        (work / "weights.json").write_text(json.dumps([float(w) for w in weights]))
+        self.steps, self.started = buffer.steps, time.monotonic()
+        command = [sys.executable, "-m", "jepa_pilot.cli.main", "finetune", current["path"],
+                   "--data", str(self.snapshot), "--base", str(base_data), "--out", str(out),
+                   "--live-weights", str(work / "weights.json"), "--json", str(self.result_path),
+                   "--steps", str(cfg.finetune_steps), "--margin", str(cfg.margin),
+                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--no-progress"]
+        env = {**os.environ, **{k: str(cfg.finetune_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+        self.log = open(work / "finetune.log", "w")
+        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+                                     preexec_fn=_lower_priority(cfg.nice))
+
+    def poll(self) -> dict | None:
+        """None while running; then the verdict: accepted, reason, metrics, seconds."""
+        code = self.proc.poll()
+        if code is None:
+            return None
+        self.log.close()
+        shutil.rmtree(self.snapshot, ignore_errors=True)
+        result = json.loads(self.result_path.read_text()) if self.result_path.is_file() else {}
+        accepted = code == ACCEPTED and self.out.is_dir()
+        reason = result.get("reason") or f"the fine-tune process exited with code {code} (see {self.log.name})"
+        return {**result, "accepted": accepted, "reason": reason, "exit_code": code,
+                "seconds": time.monotonic() - self.started}
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+
+
+class OnlineLearner:
+    """Decides when to fine-tune and keeps the current bundle; ``tick`` it about once a second."""
+
+    def __init__(self, cfg: OnlineConfig, buffer, history: BundleHistory, base_data: Path | None, work: Path,
+                 log: Callable[[str], None] = print) -> None:
+        self.cfg, self.buffer, self.history, self.base_data = cfg, buffer, history, base_data
+        self.work, self.log = Path(work), log
+        self.job: FinetuneJob | None = None
+        self.last_start, self.last_steps = -float("inf"), buffer.steps
+        self.counts = {"finetunes": 0, "accepted": 0, "rejected": 0}
+        self.last_reason = "no fine-tune yet" if base_data else "learning off: no base dataset (base_data)"
+        self.last_result: dict = {}
+
+    def due(self, now: float) -> bool:
+        return (self.job is None and self.base_data is not None and now - self.last_start >= self.cfg.update_every
+                and self.buffer.steps - self.last_steps >= self.cfg.min_new_steps)
+
+    def tick(self, now: float) -> Update | None:
+        """Start a fine-tune when due; an Update when one finished with an accepted bundle."""
+        if self.job is not None:
+            result = self.job.poll()
+            return None if result is None else self._finish(result)
+        if self.due(now):
+            self.counts["finetunes"] += 1
+            out = self.history.root / f"{self.counts['finetunes']:04d}-{int(time.time())}"
+            self.job = FinetuneJob(self.history.current, self.buffer, self.base_data, out,
+                                   self.work / "job", self.cfg)
+            self.last_start, self.last_steps = now, self.buffer.steps
+            self.log(f"fine-tune {self.counts['finetunes']} started on {self.job.steps} recorded steps "
+                     f"(model {self.history.current['model_id']})")
+        return None
+
+    def _finish(self, result: dict) -> Update | None:
+        job, self.job, self.last_result = self.job, None, result
+        self.last_reason = result["reason"]
+        if not result["accepted"]:
+            self.counts["rejected"] += 1
+            self.log(f"candidate rejected after {result['seconds']:.0f} s: {result['reason']}")
+            return None
+        self.counts["accepted"] += 1
+        parent = self.history.current["model_id"]
+        model_id = result.get("model_id") or job.out.name
+        self.history.add(model_id, job.out, result["reason"])
+        return Update(model_id, job.out, parent, f"online fine-tune: {result['reason']}")
+
+    def rollback(self) -> Update | None:
+        """Back to the bundle before the current one (None: nothing to roll back)."""
+        if self.history.rollback() is None:
+            return None
+        current = self.history.current
+        return Update(current["model_id"], Path(current["path"]), "", "rollback")
+
+    def stop(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+            self.job = None
