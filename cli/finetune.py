@@ -23,6 +23,8 @@ example:
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 import tempfile
 from pathlib import Path
 
@@ -49,6 +51,10 @@ def register(sub) -> None:
     p.add_argument("--base", type=Path, help="base dataset (default: the bundle's training.dataset)")
     p.add_argument("--out", type=Path, required=True, help="new bundle folder to write (must not exist)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--live-weights", type=Path, metavar="JSON",
+                   help="a JSON list: one sampling weight per live episode, in file-name order (the online "
+                        "trainer passes recency and surprise)")
+    p.add_argument("--json", type=Path, help="also write the verdict (accepted, reason, metrics, model_id) here")
     add_config_arguments(p.add_argument_group("fine-tuning settings (FinetuneConfig)"), FinetuneConfig)
     p.set_defaults(func=run)
 
@@ -97,12 +103,18 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--out {args.out} already exists: give a new bundle folder")
         with tempfile.TemporaryDirectory(prefix="jepa-finetune-") as tmp:
             live = _live(args.data, bundle.spec, Path(tmp), args.quiet)
-            result = finetune(bundle.root, live, base, args.out, cfg, progress=not args.quiet,
-                              live_source=str(args.data))
-    except (ValueError, FileExistsError) as exc:  # BundleError, DatasetError, ConfigError, FinetuneError, BagError
+            weights = json.loads(args.live_weights.read_text()) if args.live_weights else None
+            result = finetune(bundle.root, live, base, args.out, cfg, live_weights=weights,
+                              progress=not args.quiet, live_source=str(args.data))
+    except (ValueError, OSError) as exc:  # BundleError, DatasetError, ConfigError, FinetuneError, BagError
         print(f"jepa-pilot finetune: error: {exc}")
         return BAD_INPUT
     print(f"{bundle.spec.model_id}, {result.steps} steps in {result.wall_s:.0f} s: {result.gate.reason}")
+    if args.json:
+        model_id = BundleSpec.from_yaml(result.bundle / "bundle.yaml").model_id if result.bundle else None
+        args.json.write_text(json.dumps({**dataclasses.asdict(result.gate), "parent_id": bundle.spec.model_id,
+                                         "model_id": model_id, "bundle": str(result.bundle or ""),
+                                         "steps": result.steps, "wall_s": result.wall_s}, indent=1))
     if result.bundle is None:
         print(f"nothing written to {args.out}")
         return REJECTED

@@ -24,7 +24,7 @@ from jepa_pilot.world_model import finetune as ft
 from jepa_pilot.world_model.export import PARITY_RTOL, OnnxGraphs, parity
 from jepa_pilot.world_model.windows import EpisodeWindows
 
-pytestmark = pytest.mark.unit
+pytestmark = pytest.mark.slow  # the real simulator, training and ONNX export
 
 SHIPPED = Path(__file__).resolve().parents[1] / "models" / "two_rooms"
 R_MINUS_90 = np.array([[0.0, 1.0], [-1.0, 0.0]], np.float32)  # (vx, vy) -> (vy, -vx)
@@ -126,13 +126,19 @@ def test_gate_accepts_only_a_clear_live_gain_without_base_regression(numbers, ac
         == pytest.approx(numbers, nan_ok=True)
 
 
+def test_when_the_world_changed_the_gate_waives_the_base_check_and_says_so():
+    result = ft.gate(1.0, 0.5, 0.01, 0.5, margin=0.1, base_limit=0.1, world_changed=True)
+    assert result.accepted and "the world changed (the current model is 100x worse" in result.reason
+    assert not ft.gate(1.0, 0.95, 0.01, 0.01, world_changed=True).accepted  # live must still improve
+
+
 def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
-    # The dynamics changed everywhere: the base data now contradicts the robot (with the default mix and
-    # guard the gate rejects this candidate for its base error), so the operator stops mixing and guarding it.
-    cfg = ft.FinetuneConfig(base_fraction=0.0, base_limit=1e6, threads=1)
-    result = ft.finetune(SHIPPED, rotated, base, tmp_path / "new", cfg, progress=False)
+    # The dynamics changed everywhere: the base data now contradicts the robot. The fine-tune sees it
+    # (the current model is far worse on live than on base data), so it neither mixes nor guards the base.
+    result = ft.finetune(SHIPPED, rotated, base, tmp_path / "new", ft.FinetuneConfig(threads=1), progress=False)
     g = result.gate
     assert g.accepted and result.bundle == tmp_path / "new", g.reason
+    assert g.current_live > 10 * g.current_base and "the world changed" in g.reason
     assert g.candidate_live <= 0.3 * g.current_live, g.reason
     parent, new = load_bundle(SHIPPED), load_bundle(result.bundle)
     assert new.spec.model_id != parent.spec.model_id and new.spec.model_id.startswith("two_rooms-")
@@ -151,6 +157,7 @@ def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
 def test_unchanged_dynamics_are_rejected_and_nothing_is_written(fresh, base, tmp_path):
     result = ft.finetune(SHIPPED, fresh, base, tmp_path / "new", ft.FinetuneConfig(threads=1), progress=False)
     assert not result.gate.accepted and "no 10% improvement on live data" in result.gate.reason
+    assert "world changed" not in result.gate.reason  # the base data still describes this world
     assert result.bundle is None and list(tmp_path.iterdir()) == []
 
 

@@ -68,6 +68,9 @@ class FinetuneConfig(Config):
     base_fraction: float = setting(0.5, "share of each batch drawn from the base dataset", low=0.0, high=0.9)
     margin: float = setting(0.1, "gate: live rollout error must drop by this fraction", low=0.0, high=0.99)
     base_limit: float = setting(0.1, "gate: base rollout error may grow by at most this fraction", low=0.0)
+    drift_factor: float = setting(10.0, "the world counts as changed when the current model's live error is this "
+                                  "many times its base error: base data is then neither mixed in nor checked",
+                                  low=1.0)
     val_fraction: float = setting(0.2, "most recent live episodes held out for the gate", low=0.01, high=0.9)
     val_windows: int = setting(256, "held-out windows scored per dataset (fixed draw)", low=8)
     seed: int = setting(0, "seed of sampling", low=0)
@@ -283,11 +286,15 @@ def _score(model: WorldModel, windows: tuple[torch.Tensor, torch.Tensor]) -> flo
 
 
 def gate(current_live: float, candidate_live: float, current_base: float, candidate_base: float,
-         margin: float = 0.1, base_limit: float = 0.1) -> GateResult:
+         margin: float = 0.1, base_limit: float = 0.1, world_changed: bool = False) -> GateResult:
     """Accept only if candidate_live <= (1 - margin) * current_live and
-    candidate_base <= (1 + base_limit) * current_base (NaN anywhere rejects)."""
+    candidate_base <= (1 + base_limit) * current_base (NaN anywhere rejects).
+
+    ``world_changed``: the current model is far worse on live data than on the base data
+    (FinetuneConfig.drift_factor), so what it knew is no longer true there (a rotated or weaker
+    actuator): the base check is waived, and the reason says so."""
     live_ok = candidate_live <= (1 - margin) * current_live
-    base_ok = candidate_base <= (1 + base_limit) * current_base
+    base_ok = world_changed or candidate_base <= (1 + base_limit) * current_base
     change = lambda new, old: f"{(new / old - 1) if old else float('inf'):+.1%}"  # noqa: E731
     numbers = (f"held-out rollout MSE on live data {current_live:.4g} -> {candidate_live:.4g} "
                f"({change(candidate_live, current_live)}, needs -{margin:.0%} or better), on base data "
@@ -295,6 +302,9 @@ def gate(current_live: float, candidate_live: float, current_base: float, candid
                f"allowed +{base_limit:.0%})")
     why = [w for ok, w in ((live_ok, f"no {margin:.0%} improvement on live data"),
                            (base_ok, f"base data worse by more than {base_limit:.0%}")) if not ok]
+    if world_changed:
+        numbers += (f"; the world changed (the current model is {current_live / max(current_base, 1e-12):.0f}x "
+                    f"worse on live than on base data): base data not mixed in, base check waived")
     reason = f"accepted: {numbers}." if not why else f"rejected ({' and '.join(why)}): {numbers}."
     return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base)
 
@@ -347,11 +357,13 @@ def finetune(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path,
     current = load_predictor(bundle_dir)
     parent = load_bundle(bundle_dir)
     data = _load_data(parent, Path(live_dir), Path(base_dir), cfg, live_weights, device)
-    candidate = copy.deepcopy(current).to(device)
-    _train(candidate, data, cfg, progress)
     current.to(device)
-    result = gate(_score(current, data.live_val), _score(candidate, data.live_val),
-                  _score(current, data.base_val), _score(candidate, data.base_val), cfg.margin, cfg.base_limit)
+    current_live, current_base = _score(current, data.live_val), _score(current, data.base_val)
+    changed = current_live > cfg.drift_factor * current_base  # the base data no longer describes the world
+    candidate = copy.deepcopy(current).to(device)
+    _train(candidate, data, cfg.replace(base_fraction=0.0) if changed else cfg, progress)
+    result = gate(current_live, _score(candidate, data.live_val), current_base, _score(candidate, data.base_val),
+                  cfg.margin, cfg.base_limit, world_changed=changed)
     path = None
     if result.accepted:
         training = {"parent": parent.spec.model_id, "dataset": str(base_dir),

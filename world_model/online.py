@@ -134,7 +134,7 @@ class FinetuneJob:
                    "--data", str(self.snapshot), "--base", str(base_data), "--out", str(out),
                    "--live-weights", str(work / "weights.json"), "--json", str(self.result_path),
                    "--steps", str(cfg.finetune_steps), "--margin", str(cfg.margin),
-                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--no-progress"]
+                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--quiet"]
         env = {**os.environ, **{k: str(cfg.finetune_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
         self.log = open(work / "finetune.log", "w")
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
