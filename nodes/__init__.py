@@ -12,4 +12,5 @@ NODES = {
     "planner_node": "jepa_pilot.nodes.planner_node",
     "predictor_node": "jepa_pilot.nodes.predictor_node",
     "goal_node": "jepa_pilot.nodes.goal_node",
+    "trainer_node": "jepa_pilot.nodes.trainer_node",
 }

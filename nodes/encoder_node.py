@@ -8,6 +8,11 @@ Publishes  /jepa/latent (jepa_pilot/Latent: the frame's header, model id, shape,
            /diagnostics (rate, latency frame stamp -> publish, encode time, drops, provider, model id)
 Services   ~/set_goal (jepa_pilot/srv/SetGoal): encode a goal image, publish its latent
 
+Hot-swap (perception/swap.py): the encoder commits a new model once it is
+staged here and every node of ``swap_wait_for`` reported ready for it on
+/jepa/model_ready: it publishes the last goal re-encoded by the new model,
+then encodes frames with it.
+
 A lifecycle node (nodes/model_node.py): the bundle is loaded on configure.
 Frames of any size are resized to the model's input. Bad frames (a ValueError
 from decoding or preprocessing: unsupported encoding, truncated, zero size; or
@@ -31,12 +36,13 @@ from sensor_msgs.msg import Image
 
 from jepa_pilot.common.config import setting
 from jepa_pilot.common.timing import RateMeter, SampleWindow
-from jepa_pilot.msg import Latent
+from jepa_pilot.msg import Latent, ModelReady
 from jepa_pilot.nodes.jepa_io import latent_msg
 from jepa_pilot.nodes.model_node import ModelNode, ModelNodeConfig
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import msg_to_image
 from jepa_pilot.nodes.runner import run_node
+from jepa_pilot.perception.swap import ReadyBoard
 from jepa_pilot.srv import SetGoal
 
 
@@ -45,6 +51,8 @@ class EncoderConfig(ModelNodeConfig):
     image_topic: str = setting("/camera/image_raw", "camera image topic (sensor_msgs/Image)")
     image_qos: str = setting("sensor_data", "QoS of the image subscription, depth 1 (sensor_data and best_effort "
                              "take any publisher; reliable needs a reliable one)", choices=QOS_NAMES)
+    swap_wait_for: tuple = setting(("planner", "predictor"), "nodes that must report ready for a new model "
+                                   "before the encoder switches the graph to it (empty: switch when loaded here)")
 
 
 CONFIG = EncoderConfig  # parameters this node declares (checked against launch files by tests)
@@ -65,6 +73,8 @@ class EncoderNode(ModelNode):
         self.frames = self.goals = self.engine_errors = 0
         self.drops: collections.Counter[str] = collections.Counter()  # bad frames by reason
         self.last_drop, self.last_error, self.error_wall, self.frame_size = "", "", None, None
+        self.goal_image: Image | None = None  # the last goal, re-encoded when the model changes
+        self.board = ReadyBoard(())
 
     def configure(self, engine) -> None:
         self.latent_pub = self.publisher(Latent, "/jepa/latent", qos("reliable"))
@@ -73,7 +83,9 @@ class EncoderNode(ModelNode):
     def activate(self) -> list:
         cfg = self.cfg
         self.get_logger().info(f"encoding {cfg.image_topic} ({cfg.image_qos}) -> /jepa/latent")
+        self.board = ReadyBoard(cfg.swap_wait_for)
         return [self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=1)),
+                self.create_subscription(ModelReady, "/jepa/model_ready", self._on_ready, qos("latched", depth=20)),
                 self.create_subscription(Image, "/jepa/goal_image", self._on_goal_image, qos("latched")),
                 self.create_service(SetGoal, "~/set_goal", self._on_set_goal)]
 
@@ -92,6 +104,7 @@ class EncoderNode(ModelNode):
 
     # --- camera frames ----------------------------------------------------------------
     def _on_image(self, msg: Image) -> None:
+        self._commit()
         start = time.perf_counter()
         self.frames += 1
         try:
@@ -127,6 +140,7 @@ class EncoderNode(ModelNode):
         except Exception as exc:  # noqa: BLE001 - the engine failed: logged with its traceback
             return False, f"goal image refused: {self._engine_error('a goal image', exc)}"
         self.goal_pub.publish(latent_msg(z, msg.header, self.engine.model_id))
+        self.goal_image = msg
         self.goals += 1
         return True, (f"goal set from a {msg.width}x{msg.height} {msg.encoding} image "
                       f"(model {self.engine.model_id})")
@@ -145,6 +159,29 @@ class EncoderNode(ModelNode):
         else:
             self.get_logger().error(response.message, throttle_duration_sec=1.0)
         return response
+
+    # --- hot-swap ----------------------------------------------------------------------
+    def _on_ready(self, msg: ModelReady) -> None:
+        self.board.report(msg.node, msg.model_id, msg.ready, msg.message)
+
+    def _commit(self) -> None:
+        """Between two frames: switch to the staged model once every node it waits for is ready,
+        publishing the goal in the new model's latent space before any frame encoded by it."""
+        staged = self.staging.staged_id
+        if not staged:
+            return
+        if not self.board.ready(staged):
+            self.get_logger().info(f"model {staged} staged; waiting for {self.board.waiting(staged)}",
+                                   throttle_duration_sec=5.0)
+            return
+        with self.lock:
+            self.switch_engine(staged)
+        if self.goal_image is not None:
+            ok, message = self._set_goal(self.goal_image)
+            if ok:
+                self.get_logger().info(f"goal re-encoded: {message}")
+            else:
+                self.get_logger().error(f"goal not re-encoded, the planner holds the robot: {message}")
 
     # --- diagnostics -------------------------------------------------------------------
     def diagnostic_values(self) -> dict:

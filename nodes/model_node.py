@@ -11,6 +11,11 @@
   ``on_cleanup`` releases the engine. Transitions hold ``self.lock``, so a
   node whose callbacks run in other threads takes the same lock and checks
   ``self.active`` before it touches what a transition tears down.
+* A new bundle announced on ``/jepa/model_update`` is loaded and warmed
+  off the control path (perception/swap.py), checked with ``check_fit``, and
+  answered on ``/jepa/model_ready``; the node switches to it when its
+  protocol says so (``switch_engine``), and the current model keeps running
+  until then, or for good if the bundle is refused.
 * ``autostart`` (default true) configures and activates the node itself at
   startup: ``jepa-pilot up`` has no lifecycle manager.
 * ``/diagnostics`` about 1 Hz on the wall clock (also when unconfigured or
@@ -31,11 +36,13 @@ from rclpy.subscription import Subscription
 from rclpy.timer import Timer
 
 from jepa_pilot.common.config import Config, setting
+from jepa_pilot.msg import ModelReady, ModelUpdate
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import from_time
 from jepa_pilot.perception.engine import PROVIDERS, WorldModelEngine
 from jepa_pilot.perception.latents import resolve_bundle
+from jepa_pilot.perception.swap import Staging, load_engine
 
 __all__ = ["ModelNodeConfig", "ModelNode", "SUCCESS", "FAILURE"]
 
@@ -67,6 +74,9 @@ class ModelNode(LifecycleNode):
         self.lock = threading.RLock()  # transitions vs. callbacks in other executor threads
         self.state_label = "unconfigured"
         self.fault = ""  # why the last configure failed
+        self.staging: Staging | None = None
+        self.swaps = 0
+        self.ready_pub = self.create_publisher(ModelReady, "/jepa/model_ready", qos("latched"))
         self._lifecycle_pubs: list = []
         self._handles: list = []  # what activate() created
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
@@ -98,6 +108,16 @@ class ModelNode(LifecycleNode):
     def on_params(self, cfg) -> None:
         """A dynamic parameter changed (already validated)."""
 
+    def check_fit(self, engine: WorldModelEngine) -> None:
+        """Raise ValueError if a new bundle cannot replace the current one in this node."""
+        old, new = self.engine.spec, engine.spec
+        if (new.action_names, new.control_period) != (old.action_names, old.control_period):
+            raise ValueError(f"its actions {new.action_names} every {new.control_period:g} s differ from the "
+                             f"current model's {old.action_names} every {old.control_period:g} s")
+
+    def switched(self, old: WorldModelEngine) -> None:
+        """After ``switch_engine``: reset what belonged to the old model (histories, forecasts)."""
+
     def diagnostic_values(self) -> dict:
         return {}
 
@@ -118,6 +138,7 @@ class ModelNode(LifecycleNode):
             self._release()
             return FAILURE
         self.fault, self.state_label = "", "inactive"
+        self.staging = Staging(self._load_announced, self._report_staged)
         spec = self.engine.spec
         self.get_logger().info(f"bundle {self.engine.bundle.root} (model {spec.model_id}: {spec.latent_dim}-d latent, "
                                f"history {spec.history}, horizon {spec.horizon} x {spec.frameskip} steps) on "
@@ -125,7 +146,9 @@ class ModelNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._handles = list(self.activate())
+        self._handles = [*self.activate(),
+                         self.create_subscription(ModelUpdate, "/jepa/model_update", self._on_model_update,
+                                                  qos("latched"))]
         self.state_label = "active"
         return super().on_activate(state)
 
@@ -162,6 +185,9 @@ class ModelNode(LifecycleNode):
 
     def _release(self) -> None:
         self.cleanup()
+        if self.staging is not None:
+            self.staging.close()
+            self.staging = None
         while self._lifecycle_pubs:
             self.destroy_lifecycle_publisher(self._lifecycle_pubs.pop())
         self.engine = None
@@ -172,6 +198,44 @@ class ModelNode(LifecycleNode):
         if self.cfg.autostart and self.trigger_configure() == SUCCESS:
             self.trigger_activate()
         return self
+
+    # --- hot-swap ---------------------------------------------------------------------
+    def _on_model_update(self, msg: ModelUpdate) -> None:
+        with self.lock:
+            if not self.active:
+                return
+            why_not = self.staging.request(msg.bundle, msg.model_id, self.engine.model_id)
+        if why_not:
+            self.get_logger().info(f"model update ignored: {why_not}")
+        else:
+            self.get_logger().info(f"loading model {msg.model_id} from {msg.bundle} ({msg.reason or 'no reason given'})")
+
+    def _load_announced(self, bundle: str, model_id: str) -> WorldModelEngine:
+        """In the loading thread: the announced bundle, checked against this node and warmed."""
+        cfg = self.cfg
+        return load_engine(bundle, cfg.providers, cfg.threads, self.check_fit, model_id)
+
+    def _report_staged(self, model_id: str, ready: bool, message: str) -> None:
+        if ready:  # one call site per severity: rclpy refuses to change it between calls
+            self.get_logger().info(f"model {model_id}: {message}")
+        else:
+            self.get_logger().error(f"model {model_id}: {message}")
+        msg = ModelReady(node=self.get_name(), model_id=model_id, ready=ready, message=message)
+        msg.header.stamp = self.get_clock().now().to_msg()
+        self.ready_pub.publish(msg)
+
+    def switch_engine(self, model_id: str) -> bool:
+        """Make the staged model ``model_id`` the current one (the caller holds ``self.lock``);
+        False if it is not the one staged."""
+        engine = self.staging.take(model_id) if self.staging is not None else None
+        if engine is None:
+            return False
+        old, self.engine = self.engine, engine
+        self.swaps += 1
+        self.switched(old)
+        self.get_logger().warning(f"switched from model {old.model_id} to {engine.model_id} "
+                                  f"(swap {self.swaps}; loaded in {self.staging.load_seconds * 1e3:.0f} ms)")
+        return True
 
     # --- helpers --------------------------------------------------------------------
     def publisher(self, msg_type, topic: str, profile):
@@ -203,7 +267,8 @@ class ModelNode(LifecycleNode):
             status.level, status.message = self.diagnostic_level()
         values = {"state": self.state_label, "bundle": self.cfg.bundle}
         if self.engine is not None:
-            values.update(model_id=self.engine.model_id, provider=self.engine.providers[0])
+            values.update(model_id=self.engine.model_id, provider=self.engine.providers[0], swaps=self.swaps,
+                          bundle=str(self.engine.bundle.root), staged=self.staging.staged_id)
             values.update(self.diagnostic_values())
         status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
                          for k, v in values.items()]

@@ -12,6 +12,9 @@ planner, warm start); this node converts messages, calls it and publishes.
 Planning runs outside the lock on a snapshot, in its own callback group, so the
 wall-clock watchdog (``watchdog_rate_hz``) and the e-stop act during a long
 plan. Latents and goals of another model id are dropped with a message.
+Hot-swap: a goal latent of the staged model is kept for the switch, which
+happens on the first latent of that model; a plan still running on the old
+model when it comes is dropped, so no command mixes the two.
 However the process ends (signal, exception, lifecycle deactivate or shutdown),
 the robot is left with a zero command (``safe_stop``, called by nodes/runner.py).
 """
@@ -66,6 +69,7 @@ class PlannerNode(ModelNode):
         self.dropped_latents = 0
         self.goal_header, self.latest_header, self.status_time = None, None, 0.0
         self.out: CommandOutput | None = None
+        self.pending_goal: tuple | None = None  # (model id, z, stamp, header): a goal of the staged model
 
     def configure(self, engine) -> None:
         cfg, spec = self.cfg, engine.spec
@@ -74,13 +78,35 @@ class PlannerNode(ModelNode):
         self.kind, warning = robot_fit(self.profile, spec, cfg.command_type)  # raises ValueError: no fit
         if warning:
             self.get_logger().warning(warning)
-        self.mpc = LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig))
+        self.mpc = self._new_mpc(engine)
         self.out = CommandOutput(self, self.profile, self.kind, cfg.command_topic or None, lifecycle=True)
         self._lifecycle_pubs.append(self.out.publisher)
         topic = self.out.topic
         self.plan_pub = self.publisher(PlanStatus, "/jepa/plan", qos("reliable"))
         self.get_logger().info(f"commanding {self.profile.name} on {topic} ({self.kind}), "
                                f"{cfg.method} {cfg.samples}x{cfg.iterations}")
+
+    def _new_mpc(self, engine) -> LatentMPC:
+        cfg, spec = self.cfg, engine.spec
+        return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig))
+
+    def check_fit(self, engine) -> None:
+        super().check_fit(engine)
+        robot_fit(self.profile, engine.spec, self.cfg.command_type)
+
+    def switched(self, old) -> None:
+        """A fresh MPC on the new model; the e-stop carries over, the goal comes in the new latent space."""
+        previous, goal = self.mpc, self.pending_goal
+        self.mpc, self.pending_goal = self._new_mpc(self.engine), None
+        if previous.estop:
+            self.mpc.set_estop(True)
+        if goal is not None and goal[0] == self.engine.model_id:
+            self.mpc.set_goal(goal[1], goal[2])
+            self.goal_header = goal[3]
+        elif previous.goal is not None:  # no goal in the new space yet: hold until it comes
+            self.goal_header = None
+            self.get_logger().warning(f"no goal in model {self.engine.model_id} yet: robot held")
+            self._act(self.mpc.clear_goal(), None, force=True)
 
     def activate(self) -> list:
         planning, control = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
@@ -113,8 +139,8 @@ class PlannerNode(ModelNode):
                 self.mpc.set_config(cfg.part(SupervisorConfig))
 
     # --- inputs -----------------------------------------------------------------------
-    def _usable(self, msg: Latent, what: str) -> np.ndarray | None:
-        problem = latent_problem(self.engine.spec, msg.model_id, msg.shape, len(msg.data))
+    def _usable(self, msg: Latent, what: str, engine=None) -> np.ndarray | None:
+        problem = latent_problem((engine or self.engine).spec, msg.model_id, msg.shape, len(msg.data))
         if problem:
             self.dropped_latents += 1
             self.get_logger().warning(f"{what} dropped: {problem}", throttle_duration_sec=2.0)
@@ -122,6 +148,12 @@ class PlannerNode(ModelNode):
 
     def _on_goal(self, msg: Latent) -> None:
         with self.lock:
+            staged = self.staging.peek() if self.active else None
+            if staged is not None and msg.model_id == staged.model_id:
+                z = self._usable(msg, "goal latent", staged)
+                self.pending_goal = None if z is None else (msg.model_id, z, self.stamp_of(msg), msg.header)
+                self.get_logger().info(f"goal in model {msg.model_id} kept for the switch to it")
+                return
             z = self._usable(msg, "goal latent") if self.active else None
             if z is None:
                 return
@@ -155,18 +187,21 @@ class PlannerNode(ModelNode):
 
     def _on_latent(self, msg: Latent) -> None:
         with self.lock:
+            if self.active and msg.model_id != self.engine.model_id:
+                self.switch_engine(msg.model_id)  # the first latent of the staged model: switch now
             z = self._usable(msg, "latent") if self.active else None
             if z is None:
                 return
+            mpc = self.mpc
             self.latest_header = msg.header
             step = self.mpc.on_latent(z, self.stamp_of(msg), self.ros_now(), self.wall())
             if step.job is None:
                 self._act(step, msg.header)
                 return
-        result = self.mpc.plan(step.job)  # outside the lock: the watchdog and the e-stop stay responsive
+        result = mpc.plan(step.job)  # outside the lock: the watchdog and the e-stop stay responsive
         self.plan_time.add(result.planning_time)
         with self.lock:  # decide and publish: an e-stop, the watchdog or a transition cannot interleave
-            if not self.active:  # deactivated or shut down while planning
+            if not self.active or self.mpc is not mpc:  # deactivated, shut down or model switched meanwhile
                 return
             step = self.mpc.on_plan(result, self.ros_now(), self.wall())
             if step is not None:  # None: the goal changed while planning

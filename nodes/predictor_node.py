@@ -10,7 +10,9 @@ Publishes  /jepa/forecast (jepa_pilot/Forecast: the latents the bundle forecasts
 Only plans being executed (status PLANNING) are forecast. The history the
 rollout starts from is the one the planner used: the latents one model step
 apart ending at the plan's latent (perception.latents.LatentHistory).
-Latents and plans of another model id are dropped with a message.
+Latents and plans of another model id are dropped with a message, except
+the first of the staged model after a hot-swap was announced: the node
+switches to it then, and starts its history and forecasts afresh.
 """
 from __future__ import annotations
 
@@ -43,11 +45,22 @@ class PredictorNode(ModelNode):
         self.counts = dict(forecasts=0, dropped=0, plans_without_latent=0)
 
     def configure(self, engine) -> None:
-        spec = engine.spec
-        self.history = LatentHistory(spec.history, spec.model_step, keep=spec.history * spec.model_step + 2.0)
-        self.tracker = ForecastTracker(spec.model_step, tolerance=spec.control_period / 2)
+        self._start_streams(engine.spec)
         self.forecast_pub = self.publisher(Forecast, "/jepa/forecast", qos("reliable"))
         self.surprise_pub = self.publisher(Surprise, "/jepa/surprise", qos("reliable"))
+
+    def _start_streams(self, spec) -> None:
+        self.history = LatentHistory(spec.history, spec.model_step, keep=spec.history * spec.model_step + 2.0)
+        self.tracker = ForecastTracker(spec.model_step, tolerance=spec.control_period / 2)
+
+    def switched(self, old) -> None:
+        self._start_streams(self.engine.spec)
+
+    def _follow(self, model_id: str) -> None:
+        """A message of another model: switch if it is the staged one."""
+        if model_id != self.engine.model_id:
+            with self.lock:
+                self.switch_engine(model_id)
 
     def activate(self) -> list:
         return [self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable")),
@@ -58,6 +71,7 @@ class PredictorNode(ModelNode):
         self.get_logger().warning(f"{what} dropped: {problem}", throttle_duration_sec=2.0)
 
     def _on_latent(self, msg: Latent) -> None:
+        self._follow(msg.model_id)
         spec = self.engine.spec
         problem = latent_problem(spec, msg.model_id, msg.shape, len(msg.data))
         if problem:
@@ -71,6 +85,7 @@ class PredictorNode(ModelNode):
                                                horizon_s=spec.model_step))
 
     def _on_plan(self, msg: PlanStatus) -> None:
+        self._follow(msg.model_id)
         spec = self.engine.spec
         if msg.status != Status.PLANNING or not len(msg.actions):
             return

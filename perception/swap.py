@@ -23,8 +23,10 @@ engine it staged, taken by the node at its switch.
 from __future__ import annotations
 
 import concurrent.futures
+import sys
 import threading
 import time
+import traceback
 from typing import Callable
 
 import numpy as np
@@ -80,7 +82,7 @@ class Staging:
             if model_id in (self._loading, self._staged.model_id if self._staged is not None else ""):
                 return f"model {model_id} is already being loaded or ready"
             self._loading = model_id
-        self._pool.submit(self._run, bundle, model_id)
+        self._pool.submit(self._run, bundle, model_id).add_done_callback(_print_failure)
         return ""
 
     def _run(self, bundle: str, model_id: str) -> None:
@@ -112,6 +114,12 @@ class Staging:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _print_failure(future: concurrent.futures.Future) -> None:
+    """A load's own failures are reported; this is for a failing report (a bug): never silent."""
+    if future.exception() is not None:
+        traceback.print_exception(future.exception(), file=sys.stderr)
 
 
 class ReadyBoard:

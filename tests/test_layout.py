@@ -26,7 +26,7 @@ ALLOWED = {
     "control": {"common", "perception"},
     "data": {"common", "control", "sim", "perception"},
     "world_model": {"common", "data"},
-    "nodes": {"common", "control", "perception", "sim"},
+    "nodes": {"common", "control", "perception", "sim", "data", "world_model"},  # trainer_node: replay, learner
     "evaluation": {"common", "control", "data", "perception", "sim", "nodes", "cli"},
     "cli": {"common", "control", "data", "evaluation", "nodes", "perception", "sim", "world_model"},
 }

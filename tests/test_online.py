@@ -32,7 +32,9 @@ def test_history_keeps_the_last_bundles_rolls_back_and_survives_a_restart(tmp_pa
     for name in ("m1", "m2", "m3"):
         history.add(name, bundle_dir(root, name), "better")
     assert [e["model_id"] for e in history.entries] == ["m2", "m3"] and not (root / "m1").exists()
+    (root / "0004-123.tmp-999").mkdir()  # an export cut short by a kill
     again = BundleHistory(root, "base", BUNDLE, keep=2)  # a restart
+    assert not (root / "0004-123.tmp-999").exists()
     assert again.current["model_id"] == "m3"
     assert again.rollback()["model_id"] == "m2"
     assert (root / "m3.rolled-back").is_dir() and not (root / "m3").exists()

@@ -39,11 +39,13 @@ EXTERNAL_INCLUDES = {
 
 
 def argument_variants(launch_file):
-    """The default launch arguments, then each true/false argument flipped (to reach conditional nodes)."""
+    """The default launch arguments, then each true/false argument flipped, then all of them true (to reach
+    conditional nodes, also those behind two conditions such as jepa:=true learn:=true)."""
     yield {}
-    for arg in declared_args(launch_file):
-        if (arg.default or "").lower() in ("true", "false"):
-            yield {arg.name: "false" if arg.default.lower() == "true" else "true"}
+    flags = [arg for arg in declared_args(launch_file) if (arg.default or "").lower() in ("true", "false")]
+    for arg in flags:
+        yield {arg.name: "false" if arg.default.lower() == "true" else "true"}
+    yield {arg.name: "true" for arg in flags}
 
 
 def include_key(file: str) -> str:

@@ -66,11 +66,14 @@ class BundleHistory:
     """The bundles the learner accepted, oldest first, after the base bundle the graph started with.
 
     ``root/history.json`` lists them; each is a folder in ``root``. Survives restarts: the
-    current bundle is the newest entry whose folder still exists."""
+    current bundle is the newest entry whose folder still exists, and the temporary folder of an
+    export that was cut short is deleted."""
 
     def __init__(self, root: Path, base_id: str, base_path: Path, keep: int) -> None:
         self.root, self.keep = Path(root), keep
         self.root.mkdir(parents=True, exist_ok=True)
+        for leftover in self.root.glob("*.tmp-*"):  # an export cut short (the trainer was killed): never whole
+            shutil.rmtree(leftover, ignore_errors=True)
         self.base = {"model_id": base_id, "path": str(base_path), "reason": "the bundle the graph started with"}
         path = self.root / "history.json"
         entries = json.loads(path.read_text()) if path.is_file() else []
