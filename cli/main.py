@@ -11,7 +11,8 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("up", "demo", "collect", "import_bag", "train", "finetune", "eval_model", "eval_loop", "bench", "envs")
+COMMANDS = ("up", "demo", "collect", "import_bag", "train", "finetune", "eval_model", "eval_loop", "eval_adapt",
+            "bench", "envs")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,14 +1,18 @@
 """The evaluation harness for the ROS 2 graph: start it, watch it, give it goals, collect results.
 
 The one module outside ``nodes/`` that imports rclpy. It is not part of the
-robot graph: `jepa-pilot demo`, `jepa-pilot eval --policies ros` and
-`jepa-pilot bench dds` use it to
+robot graph: `jepa-pilot demo`, `jepa-pilot eval --policies ros`,
+`jepa-pilot eval-adapt` and `jepa-pilot bench` use it to
 
 * build the sim graph from ``launch/sim.launch.yaml`` with overrides
   (:func:`sim_graph`), started by :class:`jepa_pilot.cli.supervisor.Launcher`;
 * watch what the robot publishes (:class:`GraphWatcher`): camera frames with
   their wall-clock arrival, the true state from ``/odom`` or ``/joint_states``,
-  the sim clock, the planner's ``/jepa/plan``;
+  the sim clock, the planner's ``/jepa/plan``, the predictor's
+  ``/jepa/surprise``, the model ids on ``/jepa/latent`` and the trainer's
+  ``/jepa/model_update`` announcements;
+* set a node's parameters through its ``set_parameters`` service
+  (:meth:`GraphWatcher.set_parameters`: the sim node's world changes);
 * drive goal episodes (:func:`run_goals`): reset the sim node to the start,
   take the camera image of the goal state, set it as the goal (encoder
   ``set_goal``), and apply the success definition of
@@ -25,7 +29,9 @@ import numpy as np
 import rclpy
 from diagnostic_msgs.msg import DiagnosticArray
 from nav_msgs.msg import Odometry
+from rcl_interfaces.srv import SetParameters
 from rclpy.node import Node
+from rclpy.parameter import Parameter
 from rosgraph_msgs.msg import Clock
 from geometry_msgs.msg import TwistStamped
 from sensor_msgs.msg import Image, JointState
@@ -33,7 +39,7 @@ from std_msgs.msg import Bool
 
 from jepa_pilot.cli.launch import find_package_share, parse_launch_file
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
-from jepa_pilot.msg import PlanStatus
+from jepa_pilot.msg import Latent, ModelUpdate, PlanStatus, Surprise
 from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
@@ -47,13 +53,16 @@ BURST = 10  # frames forwarded per camera frame in "burst" mode
 
 
 def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, explore: bool | None = None,
-              **node_params: dict):
+              learn: bool = False, base_data: str = "", **node_params: dict):
     """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node
-    (``planner={...}``, ``sim={...}``, ``encoder={...}``).
+    (``planner={...}``, ``sim={...}``, ``encoder={...}``, ``trainer={...}``).
 
-    The world-model nodes get ``bundle`` (default: the bundle named like the env, as `eval` does).
+    The world-model nodes get ``bundle`` (default: the bundle named like the env, as `eval` does);
+    ``learn`` adds the trainer node, fine-tuning on ``base_data`` ('': the launch file's default).
     """
-    args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower()}
+    args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower(), "learn": str(learn).lower()}
+    if base_data:
+        args["base_data"] = str(base_data)
     if jepa:
         args["bundle"] = str(bundle or env)
     if explore is not None:
@@ -111,6 +120,10 @@ class GraphWatcher(Node):
         self.commands: list[tuple[float, bool]] = []       # (wall arrival, moves the robot) from /cmd_vel
         self.speeds: list[tuple[float, float]] = []        # (wall arrival, base speed m/s) from /odom
         self.diagnostics: dict[str, dict[str, str]] = {}   # node -> its latest /diagnostics values
+        # Kept for the whole session (forget leaves them): a run's series.
+        self.surprises: list[tuple[float, float]] = []     # (wall arrival, distance) from /jepa/surprise
+        self.models_seen: dict[str, tuple[float, float]] = {}  # model id -> (wall, stamp) of its first /jepa/latent
+        self.updates: list[tuple[float, ModelUpdate]] = []  # (wall arrival, message) from /jepa/model_update
         self.sim_time, self.bad_images = 0.0, 0
         self.relay_mode, self._relayed = "pass", 0
         self.relay = self.create_publisher(Image, relay_to, qos("sensor_data")) if relay_to else None
@@ -121,6 +134,10 @@ class GraphWatcher(Node):
         self.create_subscription(Clock, "/clock", self._on_clock, qos("best_effort"))
         self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))
         self.create_subscription(DiagnosticArray, "/diagnostics", self._on_diagnostics, qos("reliable"))
+        self.create_subscription(Surprise, "/jepa/surprise", self._on_surprise, qos("reliable", depth=50))
+        self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable"))
+        self.create_subscription(ModelUpdate, "/jepa/model_update", self._on_model_update, qos("latched"))
+        self.parameter_clients: dict[str, object] = {}  # node name -> its set_parameters client
         self.reset_client = self.create_client(ResetSim, "/sim/reset")
         self.goal_image_client = self.create_client(GetGoalImage, "/sim/get_goal_image")
         self.set_goal_client = self.create_client(SetGoal, "/encoder/set_goal")
@@ -175,6 +192,16 @@ class GraphWatcher(Node):
             node = status.name.removeprefix("jepa_pilot: ")
             self.diagnostics[node] = {kv.key: kv.value for kv in status.values}
 
+    def _on_surprise(self, msg: Surprise) -> None:
+        self.surprises.append((time.monotonic(), float(msg.distance)))
+
+    def _on_latent(self, msg: Latent) -> None:
+        if msg.model_id not in self.models_seen:
+            self.models_seen[msg.model_id] = (time.monotonic(), from_time(msg.header.stamp))
+
+    def _on_model_update(self, msg: ModelUpdate) -> None:
+        self.updates.append((time.monotonic(), msg))
+
     def forget(self, before: float) -> None:
         """Drop what arrived before wall time ``before``, and every recorded state (a long run between
         episodes: what a run keeps would otherwise grow without bound)."""
@@ -200,6 +227,19 @@ class GraphWatcher(Node):
         if not self.spin_until(future.done, timeout):
             raise RuntimeError(f"service {client.srv_name} did not answer")
         return future.result()
+
+    def set_parameters(self, node_name: str, **values) -> None:
+        """Set parameters of node ``node_name`` (e.g. ``set_parameters("sim", action_gain=0.5)``) through
+        its ``set_parameters`` service; raises RuntimeError naming each value the node refused."""
+        name = node_name.strip("/")
+        if name not in self.parameter_clients:
+            self.parameter_clients[name] = self.create_client(SetParameters, f"/{name}/set_parameters")
+        request = SetParameters.Request(parameters=[Parameter(k, value=v).to_parameter_msg()
+                                                    for k, v in values.items()])
+        answer = self.call(self.parameter_clients[name], request)
+        refused = [f"{k}={v!r}: {r.reason}" for (k, v), r in zip(values.items(), answer.results) if not r.successful]
+        if refused or len(answer.results) != len(values):
+            raise RuntimeError(f"/{name} refused " + ("; ".join(refused) or f"the parameters {values}"))
 
     # --- goal episodes ----------------------------------------------------------------
     def reset_sim(self, state, restart_clock: bool = False) -> None:
