@@ -15,9 +15,8 @@ Phases of a scenario:
   (the change)    the sim parameter, set through /sim/set_parameters
   after_change    the same goals at once; the model is still the trained one
   learning        goals from a stream of other pairs while the trainer records and
-                  fine-tunes, until an update announced after the change is swapped in
-                  (the graph's /jepa/latent carries its model id) or --learn-minutes of
-                  wall time since the change pass (both checked between goals)
+                  fine-tunes and the graph swaps to each bundle it accepts, until
+                  --learn-minutes of wall time since the change pass (checked between goals)
   after_learning  the same goals again
 
 Success is the project's one definition (true position within 0.1 m of the

@@ -124,19 +124,19 @@ def test_recovery_counts_only_updates_after_the_change_that_were_swapped_in():
 
 
 @pytest.mark.unit
-def test_the_phases_run_in_order_and_learning_ends_when_the_update_is_swapped_in():
+def test_the_phases_run_in_order_and_learning_runs_its_minutes_with_the_update_swapped_in():
     result, lines = drive("rotation", accept_after=5)
     phases = result["phases"]
     assert list(phases) == list(PHASES) and result["change"]["parameters"] == {"action_rotation_deg": 90.0}
     assert [phases[p]["success_rate"] for p in MEASURED] == [1.0, 0.0, 1.0]
-    assert phases["learning"]["episodes"] == 2  # the update came with the 5th goal after the change
+    assert phases["learning"]["episodes"] == 7  # until 1 min (10 goals) after the change; the update came at 5
     live = [phases[p]["minutes_of_live_data"] for p in PHASES]
-    assert live == pytest.approx([0.0, 3 * GOAL_S / 60, 5 * GOAL_S / 60, 8 * GOAL_S / 60])
+    assert live == pytest.approx([0.0, 3 * GOAL_S / 60, 10 * GOAL_S / 60, 13 * GOAL_S / 60])
     assert [phases[p]["updates_accepted"] for p in MEASURED] == [0, 0, 1]
     assert phases["after_change"]["surprise_median"] == 5.0 and phases["after_learning"]["surprise_median"] == 1.0
     assert result["recovery_minutes"] == pytest.approx((5 * GOAL_S + 1.0) / 60, abs=1e-4)
     assert result["success_recovered"] is True and result["expects_update"] is True
-    assert len(result["series"]["goals"]) == 3 + 3 + 2 + 3
+    assert len(result["series"]["goals"]) == 3 + 3 + 7 + 3
     assert any("update m1 swapped in" in line for line in lines)
     assert any(line.startswith("[rotation] after_change goal 3/3: missed, 0/3 so far; trainer:") for line in lines)
 

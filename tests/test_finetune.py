@@ -128,7 +128,7 @@ def test_gate_accepts_only_a_clear_live_gain_without_base_regression(numbers, ac
 
 def test_when_the_world_changed_the_gate_waives_the_base_check_and_says_so():
     result = ft.gate(1.0, 0.5, 0.01, 0.5, margin=0.1, base_limit=0.1, world_changed=True)
-    assert result.accepted and "the world changed (the current model is 100x worse" in result.reason
+    assert result.accepted and "the world changed (live error 100x the base error" in result.reason
     assert not ft.gate(1.0, 0.95, 0.01, 0.01, world_changed=True).accepted  # live must still improve
 
 
@@ -146,12 +146,18 @@ def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
     assert new.spec.io_shapes() == parent.spec.io_shapes()
     assert (new.spec.action_names, new.spec.control_period) == (parent.spec.action_names, parent.spec.control_period)
     assert new.spec.training["parent"] == parent.spec.model_id and new.spec.metrics["finetune"]["accepted"]
+    assert new.spec.metrics["finetune"]["base_reference"] == pytest.approx(g.current_base)
     engine = WorldModelEngine(result.bundle, providers=["cpu"])  # the runtime loads it (shapes checked)
     assert parity(result.model, engine, new.spec.horizon, seed=5)["rollout"] <= PARITY_RTOL
     z_hist, actions = np.random.default_rng(0).normal(size=(3, 2, 32)), np.zeros((3, 40, 2))
     actions[:, :, 0] = 1.0
     moved = engine.rollout(z_hist, actions) - OnnxGraphs(parent).rollout(z_hist, actions)
     assert np.abs(moved).max() > 0.1  # a new predictor, not the parent's
+    # A second fine-tune from the adapted bundle still knows the world changed: it fits the base data worse
+    # now, as it should, so the base error of the original model is the reference, not its own.
+    again = ft.finetune(result.bundle, rotated, base, tmp_path / "again", ft.FinetuneConfig(threads=1, steps=50),
+                        progress=False)
+    assert "the world changed" in again.gate.reason, again.gate.reason
 
 
 def test_unchanged_dynamics_are_rejected_and_nothing_is_written(fresh, base, tmp_path):

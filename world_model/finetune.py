@@ -286,13 +286,15 @@ def _score(model: WorldModel, windows: tuple[torch.Tensor, torch.Tensor]) -> flo
 
 
 def gate(current_live: float, candidate_live: float, current_base: float, candidate_base: float,
-         margin: float = 0.1, base_limit: float = 0.1, world_changed: bool = False) -> GateResult:
+         margin: float = 0.1, base_limit: float = 0.1, world_changed: bool = False,
+         base_reference: float | None = None) -> GateResult:
     """Accept only if candidate_live <= (1 - margin) * current_live and
     candidate_base <= (1 + base_limit) * current_base (NaN anywhere rejects).
 
     ``world_changed``: the current model is far worse on live data than on the base data
     (FinetuneConfig.drift_factor), so what it knew is no longer true there (a rotated or weaker
-    actuator): the base check is waived, and the reason says so."""
+    actuator): the base check is waived, and the reason says so, comparing with ``base_reference``
+    (default ``current_base``), the base error of a model of the unchanged world."""
     live_ok = candidate_live <= (1 - margin) * current_live
     base_ok = world_changed or candidate_base <= (1 + base_limit) * current_base
     change = lambda new, old: f"{(new / old - 1) if old else float('inf'):+.1%}"  # noqa: E731
@@ -303,8 +305,9 @@ def gate(current_live: float, candidate_live: float, current_base: float, candid
     why = [w for ok, w in ((live_ok, f"no {margin:.0%} improvement on live data"),
                            (base_ok, f"base data worse by more than {base_limit:.0%}")) if not ok]
     if world_changed:
-        numbers += (f"; the world changed (the current model is {current_live / max(current_base, 1e-12):.0f}x "
-                    f"worse on live than on base data): base data not mixed in, base check waived")
+        reference = current_base if base_reference is None else base_reference
+        numbers += (f"; the world changed (live error {current_live / max(reference, 1e-12):.0f}x the base "
+                    f"error of the unchanged world's model): base data not mixed in, base check waived")
     reason = f"accepted: {numbers}." if not why else f"rejected ({' and '.join(why)}): {numbers}."
     return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base)
 
@@ -359,15 +362,19 @@ def finetune(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path,
     data = _load_data(parent, Path(live_dir), Path(base_dir), cfg, live_weights, device)
     current.to(device)
     current_live, current_base = _score(current, data.live_val), _score(current, data.base_val)
-    changed = current_live > cfg.drift_factor * current_base  # the base data no longer describes the world
+    # How well a model of the base world fits the base data: the first bundle's own base error, carried
+    # down the fine-tunes (a bundle adapted to a changed robot fits the base data worse, and that is right).
+    reference = parent.spec.metrics.get("finetune", {}).get("base_reference", current_base)
+    changed = current_live > cfg.drift_factor * reference  # the base data no longer describes the world
     candidate = copy.deepcopy(current).to(device)
     _train(candidate, data, cfg.replace(base_fraction=0.0) if changed else cfg, progress)
     result = gate(current_live, _score(candidate, data.live_val), current_base, _score(candidate, data.base_val),
-                  cfg.margin, cfg.base_limit, world_changed=changed)
+                  cfg.margin, cfg.base_limit, world_changed=changed, base_reference=reference)
     path = None
     if result.accepted:
         training = {"parent": parent.spec.model_id, "dataset": str(base_dir),
                     "live_data": live_source or str(live_dir), "base_data": str(base_dir), "steps": cfg.steps,
                     "wall_s": time.monotonic() - start, "device": str(device), "finetune": cfg.to_dict()}
-        path = export_candidate(candidate, parent, out, training, {"finetune": dataclasses.asdict(result)})
+        metrics = {"finetune": {**dataclasses.asdict(result), "base_reference": reference}}
+        path = export_candidate(candidate, parent, out, training, metrics)
     return FinetuneResult(result, path, candidate.cpu(), cfg.steps, time.monotonic() - start)
