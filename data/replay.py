@@ -22,8 +22,9 @@ frames are kept on the control-period grid (:func:`~jepa_pilot.data.bag.resample
 and step t's action is the last command before frame t+1
 (:func:`~jepa_pilot.data.bag.actions_for`). Unlike an import, a step without a
 fresh command is not recorded (zero is not what the robot was told): it ends
-the shard, as do a camera gap and a clock jump back (a sim reset), so a shard
-never spans one. When the commands show the reset first, frames stamped up to
+the shard, as do a camera gap, a clock jump back (a sim reset) and a hold (an
+e-stop: while the robot is held it may be reset or moved by hand, so no
+frame is recorded until it is released), so a shard never spans one. When the commands show the reset first, frames stamped up to
 the last command before it + ``command_timeout`` are taken for frames still in
 flight from before and dropped until the frames go back too. A process that
 dies loses only the shard in memory. One writer per folder; readers may come
@@ -272,8 +273,8 @@ class TransitionRecorder:
     bad input is dropped and counted (``counts["bad_frame"]``, ...), the first
     few of each kind logged; ``counts`` also holds frames, recorded (steps
     written), shards_written, no_command, gap, clock_jump, duplicate, stale
-    (frames from before a reset), short (steps of shards under min_steps),
-    surprise (values attached), write_failed.
+    (frames from before a reset), holds and held (frames while held), short
+    (steps of shards under min_steps), surprise (values attached), write_failed.
     """
 
     def __init__(self, buffer: ReplayBuffer, log: Callable[[str], None] = print) -> None:
@@ -291,6 +292,7 @@ class TransitionRecorder:
         self._last = {"frame": -math.inf, "command": -math.inf}
         self._hold = -math.inf         # commands jumped back, frames not yet: frames up to this are from before
         self._frames_ahead = False     # frames jumped back, commands not yet
+        self._held = False             # an e-stop holds the robot: no frame is recorded
 
     def on_command(self, stamp: float, action: Any) -> None:
         """A command at ``stamp``: ``action`` normalised to [-1, 1]^A."""
@@ -310,6 +312,15 @@ class TransitionRecorder:
                                                            stamp - COMMAND_HISTORY_S)))
         del self._command_times[:cut], self._commands[:cut]  # commands no coming frame can use
 
+    def on_hold(self, held: bool) -> None:
+        """The robot is held (an e-stop engaged) or released. A hold ends the shard, and no frame is kept
+        until the release: the robot may be reset or moved by hand meanwhile."""
+        if held and not self._held:
+            self.counts["holds"] += 1
+            self._close()
+            self._candidate = None
+        self._held = bool(held)
+
     def on_frame(self, stamp: float, image: Any) -> None:
         """A camera frame at ``stamp``: (H, W, 3) uint8 RGB, resized here to the dataset's size if needed."""
         try:
@@ -323,6 +334,9 @@ class TransitionRecorder:
             first, self._hold = self._hold == -math.inf, -math.inf
             self._clock_jump(first, frames_ahead=first)
         self._last["frame"] = stamp
+        if self._held:
+            self.counts["held"] += 1
+            return
         if stamp <= self._hold:
             self.counts["stale"] += 1
             return

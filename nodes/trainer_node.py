@@ -3,6 +3,7 @@
 Subscribes the camera (``image_topic``), the robot profile's command topic
            (/cmd_vel TwistStamped or Twist, or the arm's Float64MultiArray),
            /jepa/surprise (jepa_pilot/Surprise: what the model did not expect),
+           /jepa/estop (std_msgs/Bool: nothing is recorded while the robot is held),
            /jepa/model_ready (jepa_pilot/ModelReady: how the graph took an update)
 Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted bundle
            /diagnostics (buffer size and steps, transitions recorded and dropped by reason,
@@ -26,6 +27,7 @@ from pathlib import Path
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import Image
+from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
 
 from jepa_pilot.common.config import ConfigError, setting
@@ -102,6 +104,7 @@ class TrainerNode(Node):
         self.create_subscription(COMMAND_TYPES[self.kind], self.profile.command_topic, self._on_command,
                                  qos("reliable", depth=50))
         self.create_subscription(Surprise, "/jepa/surprise", self._on_surprise, qos("reliable", depth=50))
+        self.create_subscription(Bool, "/jepa/estop", lambda msg: self.recorder.on_hold(msg.data), qos("reliable"))
         self.create_subscription(ModelReady, "/jepa/model_ready", self._on_ready, qos("latched", depth=20))
         self.create_service(Trigger, "~/rollback", self._on_rollback)
         self.create_timer(1.0, self._tick)

@@ -137,6 +137,20 @@ def test_a_clock_jump_back_splits_shards_and_nothing_pairs_across_it(tmp_path):
     assert all(np.all(np.diff(e.timestamps) > 0) for e in episodes) and buffer.steps == 45
 
 
+def test_an_e_stop_hold_ends_the_shard_and_nothing_is_recorded_until_released(tmp_path):
+    buffer, rec = make(tmp_path)
+    record(rec, 0.0, 10, epoch=0)
+    rec.on_hold(True)  # the robot is held, then reset to elsewhere (a teleport: the clock goes on)
+    record(rec, 1.1, 3, epoch=1)
+    rec.on_hold(False)
+    record(rec, 1.5, 10, epoch=2)
+    rec.flush()
+    episodes = list(Dataset(tmp_path))
+    assert [set(e.images[:, 0, 0, 1].tolist()) for e in episodes] == [{0}, {2}]  # nothing from the hold
+    assert [e.steps for e in episodes] == [10, 10]
+    assert rec.counts["holds"] == 1 and rec.counts["held"] == 4
+
+
 def test_a_camera_gap_ends_the_shard(tmp_path):
     buffer, rec = make(tmp_path)
     record(rec, 0.0, 10)
