@@ -80,8 +80,7 @@ TRAINER_KEYS = ("buffer_steps", "finetunes", "accepted", "rejected", "current_mo
 @dataclasses.dataclass(frozen=True)
 class AdaptConfig(Config):
     goals: int = setting(10, "goals in each measured phase (before, after_change, after_learning)", low=1)
-    learn_minutes: float = setting(10.0, "wall minutes since the change after which the learning phase ends "
-                                   "without an update", low=0.1)
+    learn_minutes: float = setting(10.0, "wall minutes after the change that the learning phase lasts", low=0.1)
     seed: int = setting(0, "seed of the goal pairs and of the graph", low=0)
     update_every: float = setting(30.0, "trainer: the fewest wall seconds between two fine-tunes", low=1.0)
     finetune_steps: int = setting(300, "trainer: optimiser steps per fine-tune", low=1)

@@ -10,7 +10,7 @@ import numpy as np
 from jepa_pilot.nodes.planner_node import PlannerNode
 from jepa_pilot.nodes.runner import run_node
 
-MOTION_COMMANDS_BEFORE_FAILING = 5
+MOTION_COMMANDS_BEFORE_FAILING = 30  # about 3 s of driving: the test's probe has matched and seen it move
 
 
 class FailingPlanner(PlannerNode):

@@ -124,7 +124,9 @@ def test_cancelling_the_goal_stops_the_robot(graph):
 
 def test_a_planner_that_fails_with_an_exception_leaves_the_robot_stopped(graph):
     planner, commands, sub = drive(graph, "exception", module=FAILING_PLANNER)
-    since = max(i for i, c in enumerate(commands) if moving(c))  # it may have failed already
+    motion = [i for i, c in enumerate(commands) if moving(c)]
+    assert motion, f"the probe saw no motion before the failure\n{planner.log()[-3000:]}"
+    since = motion[-1]  # it may have failed already
     assert planner.wait(30) == 1, planner.log()[-3000:]
     log = planner.log()
     assert "injected failure" in log and "stopping: zero command sent" in log
