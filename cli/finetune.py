@@ -108,6 +108,8 @@ def run(args: argparse.Namespace) -> int:
                               progress=not args.quiet, live_source=str(args.data))
     except (ValueError, OSError) as exc:  # BundleError, DatasetError, ConfigError, FinetuneError, BagError
         print(f"jepa-pilot finetune: error: {exc}")
+        if args.json:  # the online trainer reports why, not just the exit status
+            args.json.write_text(json.dumps({"accepted": False, "reason": f"not fine-tuned: {exc}"}))
         return BAD_INPUT
     print(f"{bundle.spec.model_id}, {result.steps} steps in {result.wall_s:.0f} s: {result.gate.reason}")
     if args.json:

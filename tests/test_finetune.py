@@ -5,6 +5,8 @@ session); the bundle is the shipped ``models/two_rooms``.
 """
 from __future__ import annotations
 
+import json
+
 import shutil
 from pathlib import Path
 
@@ -200,7 +202,9 @@ def test_cli_refuses_bad_input_with_status_2(base, tmp_path, capsys, monkeypatch
              (["finetune", str(SHIPPED), "--data", str(writer.root), *common], "has action size 3, bundle"),
              (["finetune", str(SHIPPED), "--data", str(base), "--out", str(tmp_path / "new")], "--base is required")]
     for argv, message in cases:
-        assert main(argv) == 2, argv
+        verdict = tmp_path / "verdict.json"
+        assert main([*argv, "--json", str(verdict)]) == 2, argv
         out = capsys.readouterr().out
         assert out.startswith("jepa-pilot finetune: error: ") and message in out, out
+        assert json.loads(verdict.read_text()) == {"accepted": False, "reason": f"not fine-tuned: {out[28:].strip()}"}
     assert not (tmp_path / "new").exists()
