@@ -28,6 +28,7 @@ import json
 import tempfile
 from pathlib import Path
 
+from jepa_pilot.cli.train import register_missing
 from jepa_pilot.common.bundle import BundleSpec, load_bundle
 
 ACCEPTED, REJECTED, BAD_INPUT = 0, 3, 2
@@ -39,7 +40,7 @@ def register(sub) -> None:
     except ModuleNotFoundError as exc:  # torch: `pip install jepa-pilot` without the learn extra
         if (exc.name or "jepa_pilot").startswith("jepa_pilot"):
             raise
-        _register_missing(sub, exc.name)
+        register_missing(sub, exc.name, {"finetune": "fine-tune a bundle"})
         return
     from jepa_pilot.common.config import add_config_arguments
 
@@ -57,13 +58,6 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="also write the verdict (accepted, reason, metrics, model_id) here")
     add_config_arguments(p.add_argument_group("fine-tuning settings (FinetuneConfig)"), FinetuneConfig)
     p.set_defaults(func=run)
-
-
-def _register_missing(sub, module: str) -> None:
-    need = f"needs {module} (not installed): pip install 'jepa-pilot[learn]'"
-    p = sub.add_parser("finetune", help=f"fine-tune a bundle ({need})", prefix_chars="+", add_help=False)
-    p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
-    p.set_defaults(func=lambda args: print(f"jepa-pilot finetune: error: {need}") or BAD_INPUT)
 
 
 def _base(args: argparse.Namespace, training: dict) -> Path:

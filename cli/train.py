@@ -8,7 +8,7 @@ def register(sub) -> None:
     except ModuleNotFoundError as exc:  # torch: `pip install jepa-pilot` without the learn extra
         if (exc.name or "jepa_pilot").startswith("jepa_pilot"):
             raise
-        _register_missing(sub, exc.name)
+        register_missing(sub, exc.name, {"train": "train a world model", "export": "export a world model"})
         return
     p = sub.add_parser("train", help="train the JEPA world model on a dataset (CPU or CUDA; DDP with torchrun)",
                        description=train.__doc__, formatter_class=_raw())
@@ -24,14 +24,15 @@ def _raw():
     return argparse.RawDescriptionHelpFormatter
 
 
-def _register_missing(sub, module: str) -> None:
-    """`train` and `export` that only say what to install (so `jepa-pilot --help` works without torch)."""
+def register_missing(sub, module: str, commands: dict[str, str]) -> None:
+    """Commands (name -> what they do) that only say what to install, so `jepa-pilot --help` works
+    without torch."""
     import argparse
 
     need = f"needs {module} (not installed): pip install 'jepa-pilot[learn]'"
-    for name in ("train", "export"):
+    for name, does in commands.items():
         # prefix_chars="+": every argument after the command (--data, --help...) is taken, none is an error
-        p = sub.add_parser(name, help=f"{name} a world model ({need})", prefix_chars="+", add_help=False)
+        p = sub.add_parser(name, help=f"{does} ({need})", prefix_chars="+", add_help=False)
         p.add_argument("ignored", nargs="*", help=argparse.SUPPRESS)
         p.set_defaults(func=lambda args, name=name: _missing(name, need))
 

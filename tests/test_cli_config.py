@@ -131,3 +131,14 @@ def test_bad_settings_exit_2_with_the_configs_message(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["collect", "--out", str(tmp_path / "c"), "--episodes", "many"])
     assert exit_info.value.code == 2
+
+
+def test_without_torch_the_learning_commands_say_what_to_install(capsys):
+    from jepa_pilot.cli.train import register_missing
+
+    parser = argparse.ArgumentParser()
+    register_missing(parser.add_subparsers(dest="command"), "torch", {"finetune": "fine-tune a bundle"})
+    args = parser.parse_args(["finetune", "two_rooms", "--data", "x", "--help"])  # every argument is taken
+    assert args.func(args) == 2
+    assert capsys.readouterr().out == "jepa-pilot finetune: error: needs torch (not installed): " \
+                                      "pip install 'jepa-pilot[learn]'\n"
