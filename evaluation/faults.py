@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from jepa_pilot.evaluation.rosgraph import ServiceTimeout
+
 __all__ = ["Fault", "FAULTS", "FaultRun", "measure", "run_fault", "combine_runs", "summary_line", "pairs_for"]
 
 STOP_SPEED = 0.02  # m/s: the base counts as at rest below this
@@ -118,14 +120,7 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
               scale: float = 1.0) -> dict:
     """Drive from ``start_state`` towards ``goal_state``, inject ``fault`` once driving, clear it, measure."""
     w = run.watcher
-    w.estop_pub.publish(w.estop_pub.msg_type(data=True))
-    w.reset_sim(start_state)
-    w.set_goal(goal_state)
-    w.estop_pub.publish(w.estop_pub.msg_type(data=False))
-    begun = time.monotonic()
-    driving = w.spin_until(lambda: sum(m for t, m in w.commands if t > begun) >= 5, 60)
-    if not driving:
-        raise RuntimeError(f"{fault.name}: the robot did not start driving towards the goal")
+    restarted = start_driving(run, start_state, goal_state, nodes)
     start = time.monotonic()
     fault.inject(run)
     w.spin_until(lambda: False, fault.duration * scale)
@@ -135,8 +130,45 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
                  20 if fault.must_stop else 2)
     result = measure(fault, w, start, cleared, stop_limit, nodes, run.launcher.alive)
     result["duration_s"] = round(cleared - start, 3)
+    result["restarted_to_start"] = restarted
     result["recovered_by_restart"] = recover(fault, run, result, nodes)
     return result
+
+
+def start_driving(run: FaultRun, start_state, goal_state, nodes: list[str]) -> list[str]:
+    """Reset the robot to ``start_state``, give it the goal and wait until it drives. If a node of the
+    graph does not answer (a service times out) or the robot does not drive, that node (or the planner)
+    is restarted once and everything is tried again; returns the nodes restarted. (A process frozen with
+    SIGSTOP and thawed has been seen, rarely, to leave DDS links to it or from it dead.)"""
+    w, restarted = run.watcher, []
+    for attempt in range(2):
+        try:
+            w.estop_pub.publish(w.estop_pub.msg_type(data=True))
+            w.reset_sim(start_state)
+            w.set_goal(goal_state)
+            w.estop_pub.publish(w.estop_pub.msg_type(data=False))
+            begun = time.monotonic()
+            if w.spin_until(lambda: sum(m for t, m in w.commands if t > begun) >= 5, 60):
+                return restarted
+            stuck, why = "planner", "the robot did not start driving towards the goal"
+        except ServiceTimeout as exc:
+            stuck, why = exc.node, str(exc)
+        if attempt or stuck not in nodes:
+            raise RuntimeError(f"{why} (restarted before: {', '.join(restarted) or 'none'})")
+        print(f"{why}: restarting {stuck}", flush=True)
+        _restart(run, [stuck], nodes)
+        restarted.append(stuck)
+    return restarted
+
+
+def _restart(run: FaultRun, stuck: list[str], nodes: list[str]) -> None:
+    """Kill and restart ``stuck``; wait until the planner reports on fresh latents."""
+    for node in stuck:
+        run.launcher.signal_node(node, signal.SIGKILL)
+        run.restart(node)
+    since = time.monotonic()
+    run.watcher.spin_until(lambda: all(run.launcher.alive(n) for n in nodes) and sum(
+        t > since for t, _ in run.watcher.plans) >= 10, 90)
 
 
 def recover(fault: Fault, run: FaultRun, result: dict, nodes: list[str]) -> list[str]:
@@ -145,13 +177,8 @@ def recover(fault: Fault, run: FaultRun, result: dict, nodes: list[str]) -> list
     stuck = list(result["crashed"])
     if fault.must_stop and result["resume_s"] is None and fault.node and fault.node not in stuck:
         stuck.append(fault.node)
-    for node in stuck:
-        run.launcher.signal_node(node, signal.SIGKILL)
-        run.restart(node)
-    if stuck:  # up again when the planner reports on fresh latents (and the dead endpoints are forgotten)
-        since = time.monotonic()
-        run.watcher.spin_until(lambda: all(run.launcher.alive(n) for n in nodes) and sum(
-            t > since for t, _ in run.watcher.plans) >= 10, 90)
+    if stuck:
+        _restart(run, stuck, nodes)
     return stuck
 
 
@@ -167,7 +194,8 @@ def combine_runs(runs: list[dict]) -> dict:
             "stop_s": median("stop_s"), "resume_s": median("resume_s"),
             "commands_while_stopped": None if None in moving else max(moving),
             "crashed": sorted({n for r in runs for n in r["crashed"]}),
-            "recovered_by_restart": sorted({n for r in runs for n in r.get("recovered_by_restart", [])})}
+            "recovered_by_restart": sorted({n for r in runs for n in r.get("recovered_by_restart", [])}),
+            "restarted_to_start": sorted({n for r in runs for n in r.get("restarted_to_start", [])})}
 
 
 def summary_line(r: dict) -> str:
@@ -175,7 +203,10 @@ def summary_line(r: dict) -> str:
     return (f"{r['name']:<20} must stop {'yes' if r['must_stop'] else 'no ':<4} stopped {'yes' if r['stopped'] else 'no ':<4}"
             f" stop {fmt(r['stop_s']):>7}  resume {fmt(r['resume_s']):>7}"
             f"  moving cmds while stopped {fmt(r['commands_while_stopped']):>2}"
-            f"  crashed {', '.join(r['crashed']) or '-'}")
+            f"  crashed {', '.join(r['crashed']) or '-'}"
+            + "".join(f"  {label} {', '.join(r.get(key) or [])}" for key, label in
+                      (("recovered_by_restart", "restarted after"), ("restarted_to_start", "restarted before"))
+                      if r.get(key)))
 
 
 def pairs_for(env) -> tuple[np.ndarray, list[np.ndarray]]:

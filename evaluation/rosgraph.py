@@ -44,12 +44,21 @@ from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
 
-__all__ = ["sim_graph", "GraphWatcher", "watching", "wait_until_up", "run_goals", "watch", "frame_loss",
-           "RELAY_MODES"]
+__all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "watching", "wait_until_up", "run_goals", "watch",
+           "frame_loss", "RELAY_MODES"]
 
 # What the camera relay of a GraphWatcher does to the frames it forwards (fault injection).
 RELAY_MODES = ("pass", "silent", "drop_half", "burst")
 BURST = 10  # frames forwarded per camera frame in "burst" mode
+
+
+class ServiceTimeout(RuntimeError):
+    """A service of the graph was not available or did not answer; ``node`` is the node that serves it
+    (the first name of ``/node/service``)."""
+
+    def __init__(self, service: str, what: str) -> None:
+        super().__init__(f"service {service} {what}")
+        self.service, self.node = service, service.strip("/").split("/")[0]
 
 
 def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, explore: bool | None = None,
@@ -113,6 +122,7 @@ class GraphWatcher(Node):
     def __init__(self, env, keep_frames: bool = True, relay_to: str | None = None) -> None:
         super().__init__("jepa_pilot_harness")
         self.env, self.keep_frames = env, keep_frames
+        self.call_timeout = 30.0  # seconds a service may take to appear, then to answer
         self.frames: list[np.ndarray] = []                 # (H, W, 3) uint8, if keep_frames
         self.image_times: list[tuple[float, float]] = []   # (wall arrival, header stamp)
         self.states: list[tuple[float, np.ndarray]] = []   # (stamp, env state) from /odom or /joint_states
@@ -220,12 +230,15 @@ class GraphWatcher(Node):
             rclpy.spin_once(self, timeout_sec=0.02)
         return bool(done())
 
-    def call(self, client, request, timeout: float = 30.0):
+    def call(self, client, request, timeout: float | None = None):
+        """The answer of a service of the graph; ServiceTimeout if it is not there or does not answer."""
+        timeout = self.call_timeout if timeout is None else timeout
         if not self.spin_until(client.service_is_ready, timeout):
-            raise RuntimeError(f"service {client.srv_name} is not available")
+            raise ServiceTimeout(client.srv_name, "is not available")
         future = client.call_async(request)
         if not self.spin_until(future.done, timeout):
-            raise RuntimeError(f"service {client.srv_name} did not answer")
+            client.remove_pending_request(future)
+            raise ServiceTimeout(client.srv_name, "did not answer")
         return future.result()
 
     def set_parameters(self, node_name: str, **values) -> None:

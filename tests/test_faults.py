@@ -36,3 +36,31 @@ def test_the_robot_is_safe_through_the_fault(faults, name):
         # (A frozen node that is thawed has once been seen not to receive again over DDS within 15 s;
         # the benchmark records it as recovered_by_restart. Its safety is asserted above.)
         assert result["resume_s"] is not None, f"the robot did not drive again after the fault cleared: {result}"
+
+
+def test_a_node_that_stops_answering_is_restarted_before_the_next_fault(tmp_path):
+    """The harness's own recovery: with the encoder frozen for good, setting the goal times out; the
+    encoder is restarted once, recorded, and the robot drives to the goal."""
+    import os
+    import signal
+
+    from jepa_pilot import sim
+    from jepa_pilot.cli.supervisor import Launcher
+    from jepa_pilot.cli.up import child_environment
+    from jepa_pilot.evaluation.faults import FaultRun, pairs_for, start_driving
+    from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+
+    env = sim.make("two_rooms")
+    specs = sim_graph("two_rooms", jepa=True)
+    nodes = [spec.name for spec in specs]
+    start, goals = pairs_for(env)
+    with open(tmp_path / "nodes.log", "w") as log, \
+            Launcher(specs, env=child_environment(os.environ), stream=log) as launcher, \
+            watching(env, keep_frames=False) as watcher:
+        wait_until_up(watcher, launcher.alive)
+        watcher.call_timeout = 5.0
+        launcher.signal_node("encoder", signal.SIGSTOP)
+        run = FaultRun(launcher, watcher, goals)
+        assert start_driving(run, start, goals[0], nodes) == ["encoder"]
+        assert all(launcher.alive(n) for n in nodes)
+        assert any(moving for _, moving in watcher.commands)

@@ -162,8 +162,12 @@ def test_a_corrupt_bundle_is_refused_and_the_current_model_keeps_driving(graph):
     assert g["probe"].spin_until(lambda: set(reports(g, bad)) >= set(MODEL_NODES), 60), logs(g)
     for node, report in reports(g, bad).items():
         assert not report.ready and "rollout.onnx" in report.message and "sha256" in report.message, node
-    g["probe"].spin_for(2.0)
-    assert ids_in_order(g["latents"], since) == [current]
-    assert {m.model_id for t, m in g["plans"] if t > since} == {current}
-    assert sum(t > since and m.status == PlanStatus.STATUS_PLANNING for t, m in g["plans"]) >= 3
-    assert all(n.proc.poll() is None for n in g["nodes"])
+    refused = time.monotonic()
+    # The current model keeps driving: plans go on after the refusal (waited for, not timed: a loaded
+    # machine may pause the graph), and nothing of the refused model ever shows up.
+    planning = lambda: sum(t > refused and m.status == PlanStatus.STATUS_PLANNING  # noqa: E731
+                           for t, m in g["plans"]) >= 10
+    assert g["probe"].spin_until(planning, 30), logs(g)
+    assert ids_in_order(g["latents"], since) == [current], logs(g)
+    assert {m.model_id for t, m in g["plans"] if t > since} == {current}, logs(g)
+    assert all(n.proc.poll() is None for n in g["nodes"]), logs(g)
