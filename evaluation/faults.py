@@ -1,7 +1,7 @@
 """Faults injected into the running sim graph while it drives to a goal, and what the robot did.
 
 Each fault starts mid-drive (the robot driving towards a goal image in the
-other room), lasts ``duration`` wall seconds, then clears. Measured on the
+other room), lasts ``duration`` seconds (of wall and of sim time), then clears. Measured on the
 wall clock from what the harness (:mod:`jepa_pilot.evaluation.rosgraph`) sees:
 
 * ``stopped``: the robot came to rest after the fault began: a zero command
@@ -123,7 +123,7 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
     restarted = start_driving(run, start_state, goal_state, nodes)
     start = time.monotonic()
     fault.inject(run)
-    w.spin_until(lambda: False, fault.duration * scale)
+    hold(w, fault.duration * scale)
     cleared = time.monotonic()
     fault.clear(run)
     w.spin_until(lambda: _first(w.commands, cleared) is not None and all(run.launcher.alive(n) for n in nodes),
@@ -133,6 +133,21 @@ def run_fault(fault: Fault, run: FaultRun, start_state, goal_state, stop_limit: 
     result["restarted_to_start"] = restarted
     result["recovered_by_restart"] = recover(fault, run, result, nodes)
     return result
+
+
+def hold(watcher, seconds: float) -> None:
+    """Wait ``seconds`` of wall time and of sim time (a loaded machine runs the sim slower than real
+    time, and the robot's own timeouts count sim time); at most 3 s longer on the wall clock, for
+    faults that stop sim time (a killed sim node)."""
+    begun, last, elapsed = time.monotonic(), watcher.sim_time, 0.0
+
+    def sim_elapsed() -> float:  # forward sim time only: a clock reset to 0 does not count back
+        nonlocal last, elapsed
+        elapsed, last = elapsed + max(watcher.sim_time - last, 0.0), watcher.sim_time
+        return elapsed
+
+    watcher.spin_until(lambda: sim_elapsed() < 0, seconds)
+    watcher.spin_until(lambda: sim_elapsed() >= seconds, begun + seconds + 3.0 - time.monotonic())
 
 
 def start_driving(run: FaultRun, start_state, goal_state, nodes: list[str]) -> list[str]:

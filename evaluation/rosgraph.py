@@ -50,6 +50,7 @@ __all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "watching", "wait_unti
 # What the camera relay of a GraphWatcher does to the frames it forwards (fault injection).
 RELAY_MODES = ("pass", "silent", "drop_half", "burst")
 BURST = 10  # frames forwarded per camera frame in "burst" mode
+RESEND_S = 3.0  # a service request not answered within this is sent again
 
 
 class ServiceTimeout(RuntimeError):
@@ -235,11 +236,19 @@ class GraphWatcher(Node):
         timeout = self.call_timeout if timeout is None else timeout
         if not self.spin_until(client.service_is_ready, timeout):
             raise ServiceTimeout(client.srv_name, "is not available")
-        future = client.call_async(request)
-        if not self.spin_until(future.done, timeout):
-            client.remove_pending_request(future)
-            raise ServiceTimeout(client.srv_name, "did not answer")
-        return future.result()
+        # The graph's services are idempotent (reset, goal image, set goal, parameters): the request is
+        # sent again every few seconds, since a reply can be lost while DDS is still matching its reader.
+        futures, end = [], time.monotonic() + timeout
+        while time.monotonic() < end and not any(f.done() for f in futures):
+            futures.append(client.call_async(request))
+            self.spin_until(lambda: any(f.done() for f in futures), min(RESEND_S, end - time.monotonic()))
+        done = [f for f in futures if f.done()]
+        for future in futures:
+            if not future.done():
+                client.remove_pending_request(future)
+        if not done:
+            raise ServiceTimeout(client.srv_name, f"did not answer ({len(futures)} requests in {timeout:g} s)")
+        return done[0].result()
 
     def set_parameters(self, node_name: str, **values) -> None:
         """Set parameters of node ``node_name`` (e.g. ``set_parameters("sim", action_gain=0.5)``) through

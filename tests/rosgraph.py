@@ -77,13 +77,20 @@ class Probe:
             self.executor.spin_once(timeout_sec=0.02)
         return done()
 
-    def call(self, srv_type, name: str, request, timeout: float = 20.0):
+    def call(self, srv_type, name: str, request, timeout: float = 20.0, resend: bool = True):
+        """The first answer of service ``name``. With ``resend`` (idempotent services), the request is sent
+        again every few seconds: a new client's reply can be lost while DDS still matches its reader."""
         client = self.node.create_client(srv_type, name)
         assert self.spin_until(client.service_is_ready, timeout), f"service {name} not available"
-        future = client.call_async(request)
-        assert self.spin_until(future.done, timeout), f"service {name} did not answer"
+        futures, end = [], time.monotonic() + timeout
+        while time.monotonic() < end and not any(f.done() for f in futures):
+            futures.append(client.call_async(request))
+            self.spin_until(lambda: any(f.done() for f in futures), min(3.0, end - time.monotonic()) if resend
+                            else end - time.monotonic())
+        done = [f for f in futures if f.done()]
+        assert done, f"service {name} did not answer ({len(futures)} requests in {timeout:g} s)"
         self.node.destroy_client(client)
-        return future.result()
+        return done[0].result()
 
     def close(self) -> None:
         self.executor.shutdown()

@@ -446,7 +446,7 @@ def test_without_autostart_a_node_waits_for_lifecycle_transitions(g, tmp_path):
 
         def change(transition: int) -> bool:
             request = ChangeState.Request(transition=Transition(id=transition))
-            return g.probe.call(ChangeState, "/predictor_manual/change_state", request).success
+            return g.probe.call(ChangeState, "/predictor_manual/change_state", request, resend=False).success
 
         assert state() == "unconfigured"
         assert change(Transition.TRANSITION_CONFIGURE) and state() == "inactive"

@@ -104,7 +104,8 @@ def test_a_lifecycle_transition_leaves_the_robot_stopped(graph, transition):
     _, probe, _ = graph
     planner, commands, sub = drive(graph, f"lifecycle{transition}")
     since = len(commands)
-    answer = probe.call(ChangeState, "/planner/change_state", ChangeState.Request(transition=Transition(id=transition)))
+    answer = probe.call(ChangeState, "/planner/change_state", ChangeState.Request(transition=Transition(id=transition)),
+                        resend=False)
     assert answer.success
     assert_left_stopped(graph, planner, commands, sub, since)
     assert planner.proc.poll() is None, "a lifecycle transition does not end the process"
@@ -116,7 +117,7 @@ def test_cancelling_the_goal_stops_the_robot(graph):
     _, probe, _ = graph
     planner, commands, sub = drive(graph, "clear_goal")
     since = len(commands)
-    answer = probe.call(Trigger, "/planner/clear_goal", Trigger.Request())
+    answer = probe.call(Trigger, "/planner/clear_goal", Trigger.Request(), resend=False)
     assert answer.success and answer.message == "goal cleared, robot stopped"
     assert_left_stopped(graph, planner, commands, sub, since)
     planner.stop()

@@ -100,7 +100,7 @@ def test_rollback_brings_the_previous_bundle_back(graph):
     probe = g["probe"]
     current = g["latents"][-1].model_id
     assert current != BASE_ID, "the first test did not swap"
-    answer = probe.call(Trigger, "/trainer/rollback", Trigger.Request(), timeout=30)
+    answer = probe.call(Trigger, "/trainer/rollback", Trigger.Request(), timeout=30, resend=False)
     assert answer.success and BASE_ID in answer.message
     assert probe.spin_until(lambda: g["latents"][-1].model_id == BASE_ID, 60), logs(g)
 
