@@ -24,7 +24,9 @@ goal's within 200 control steps). The trainer fine-tunes every --update-every
 wall seconds once 300 new steps are recorded, --finetune-steps optimiser steps
 each, on its recordings mixed with the base dataset: --base-data, by default
 OUT/base, collected if missing (200 episodes x 100 steps, seed 0: the
-collector and seeds of the shipped bundle's training data).
+collector and seeds of the shipped bundle's training data). When a fine-tune
+finds the world changed, the trainer asks the planner to explore (random
+actions) for --explore-seconds; goals given meanwhile are mostly missed.
 
 Outputs:
   --json (default OUT/adapt.json): command, machine, settings, the base data, and
@@ -32,12 +34,17 @@ Outputs:
       /jepa/surprise distances received during the phase), minutes_of_live_data
       (simulated minutes since the change, at the phase's end), updates_accepted
       (the trainer's count), last_verdict and the episodes; the updates (model id,
-      reason, when announced and swapped in); recovery_minutes (minutes of live
+      reason, when announced and swapped in, the longest command period and the
+      missed periods within 2 s of the swap); per phase also the command period
+      p50/p99 while driven and the missed periods (gaps over 1.5 control periods)
+      and minutes_exploring; exploration (wall-minute spans);
+      trainer_memory_mb (its process group, fine-tune child included, after
+      each goal); recovery_minutes (minutes of live
       data until the first update after the change was swapped in; null: none)
       and success_recovered (after_learning within 5 points of before); the series
   a PNG next to the JSON (same stem): per scenario, success over time (rolling
       mean over 5 goals) and surprise over time, the change and each update as
-      vertical lines, the phases shaded
+      vertical lines, exploration shaded orange, the phases shaded grey
   --log (default OUT/nodes.log): every node's output
 
 Exit status 0; 1 if a scenario failed (a node died or stalled; see --log); 2 for bad options.
@@ -58,7 +65,7 @@ def register(sub) -> None:
     p.add_argument("--json", type=Path, help="write the results here (default: OUT/adapt.json); the plot beside it")
     p.add_argument("--scenarios", default=",".join(SCENARIOS),
                    help=f"comma-separated, of {', '.join(SCENARIOS)} (default: all)")
-    add_config_arguments(p, AdaptConfig)  # --goals, --learn-minutes, --seed, --update-every, --finetune-steps
+    add_config_arguments(p, AdaptConfig)  # --goals, --learn-minutes, --seed, --update-every, --finetune-steps, --explore-seconds
     p.add_argument("--base-data", type=Path, help="the base dataset the trainer mixes in (default: OUT/base, "
                                                   "collected if missing)")
     p.add_argument("--out", type=Path, default=Path("out/adapt"), help="work folder (default: out/adapt)")

@@ -21,6 +21,12 @@ changed since the last plan, or when the robot was not driving on plans
 just before (a stop of any cause: e-stop, stale latents, overrun, goal
 reached): a plan made before a stop no longer fits where the robot is.
 
+Exploring (``set_explore``, a lease the online learner renews): each latent
+gets a step of a :class:`MomentumRandomWalk` instead of a plan, advanced once
+per ``explore_period`` of latent stamps (the control period: the same
+walk the data collector drives), under the same e-stop and staleness rules.
+When the lease ends the robot is held once, then plans (or idles) again.
+
 Every step carries the supervisor's :class:`Decision` with its typed
 :class:`Cause`, the previous decision (to report changes) and the command:
 the normalised action to publish (zeros to hold), or None (command nothing).
@@ -34,6 +40,7 @@ from typing import Callable
 
 import numpy as np
 
+from jepa_pilot.control.exploration import MomentumRandomWalk
 from jepa_pilot.control.planner import Plan, Planner, PlannerConfig, RolloutModel
 from jepa_pilot.control.supervisor import Cause, Decision, Status, Supervisor, SupervisorConfig
 from jepa_pilot.perception.latents import LatentHistory
@@ -82,7 +89,8 @@ class LatentMPC:
 
     def __init__(self, model: RolloutModel, history: int, model_step: float,
                  planner_config: PlannerConfig | None = None, supervisor_config: SupervisorConfig | None = None,
-                 timer: Callable[[], float] = time.perf_counter) -> None:
+                 timer: Callable[[], float] = time.perf_counter, explore_period: float = 0.1,
+                 explorer: Callable[[], np.ndarray] | None = None) -> None:
         self.action_dim = model.action_dim
         self.planner = Planner(model, planner_config)
         self.supervisor = Supervisor(supervisor_config)
@@ -91,6 +99,8 @@ class LatentMPC:
         self.last = Decision(Status.IDLE, Cause.NO_GOAL, "no goal")
         self.counts = collections.Counter(plans=0, overruns=0, dropped_plans=0, stops=0)
         self._new_goal = True  # no plan made for the current goal yet
+        self.explorer = explorer or MomentumRandomWalk(self.action_dim)
+        self.explore_period, self._explore_next, self._explore_action = explore_period, -float("inf"), None
 
     # --- inputs -------------------------------------------------------------------
     @property
@@ -100,6 +110,13 @@ class LatentMPC:
     @property
     def estop(self) -> bool:
         return self.supervisor.estop
+
+    def exploring(self, wall_now: float) -> bool:
+        return self.supervisor.exploring(wall_now)
+
+    def set_explore(self, on: bool, wall_now: float) -> None:
+        """Take, renew (``on``) or end the exploration lease (Supervisor.set_explore)."""
+        self.supervisor.set_explore(on, wall_now)
 
     def set_config(self, config: SupervisorConfig) -> None:
         """New supervisor limits (dynamic parameters)."""
@@ -132,6 +149,8 @@ class LatentMPC:
         """A new latent. The step either says what to do now, or carries a ``job`` to plan."""
         self.history.add(stamp, z)
         decision = self.supervisor.on_latent(z, stamp, now, wall_now)
+        if decision.status == Status.EXPLORING:
+            return self._act(decision, explore=self._explore_step(stamp))
         if not decision.plan:
             return self._act(decision)
         reset = self._new_goal or self.last.status != Status.PLANNING
@@ -172,11 +191,22 @@ class LatentMPC:
                 "goal_distance": last.goal_distance, **self.counts}
 
     # --- helpers --------------------------------------------------------------------
-    def _act(self, decision: Decision, plan: Plan | None = None, planning_time: float = 0.0) -> Step:
+    def _explore_step(self, stamp: float) -> np.ndarray:
+        """The random walk's action for a latent stamped ``stamp``: a new one each ``explore_period``."""
+        if self._explore_action is None or stamp >= self._explore_next or stamp < self._explore_next - 2 * \
+                self.explore_period:  # (a clock that jumped back restarts the pacing)
+            self._explore_action = np.asarray(self.explorer(), dtype=np.float64)
+            self._explore_next = stamp + self.explore_period
+        return self._explore_action
+
+    def _act(self, decision: Decision, plan: Plan | None = None, planning_time: float = 0.0,
+             explore: np.ndarray | None = None) -> Step:
         """Record ``decision`` as the one acted on and say what to command."""
         if decision.drive and plan is not None:
             command = np.asarray(plan.actions[0], dtype=np.float64)
-        elif decision.hold:
+        elif explore is not None:
+            command = explore
+        elif decision.hold or self.last.status == Status.EXPLORING:  # (exploring ended: stop the walk)
             command = np.zeros(self.action_dim)
         else:
             command = None

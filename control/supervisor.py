@@ -10,6 +10,12 @@ the robot must be held at zero.
 Rules, in order of precedence:
 
 1. **E-stop** engaged: stop (STOPPED) until it is released; no planning.
+1b. **Exploring** (an exploration lease held, e.g. by the online learner
+   after the world changed): EXPLORING, random actions instead of plans,
+   as long as the newest latent is fresh (rule 4 applies); the goal is kept
+   and pursued again when the lease ends. The lease lasts
+   ``explore_lease`` wall seconds after the last renewal, so a requester
+   that dies cannot leave the robot exploring.
 2. **No goal**: IDLE; nothing is commanded (the command topic stays free).
 3. **Goal reached** (latent distance to the goal < ``goal_tolerance``):
    stop (REACHED). Latched until a new goal is set.
@@ -24,7 +30,7 @@ Rules, in order of precedence:
 6. Otherwise PLANNING: execute the plan's first action.
 
 Each decision carries a typed :class:`Cause` (ESTOP, NO_GOAL, REACHED,
-NO_LATENT, STALE, FUTURE_STAMP, OVERRUN, PLANNING) next to its reason text,
+NO_LATENT, STALE, FUTURE_STAMP, OVERRUN, PLANNING, EXPLORING) next to its reason text,
 so callers branch on the cause, never on the wording of the reason.
 """
 from __future__ import annotations
@@ -46,6 +52,7 @@ class Status(enum.IntEnum):
     PLANNING = 1
     REACHED = 2
     STOPPED = 3
+    EXPLORING = 4
 
 
 class Cause(enum.Enum):
@@ -59,6 +66,7 @@ class Cause(enum.Enum):
     STALE = "stale"                # the newest latent is too old (robot or wall clock)
     FUTURE_STAMP = "future_stamp"  # the newest latent is stamped in the future (clock mismatch)
     OVERRUN = "overrun"            # the last plan took longer than max_plan_time
+    EXPLORING = "exploring"        # random actions under an exploration lease
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +77,8 @@ class SupervisorConfig(Config):
                                     low=0.01, high=60.0, dynamic=True)
     max_plan_time: float = setting(0.3, "s: a plan that took longer is not executed and the robot stops",
                                    low=0.001, high=60.0, dynamic=True)
+    explore_lease: float = setting(3.0, "s (wall): an exploration request lasts this long unless renewed",
+                                   low=0.1, high=60.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +111,7 @@ class Supervisor:
         self.latent_wall: float | None = None    # wall time it arrived
         self.last_distance = float("nan")          # latent distance to the goal of the newest latent
         self.reached_reason = ""
+        self.explore_until = -float("inf")        # wall time the exploration lease ends
 
     # --- inputs -------------------------------------------------------------------
     def set_goal(self, goal: np.ndarray, stamp: float = 0.0) -> str:
@@ -125,6 +136,13 @@ class Supervisor:
     def set_estop(self, engaged: bool) -> None:
         self.estop = bool(engaged)
 
+    def set_explore(self, on: bool, wall_now: float) -> None:
+        """Take or renew (``on``) the exploration lease until ``wall_now + explore_lease``, or end it."""
+        self.explore_until = wall_now + self.config.explore_lease if on else -float("inf")
+
+    def exploring(self, wall_now: float | None) -> bool:
+        return wall_now is not None and wall_now < self.explore_until
+
     def distance(self, z: np.ndarray) -> float:
         if self.goal is None:
             return float("nan")
@@ -138,6 +156,12 @@ class Supervisor:
         distance = self.last_distance = self.distance(z)
         if self.estop:
             return self._stop(Cause.ESTOP, "e-stop engaged", distance)
+        if self.exploring(wall_now):
+            cause, stale = self._age_problem(now, None)
+            if cause is not None:
+                return self._stop(cause, stale, distance)
+            return Decision(Status.EXPLORING, Cause.EXPLORING, "exploring: random actions for the online learner",
+                            goal_distance=distance)
         if self.goal is None:
             return Decision(Status.IDLE, Cause.NO_GOAL, "no goal", goal_distance=distance)
         if not self.reached and distance < self.config.goal_tolerance:
@@ -156,7 +180,7 @@ class Supervisor:
         """A plan for goal ``goal_version`` took ``planning_time`` and is ready at ``now`` /
         ``wall_now``: execute it? None: the goal changed (or was cleared) while planning, drop it.
         A plan whose latent has become older than ``max_latent_age`` meanwhile is not executed."""
-        if goal_version != self.goal_version or self.goal is None:
+        if goal_version != self.goal_version or self.goal is None or self.exploring(wall_now):
             return None
         if self.estop:
             return self._stop(Cause.ESTOP, "e-stop engaged", goal_distance)
@@ -176,6 +200,9 @@ class Supervisor:
         distance = self.last_distance if self.goal is not None else float("nan")
         if self.estop:
             return self._stop(Cause.ESTOP, "e-stop engaged", distance)
+        if self.exploring(wall_now):
+            cause, stale = self._age_problem(now, wall_now)
+            return None if cause is None else self._stop(cause, stale, distance)
         if self.goal is None:
             return None
         if self.reached:

@@ -30,8 +30,12 @@ bins of wall time, the updates) feed :func:`plot`.
 
 The trainer runs with benchmark settings (:func:`trainer_params`): a
 fine-tune every ``update_every`` wall seconds once ``MIN_NEW_STEPS`` new
-steps are recorded. It records from the start, so a fine-tune on unchanged
-data may already run in ``before``.
+steps are recorded, and ``explore_seconds`` of exploration (the planner's
+random walk, :mod:`jepa_pilot.control.mpc`) once a fine-tune finds the
+world changed; goals keep coming meanwhile and are mostly missed (the
+spans are in the JSON's ``exploration`` and shaded orange in the plot).
+It records from the start, so a fine-tune on unchanged data may already
+run in ``before``.
 
 Everything here but :func:`run_scenario` (and :class:`AdaptRun`, which it
 drives) takes plain data; only they start and watch a graph, through
@@ -56,7 +60,7 @@ from jepa_pilot.evaluation.metrics import EpisodeRecord, summarize
 
 __all__ = ["SCENARIOS", "PHASES", "MEASURED", "AdaptConfig", "AdaptRun", "parse_scenarios", "trainer_params",
            "check_base_data", "ensure_base_data", "phase_summary", "surprise_series", "rolling_mean",
-           "update_events", "recovery", "settings", "run_scenario", "summary_line", "plot"]
+           "update_events", "exploration_spans", "recovery", "settings", "run_scenario", "summary_line", "plot"]
 
 ENV = "two_rooms"  # the env of the shipped bundle the graph starts with
 # name -> the sim node's parameters that make the change, and whether an accepted update should follow
@@ -74,6 +78,8 @@ SURPRISE_BIN_S = 10.0         # wall seconds per bin of the surprise series
 ROLLING_GOALS = 5             # goals in the plot's rolling success rate
 RECOVERY_POINTS = 0.05        # success after learning within this of before counts as recovered
 STREAM_CHUNK = 50             # pairs per seed of the learning phase's stream
+MISSED = 1.5                  # a gap between two driving commands over 1.5 control periods misses one
+SWAP_WINDOW_S = 2.0           # wall seconds either side of a swap searched for missed periods
 TRAINER_KEYS = ("buffer_steps", "finetunes", "accepted", "rejected", "current_model", "last_verdict")
 
 
@@ -83,7 +89,9 @@ class AdaptConfig(Config):
     learn_minutes: float = setting(10.0, "wall minutes after the change that the learning phase lasts", low=0.1)
     seed: int = setting(0, "seed of the goal pairs and of the graph", low=0)
     update_every: float = setting(30.0, "trainer: the fewest wall seconds between two fine-tunes", low=1.0)
-    finetune_steps: int = setting(300, "trainer: optimiser steps per fine-tune", low=1)
+    finetune_steps: int = setting(1000, "trainer: optimiser steps per fine-tune", low=1)
+    explore_seconds: float = setting(360.0, "trainer: wall seconds of exploration once the world is found "
+                                     "changed (0: never)", low=0.0)
 
 
 def parse_scenarios(text: str | None) -> list[str]:
@@ -98,7 +106,7 @@ def parse_scenarios(text: str | None) -> list[str]:
 def trainer_params(cfg: AdaptConfig, work_dir: Path) -> dict:
     """The trainer node's parameters for the benchmark (the rest as in config/sim.yaml)."""
     return {"work_dir": str(work_dir), "update_every": cfg.update_every, "min_new_steps": MIN_NEW_STEPS,
-            "finetune_steps": cfg.finetune_steps}
+            "finetune_steps": cfg.finetune_steps, "explore_seconds": cfg.explore_seconds}
 
 
 # --- base data ---------------------------------------------------------------------
@@ -188,6 +196,37 @@ def update_events(updates: list[dict], seen: dict[str, tuple[float, float]], t0:
     return events
 
 
+def command_gaps(commands: list[tuple[float, bool]], since: float) -> list[tuple[float, float]]:
+    """(wall, seconds since the previous command) for each moving command after ``since`` that follows a
+    moving one: the command period while the robot is driven (holds, resets and idling are not counted)."""
+    driven = [(t, moving) for t, moving in commands if t > since]
+    return [(b, b - a) for (a, was), (b, now) in zip(driven, driven[1:]) if was and now]
+
+
+def gap_summary(gaps: list[float], period: float) -> dict:
+    """p50 / p99 of the command periods (ms) and the periods missed: gaps longer than MISSED x ``period``."""
+    if not gaps:
+        return {"command_period_ms_p50": None, "command_period_ms_p99": None, "missed_periods": 0}
+    p50, p99 = np.percentile(gaps, [50, 99]) * 1e3
+    return {"command_period_ms_p50": round(float(p50), 2), "command_period_ms_p99": round(float(p99), 2),
+            "missed_periods": int(sum(g > MISSED * period for g in gaps))}
+
+
+def exploration_spans(changes: list[tuple[float, bool]], t0: float, end: float) -> list[list[float]]:
+    """[start, end] wall minutes (since ``t0``) of each span the trainer asked for exploration; ``changes``:
+    (wall, value) of each change of /jepa/explore; a span still open at ``end`` ends there."""
+    spans, opened = [], None
+    for wall, on in changes:
+        if on and opened is None:
+            opened = wall
+        elif not on and opened is not None:
+            spans.append([opened, wall])
+            opened = None
+    if opened is not None:
+        spans.append([opened, end])
+    return [[round((a - t0) / 60.0, 4), round((b - t0) / 60.0, 4)] for a, b in spans]
+
+
 def recovery(phases: dict, updates: list[dict]) -> dict:
     """Minutes of live data until the first update announced after the change was swapped in (None: none was),
     and whether success after learning came back within RECOVERY_POINTS of before (None: no rate)."""
@@ -225,10 +264,15 @@ class AdaptRun:
     """One scenario's running graph: phases of goals, the change, what the trainer says; progress lines."""
 
     def __init__(self, name: str, cfg: AdaptConfig, watcher, alive: Callable[[], bool],
-                 progress: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic) -> None:
+                 progress: Callable[[str], None] = print, clock: Callable[[], float] = time.monotonic,
+                 trainer_rss: Callable[[], float] | None = None) -> None:
         self.name, self.cfg, self.watcher, self.alive, self.progress = name, cfg, watcher, alive, progress
+        self.trainer_rss = trainer_rss  # MB of the trainer's process group (its fine-tune child included)
+        self.gaps: list[tuple[float, float]] = []  # (wall, s) command periods while driven (command_gaps)
+        self.memory: list[tuple[float, float]] = []  # (minute, trainer MB) after each goal
         self.clock = clock  # the watcher's wall clock
         self.loop = LoopConfig()
+        self.period = watcher.env.config.control_period
         self.t0 = clock()
         self.base_model = next(iter(watcher.models_seen), "")
         self.change: dict = {}  # parameters, wall, stamp (sim time), minute
@@ -261,17 +305,26 @@ class AdaptRun:
         start, records = self.clock(), []
         self.progress(f"[{self.name}] {phase}: " + (f"{total} goals" if total else
                       f"until {self.cfg.learn_minutes:g} min after the change"))
+        gaps_before = len(self.gaps)
         for begin, goal in pairs:
             if until():
                 break
+            started = self.clock()
             record, _ = self.watcher.run_goal(begin, goal, self.loop.max_steps, self.loop.success_radius, self.alive)
+            self.gaps += command_gaps(self.watcher.commands, started)
+            if self.trainer_rss is not None:
+                self.memory.append((self.minute(), round(self.trainer_rss(), 1)))
             records.append(record)
             self.goals.append({"minute": self.minute(), "phase": phase, "success": record.success})
             self.watcher.forget(self.clock() - 5.0)  # a long run: keep what it still needs only
             self._report(phase, records, total)
+        window = [round((start - self.t0) / 60.0, 4), self.minute()]
+        explored = sum(max(min(b, window[1]) - max(a, window[0]), 0.0)
+                       for a, b in exploration_spans(self.watcher.explore, self.t0, self.clock()))
         self.phases[phase] = {**phase_summary(records, self.watcher.surprises, (start, self.clock()),
                                               self.live_minutes(), self.trainer()),
-                              "wall_minutes": [round((start - self.t0) / 60.0, 4), self.minute()]}
+                              "wall_minutes": window, "minutes_exploring": round(explored, 3),
+                              **gap_summary([g for _, g in self.gaps[gaps_before:]], self.period)}
         done = self.phases[phase]
         surprise = "-" if done["surprise_median"] is None else f"{done['surprise_median']:.3g}"
         self.progress(f"[{self.name}] {phase} done: {sum(r.success for r in records)}/{len(records)} reached, "
@@ -308,11 +361,19 @@ class AdaptRun:
         updates = [{"wall": wall, "model_id": m.model_id, "parent_id": m.parent_id, "reason": m.reason}
                    for wall, m in self.watcher.updates]
         events = update_events(updates, self.watcher.models_seen, self.t0, self.change)
+        for event in events:  # the command periods around each swap: a missed one would show here
+            if event["swapped_minute"] is not None:
+                wall = self.t0 + event["swapped_minute"] * 60.0
+                near = [g for t, g in self.gaps if abs(t - wall) <= SWAP_WINDOW_S]
+                event["command_period_ms_max_near_swap"] = round(max(near) * 1e3, 2) if near else None
+                event["missed_periods_near_swap"] = sum(g > MISSED * self.period for g in near)
         change = {"node": "sim", "parameters": self.change["parameters"], "minute": self.change["minute"],
                   "sim_time": self.change["stamp"]}
         return {"change": change, "base_model": self.base_model,
                 "expects_update": EXPECTS_UPDATE.get(self.name), "phases": self.phases, "updates": events,
                 "series": {"goals": self.goals, "surprise": surprise_series(self.watcher.surprises, self.t0)},
+                "exploration": exploration_spans(self.watcher.explore, self.t0, self.clock()),
+                "trainer_memory_mb": [list(m) for m in self.memory],
                 **recovery(self.phases, events), "wall_minutes": self.minute()}
 
 
@@ -329,6 +390,7 @@ def run_scenario(name: str, cfg: AdaptConfig, base_data: Path, work: Path, log: 
     from jepa_pilot.cli.supervisor import Launcher
     from jepa_pilot.cli.up import child_environment
     from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+    from jepa_pilot.evaluation.soak import group_usage
 
     learn_dir = (work / name / "learn").resolve()  # the nodes' working folder need not be this one
     shutil.rmtree(learn_dir, ignore_errors=True)
@@ -340,7 +402,8 @@ def run_scenario(name: str, cfg: AdaptConfig, base_data: Path, work: Path, log: 
             watching(env, keep_frames=False) as watcher:
         wait_until_up(watcher, launcher.alive)
         wait_for_learning(watcher, launcher.alive)
-        run = AdaptRun(name, cfg, watcher, launcher.alive, progress)
+        run = AdaptRun(name, cfg, watcher, launcher.alive, progress,
+                       trainer_rss=lambda: group_usage(launcher.processes["trainer"].pid)[0])
         progress(f"[{name}] graph up (model {run.base_model}); trainer work_dir {learn_dir}")
         return {**run.run(goal_pairs(env, cfg.goals, cfg.seed), pair_stream(env, cfg.seed)),
                 "work_dir": str(learn_dir)}
@@ -364,7 +427,7 @@ def summary_line(name: str, scenario: dict) -> str:
 
 def plot(result: dict, path: Path) -> None:
     """Per scenario: success over time (rolling mean over ROLLING_GOALS goals) and median surprise over time
-    against wall minutes; the change (red, dashed) and each update (green: where it was swapped in; dotted at
+    against wall minutes; the exploration spans (orange), the change (red, dashed) and each update (green: where it was swapped in; dotted at
     its announcement if it never was) as vertical lines; the phases shaded."""
     import matplotlib
 
@@ -401,6 +464,8 @@ def _mark(ax, scenario: dict) -> None:
             ax.axvspan(start, end, color="0.94" if i % 2 else "0.87", zorder=0)
             ax.text((start + end) / 2, 0.98, phase.replace("_", " "), transform=ax.get_xaxis_transform(),
                     ha="center", va="top", fontsize=7, color="0.35")
+    for i, (start, end) in enumerate(scenario.get("exploration", [])):
+        ax.axvspan(start, end, color="tab:orange", alpha=0.15, zorder=0, label="exploring" if i == 0 else None)
     ax.axvline(scenario["change"]["minute"], color="tab:red", ls="--", label="change")
     for i, u in enumerate(scenario["updates"]):
         swapped = u["swapped_minute"] is not None

@@ -10,7 +10,8 @@ robot graph: `jepa-pilot demo`, `jepa-pilot eval --policies ros`,
   their wall-clock arrival, the true state from ``/odom`` or ``/joint_states``,
   the sim clock, the planner's ``/jepa/plan``, the predictor's
   ``/jepa/surprise``, the model ids on ``/jepa/latent`` and the trainer's
-  ``/jepa/model_update`` announcements;
+  ``/jepa/model_update`` announcements and the trainer's exploration
+  requests on ``/jepa/explore``;
 * set a node's parameters through its ``set_parameters`` service
   (:meth:`GraphWatcher.set_parameters`: the sim node's world changes);
 * drive goal episodes (:func:`run_goals`): reset the sim node to the start,
@@ -135,6 +136,7 @@ class GraphWatcher(Node):
         self.surprises: list[tuple[float, float]] = []     # (wall arrival, distance) from /jepa/surprise
         self.models_seen: dict[str, tuple[float, float]] = {}  # model id -> (wall, stamp) of its first /jepa/latent
         self.updates: list[tuple[float, ModelUpdate]] = []  # (wall arrival, message) from /jepa/model_update
+        self.explore: list[tuple[float, bool]] = []  # (wall arrival, value) of each change on /jepa/explore
         self.sim_time, self.bad_images = 0.0, 0
         self.relay_mode, self._relayed = "pass", 0
         self.relay = self.create_publisher(Image, relay_to, qos("sensor_data")) if relay_to else None
@@ -148,6 +150,7 @@ class GraphWatcher(Node):
         self.create_subscription(Surprise, "/jepa/surprise", self._on_surprise, qos("reliable", depth=50))
         self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable"))
         self.create_subscription(ModelUpdate, "/jepa/model_update", self._on_model_update, qos("latched"))
+        self.create_subscription(Bool, "/jepa/explore", self._on_explore, qos("latched"))
         self.parameter_clients: dict[str, object] = {}  # node name -> its set_parameters client
         self.reset_client = self.create_client(ResetSim, "/sim/reset")
         self.goal_image_client = self.create_client(GetGoalImage, "/sim/get_goal_image")
@@ -209,6 +212,10 @@ class GraphWatcher(Node):
     def _on_latent(self, msg: Latent) -> None:
         if msg.model_id not in self.models_seen:
             self.models_seen[msg.model_id] = (time.monotonic(), from_time(msg.header.stamp))
+
+    def _on_explore(self, msg: Bool) -> None:
+        if not self.explore or self.explore[-1][1] != msg.data:
+            self.explore.append((time.monotonic(), bool(msg.data)))
 
     def _on_model_update(self, msg: ModelUpdate) -> None:
         self.updates.append((time.monotonic(), msg))

@@ -2,6 +2,8 @@
 
 Subscribes /jepa/latent (jepa_pilot/Latent), /jepa/goal_latent (Latent, latched),
            /jepa/estop (std_msgs/Bool: true latches a stop until false)
+           /jepa/explore (std_msgs/Bool: true takes or renews an exploration lease of
+           ``explore_lease`` s: random actions instead of plans; the online learner's)
 Publishes  the robot profile's command topic and type (/cmd_vel TwistStamped, Twist, Float64MultiArray)
            /jepa/plan (jepa_pilot/PlanStatus: status, reason, planned actions, cost, distances, time)
            /diagnostics (command rate, latency frame stamp -> command, planning time, status)
@@ -88,7 +90,8 @@ class PlannerNode(ModelNode):
 
     def _new_mpc(self, engine) -> LatentMPC:
         cfg, spec = self.cfg, engine.spec
-        return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig))
+        return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig),
+                         explore_period=spec.control_period)
 
     def check_fit(self, engine) -> None:
         super().check_fit(engine)
@@ -100,6 +103,7 @@ class PlannerNode(ModelNode):
         self.mpc, self.pending_goal = self._new_mpc(self.engine), None
         if previous.estop:
             self.mpc.set_estop(True)
+        self.mpc.supervisor.explore_until = previous.supervisor.explore_until
         if goal is not None and goal[0] == self.engine.model_id:
             self.mpc.set_goal(goal[1], goal[2])
             self.goal_header = goal[3]
@@ -115,6 +119,8 @@ class PlannerNode(ModelNode):
                 self.create_subscription(Latent, "/jepa/goal_latent", self._on_goal, qos("latched"),
                                          callback_group=control),
                 self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"), callback_group=control),
+                self.create_subscription(Bool, "/jepa/explore", self._on_explore, qos("latched"),
+                                         callback_group=control),
                 self.create_service(Trigger, "~/clear_goal", self._on_clear_goal, callback_group=control),
                 self.create_timer(1.0 / self.cfg.watchdog_rate_hz, self._watchdog, callback_group=control,
                                   clock=self.steady)]
@@ -172,6 +178,16 @@ class PlannerNode(ModelNode):
                 self._act(step, None, force=True)
             else:
                 self.get_logger().info("e-stop released: resuming with the next latent")
+
+    def _on_explore(self, msg: Bool) -> None:
+        with self.lock:
+            if not self.active:
+                return
+            was = self.mpc.exploring(self.wall())
+            self.mpc.set_explore(msg.data, self.wall())
+        if msg.data != was:
+            self.get_logger().warning("exploring: random actions until /jepa/explore is false or not renewed"
+                                      if msg.data else "exploration ended: planning again")
 
     def _on_clear_goal(self, request: Trigger.Request, response: Trigger.Response) -> Trigger.Response:
         with self.lock:

@@ -6,6 +6,8 @@ Subscribes the camera (``image_topic``), the robot profile's command topic
            /jepa/estop (std_msgs/Bool: nothing is recorded while the robot is held),
            /jepa/model_ready (jepa_pilot/ModelReady: how the graph took an update)
 Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted bundle
+           /jepa/explore (std_msgs/Bool, latched): true each second while it asks the planner
+           to explore (``explore_seconds`` after a fine-tune found the world changed), then false
            /diagnostics (buffer size and steps, transitions recorded and dropped by reason,
            fine-tunes started / accepted / rejected and the last verdict)
 Services   ~/rollback (std_srvs/Trigger): announce the bundle before the current one again
@@ -100,6 +102,8 @@ class TrainerNode(Node):
         self.ready: dict[str, str] = {}  # node -> its last answer to an update
         self.update_pub = self.create_publisher(ModelUpdate, "/jepa/model_update", qos("latched"))
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
+        self.explore_pub = self.create_publisher(Bool, "/jepa/explore", qos("latched"))
+        self.exploring = False
         self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=10))
         self.create_subscription(COMMAND_TYPES[self.kind], self.profile.command_topic, self._on_command,
                                  qos("reliable", depth=50))
@@ -140,9 +144,14 @@ class TrainerNode(Node):
 
     # --- learning -----------------------------------------------------------------------
     def _tick(self) -> None:
-        update = self.learner.tick(time.monotonic())
+        now = time.monotonic()
+        update = self.learner.tick(now)
         if update is not None:
             self._announce(update)
+        exploring = self.learner.exploring(now)
+        if exploring or self.exploring:  # renew the planner's lease each tick; say false once at the end
+            self.explore_pub.publish(Bool(data=exploring))
+        self.exploring = exploring
         self._publish_diagnostics()
 
     def _announce(self, update: Update) -> None:
@@ -168,7 +177,7 @@ class TrainerNode(Node):
         learner, counts = self.learner, self.recorder.counts
         values = {"buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
                   "shards": self.buffer.shards, "current_model": learner.history.current["model_id"],
-                  "finetuning": learner.job is not None, **learner.counts, "last_verdict": learner.last_reason,
+                  "finetuning": learner.job is not None, "exploring": self.exploring, **learner.counts, "last_verdict": learner.last_reason,
                   **{f"recorded_{k}": v for k, v in sorted(counts.items())},
                   **{f"ready_{k}": v for k, v in sorted(self.ready.items())}}
         status = DiagnosticStatus(name="jepa_pilot: trainer", hardware_id=self.get_fully_qualified_name(),
@@ -183,6 +192,8 @@ class TrainerNode(Node):
         """The process ends: write the shard being recorded; stop a fine-tune in flight."""
         self.recorder.flush()
         self.learner.stop()
+        if self.exploring:
+            self.explore_pub.publish(Bool(data=False))
 
 
 def main(args=None) -> int:

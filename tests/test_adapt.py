@@ -17,7 +17,8 @@ from jepa_pilot.evaluation.metrics import EpisodeRecord
 
 GOAL_S = 6.0  # wall and sim seconds per goal of the fake graph
 PHASE_KEYS = {"success_rate", "surprise_median", "minutes_of_live_data", "updates_accepted", "last_verdict",
-              "episodes", "records", "wall_minutes"}
+              "episodes", "records", "wall_minutes", "minutes_exploring", "command_period_ms_p50",
+              "command_period_ms_p99", "missed_periods"}
 
 
 def record(success: bool) -> EpisodeRecord:
@@ -41,10 +42,13 @@ class FakeGraph:
 
     def __init__(self, clock: Clock, accept_after: int | None) -> None:
         self.clock, self.accept_after = clock, accept_after
+        self.env = SimpleNamespace(config=SimpleNamespace(control_period=0.1))
+        self.commands: list = []  # (wall, moving): a command every 0.1 s while driving, one gap of 0.3 s per goal
         self.sim_time, self.changed, self.goals_since_change = 50.0, {}, 0
         self.surprises: list = []
         self.models_seen = {"base": (clock(), self.sim_time)}
         self.updates: list = []
+        self.explore: list = []  # the trainer asks for exploration from the 2nd to the 4th goal after the change
         self.diagnostics = {"trainer": {"accepted": "0", "last_verdict": "no fine-tune yet", "buffer_steps": "0"}}
 
     def set_parameters(self, node: str, **values) -> None:
@@ -55,12 +59,17 @@ class FakeGraph:
         pass
 
     def run_goal(self, start, goal, max_steps, radius, alive):
+        begin = self.clock.t
+        self.commands += [(begin + 0.1 * k, True) for k in range(1, 11)] + [(begin + 1.3, True)]
+        self.commands += [(begin + 1.4, False)]  # the hold at the end does not count
         self.clock.t += GOAL_S
         self.sim_time += GOAL_S
         learned = "m1" in self.models_seen
         self.surprises.append((self.clock(), 5.0 if self.changed and not learned else 1.0))
         if self.changed:
             self.goals_since_change += 1
+            if self.goals_since_change in (2, 4):
+                self.explore.append((self.clock(), self.goals_since_change == 2))
             if self.goals_since_change == self.accept_after:
                 self.updates.append((self.clock(), SimpleNamespace(model_id="m1", parent_id="base", reason="accepted")))
                 self.models_seen["m1"] = (self.clock() + 1.0, self.sim_time + 1.0)
@@ -135,6 +144,16 @@ def test_the_phases_run_in_order_and_learning_runs_its_minutes_with_the_update_s
     assert [phases[p]["updates_accepted"] for p in MEASURED] == [0, 0, 1]
     assert phases["after_change"]["surprise_median"] == 5.0 and phases["after_learning"]["surprise_median"] == 1.0
     assert result["recovery_minutes"] == pytest.approx((5 * GOAL_S + 1.0) / 60, abs=1e-4)
+    # Exploration from the 2nd to the 4th goal after the change: one goal's time in each of two phases.
+    change = result["change"]["minute"]
+    assert result["exploration"] == [pytest.approx([change + 2 * GOAL_S / 60, change + 4 * GOAL_S / 60], abs=1e-4)]
+    # 10 driving periods of 0.1 s and one of 0.3 s per goal: one missed period per goal, one near the swap.
+    assert result["updates"][0]["missed_periods_near_swap"] == 1
+    assert result["updates"][0]["command_period_ms_max_near_swap"] == pytest.approx(300.0)
+    assert phases["before"]["command_period_ms_p50"] == pytest.approx(100.0)
+    assert [phases[p]["missed_periods"] for p in PHASES] == [phases[p]["episodes"] for p in PHASES]
+    assert [phases[p]["minutes_exploring"] for p in PHASES] == pytest.approx([0.0, GOAL_S / 60, GOAL_S / 60, 0.0],
+                                                                            abs=1e-3)
     assert result["success_recovered"] is True and result["expects_update"] is True
     assert len(result["series"]["goals"]) == 3 + 3 + 7 + 3
     assert any("update m1 swapped in" in line for line in lines)
@@ -230,4 +249,9 @@ def test_a_short_adaptation_run_through_the_graph(tmp_path):
     assert accepted[-1] >= sum(u["after_change"] for u in scenario["updates"])
     live = [p["minutes_of_live_data"] for p in phases]
     assert live[0] == 0.0 and live[0] < live[1] < live[2], live
+    # The trainer's memory (its process group) was sampled after each goal; the robot was driven.
+    memory = scenario["trainer_memory_mb"]
+    assert len(memory) >= len(goals) and all(mb > 50.0 for _, mb in memory), memory
+    assert any(p["command_period_ms_p50"] for p in phases)
+    assert scenario["exploration"] == []  # a harmless change is no reason to explore
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

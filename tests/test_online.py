@@ -71,3 +71,27 @@ def test_a_fine_tune_is_due_after_enough_new_steps_and_time_and_never_without_ba
     blind = OnlineLearner(cfg, buffer, history, None, tmp_path / "work")
     blind.last_steps = 0
     assert not blind.due(1e9) and "no base dataset" in blind.last_reason
+
+
+@pytest.mark.unit
+def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
+    buffer = live_buffer(tmp_path, 100)
+    history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
+    learner = OnlineLearner(OnlineConfig(explore_seconds=300.0), buffer, history, tmp_path / "base",
+                            tmp_path / "work")
+    verdict = lambda changed: {"accepted": False, "reason": "test", "seconds": 1.0, "world_changed": changed}  # noqa: E731
+    learner._finish(verdict(False), now=10.0)
+    assert not learner.exploring(10.0)
+    learner._finish(verdict(True), now=100.0)  # the world changed: explore for explore_seconds
+    assert learner.exploring(100.0) and learner.exploring(399.0) and not learner.exploring(400.5)
+    learner._finish(verdict(True), now=500.0)  # the same change, found again: no second round
+    assert not learner.exploring(500.0)
+    learner._finish({"accepted": False, "reason": "not fine-tuned: bad data", "seconds": 1.0}, now=600.0)  # no verdict
+    learner._finish(verdict(True), now=700.0)
+    assert not learner.exploring(700.0)
+    learner._finish(verdict(False), now=800.0)  # adapted (or changed back): re-armed
+    learner._finish(verdict(True), now=900.0)  # a new change
+    assert learner.exploring(900.0)
+    off = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
+    off._finish(verdict(True), now=100.0)
+    assert not off.exploring(100.0)  # explore_seconds 0 (the default): never

@@ -244,3 +244,26 @@ def test_robot_fit_refuses_a_bundle_whose_actions_do_not_fit_the_robot():
     arm_spec = types.SimpleNamespace(action_dim=2, action_names=("a", "b"), action_scale=(1.0, 1.0))
     with pytest.raises(ValueError, match="command_type twist does not fit robot reacher"):
         robot_fit(arm, arm_spec, "twist")
+
+
+def test_mpc_explores_with_a_paced_random_walk_and_holds_once_when_the_lease_ends():
+    from jepa_pilot.control.mpc import Status
+
+    mpc, model = make_mpc()
+    mpc.explore_period = 0.1
+    mpc.set_explore(True, wall_now=100.0)
+    commands = []
+    for k in range(12):  # latents every 0.05 s: a new random action every other latent
+        t = 0.05 * k
+        mpc.set_explore(True, wall_now=100.0 + t)  # renewed
+        step = mpc.on_latent(np.zeros(2), t, t, 100.0 + t)
+        assert step.decision.status == Status.EXPLORING and step.job is None
+        commands.append(step.command)
+    assert all(np.abs(c).max() <= 1.0 for c in commands)
+    assert all(np.array_equal(commands[2 * i], commands[2 * i + 1]) for i in range(6))
+    assert len({tuple(c) for c in commands}) == 6  # the walk moved once per period
+    assert model.starts == []  # no planning while exploring
+    mpc.set_explore(False, wall_now=100.6)
+    step = mpc.on_latent(np.zeros(2), 0.6, 0.6, 100.6)  # no goal: idle, and the walk is stopped once
+    assert step.decision.status == Status.IDLE and np.array_equal(step.command, np.zeros(2))
+    assert mpc.on_latent(np.zeros(2), 0.65, 0.65, 100.65).command is None  # then idle commands nothing

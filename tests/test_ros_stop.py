@@ -20,10 +20,11 @@ from geometry_msgs.msg import TwistStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
+from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
 from jepa_pilot.common.paths import package_share  # noqa: E402
-from jepa_pilot.msg import Latent  # noqa: E402
+from jepa_pilot.msg import Latent, PlanStatus  # noqa: E402
 from jepa_pilot.nodes.qos import qos  # noqa: E402
 from jepa_pilot.nodes.ros_io import from_time, to_time  # noqa: E402
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal  # noqa: E402
@@ -132,4 +133,27 @@ def test_a_planner_that_fails_with_an_exception_leaves_the_robot_stopped(graph):
     log = planner.log()
     assert "injected failure" in log and "stopping: zero command sent" in log
     assert_left_stopped(graph, planner, commands, sub, since)
+    planner.stop()
+
+
+def test_an_exploration_lease_drives_random_actions_and_ends_when_not_renewed(graph):
+    """/jepa/explore true, renewed: EXPLORING with moving commands; not renewed: back to the goal."""
+    _, probe, _ = graph
+    plans = probe.subscribe(PlanStatus, "/jepa/plan", qos("reliable", depth=100))
+    planner, commands, sub = drive(graph, "explore")
+    explore = probe.node.create_publisher(Bool, "/jepa/explore", qos("latched"))
+    since = len(commands)
+    for _ in range(8):  # renewed every 0.5 s for 4 s (a lease lasts explore_lease = 3 s)
+        explore.publish(Bool(data=True))
+        probe.spin_for(0.5)
+    statuses = [m.status for m in plans]
+    assert PlanStatus.STATUS_EXPLORING in statuses, planner.log()[-3000:]
+    first = statuses.index(PlanStatus.STATUS_EXPLORING)
+    assert sum(map(moving, commands[since:])) >= 10
+    # Not renewed: the lease runs out and the planner pursues its goal again, without a new goal.
+    resumed = lambda: PlanStatus.STATUS_PLANNING in [m.status for m in plans[first:]]  # noqa: E731
+    assert probe.spin_until(resumed, 15), planner.log()[-3000:]
+    assert "exploring: random actions" in planner.log() and planner.proc.poll() is None
+    probe.node.destroy_publisher(explore)
+    probe.node.destroy_subscription(sub)
     planner.stop()

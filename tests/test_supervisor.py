@@ -211,3 +211,33 @@ def test_latents_of_another_model_or_shape_are_refused_with_the_reason():
     assert "model id 'other'" in latent_problem(spec, "other", [3], 3)
     assert "[3]" in latent_problem(spec, "two_rooms-1", [4], 4)
     assert "with 2 values" in latent_problem(spec, "two_rooms-1", [3], 2)
+
+
+def test_an_exploration_lease_replaces_planning_under_the_same_safety_rules():
+    sup = supervisor()
+    sup.set_explore(True, wall_now=100.0)
+    d = sup.on_latent(FAR, 1.0, 1.0, 100.0)
+    assert d.status == Status.EXPLORING and d.cause == Cause.EXPLORING and not d.plan and not d.hold
+    assert sup.watchdog(1.1, 100.1) is None  # exploring on fresh latents: nothing to stop
+    assert sup.watchdog(2.0, 101.0).cause == Cause.STALE  # a stale latent stops exploring too
+    sup.set_estop(True)
+    assert sup.on_latent(FAR, 2.1, 2.1, 101.1).cause == Cause.ESTOP  # the e-stop wins
+    sup.set_estop(False)
+    # A plan that finishes while exploring is not executed.
+    assert sup.on_plan(0.05, sup.goal_version, 2.2, 101.2) is None
+    # The lease ends explore_lease s after its last renewal; then the goal is pursued again.
+    sup.set_explore(True, wall_now=101.5)
+    assert sup.on_latent(FAR, 2.5 + CFG.explore_lease - 0.6, 2.5 + CFG.explore_lease - 0.6,
+                         101.5 + CFG.explore_lease - 0.1).status == Status.EXPLORING
+    assert sup.on_latent(FAR, 2.6 + CFG.explore_lease, 2.6 + CFG.explore_lease,
+                         101.6 + CFG.explore_lease).status == Status.PLANNING
+    sup.set_explore(True, wall_now=200.0)
+    sup.set_explore(False, wall_now=200.1)  # ended at once
+    assert sup.on_latent(FAR, 100.0, 100.0, 200.2).status == Status.PLANNING
+
+
+def test_exploring_needs_no_goal():
+    sup = supervisor(goal=None)
+    sup.set_explore(True, wall_now=100.0)
+    assert sup.on_latent(FAR, 1.0, 1.0, 100.0).status == Status.EXPLORING
+    assert sup.watchdog(2.0, 101.0).cause == Cause.STALE

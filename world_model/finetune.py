@@ -91,6 +91,7 @@ class GateResult:
     candidate_live: float
     current_base: float
     candidate_base: float
+    world_changed: bool = False  # the current model is drift_factor x worse on live data (see gate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -309,7 +310,7 @@ def gate(current_live: float, candidate_live: float, current_base: float, candid
         numbers += (f"; the world changed (live error {current_live / max(reference, 1e-12):.0f}x the base "
                     f"error of the unchanged world's model): base data not mixed in, base check waived")
     reason = f"accepted: {numbers}." if not why else f"rejected ({' and '.join(why)}): {numbers}."
-    return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base)
+    return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base, world_changed)
 
 
 def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, training: dict, metrics: dict) -> Path:

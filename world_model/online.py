@@ -12,7 +12,14 @@ The trainer node records the robot's transitions into a
   threads so the control loop keeps its rate; the child dies with its parent;
 * reads the child's verdict: an accepted bundle becomes the current one in
   the :class:`BundleHistory` (which keeps the last ``keep_bundles``) and is
-  returned for the node to announce; a rejected one is counted, with why.
+  returned for the node to announce; a rejected one is counted, with why;
+* asks for exploration (``explore_seconds``, off by default) when a verdict
+  says the world changed (the current model is ``drift_factor`` times worse on
+  live data than the first model was on its own data): data recorded while
+  the robot pursues goals with a wrong model covers few actions, and a model
+  fine-tuned on it stays wrong where the planner needs it. The request is
+  made once per change: it is re-armed by a verdict that finds the world
+  unchanged.
 
 No ROS and no torch here: the node converts messages, the child trains.
 """
@@ -44,12 +51,14 @@ class OnlineConfig(Config):
     update_every: float = setting(120.0, "wall seconds at least between two fine-tunes", low=1.0)
     min_new_steps: int = setting(300, "recorded steps since the last fine-tune before the next", low=1)
     keep_bundles: int = setting(5, "accepted bundles kept on disk (the oldest are deleted)", low=1, high=1000)
-    finetune_steps: int = setting(300, "optimiser steps per fine-tune", low=1)
+    finetune_steps: int = setting(1000, "optimiser steps per fine-tune", low=1)
     margin: float = setting(0.1, "a candidate must beat the current model on recent data by this fraction",
                             low=0.0, high=1.0)
     base_limit: float = setting(0.1, "and may be worse on the base data by at most this fraction", low=0.0)
     finetune_threads: int = setting(1, "PyTorch threads of the fine-tune process", low=1, high=256)
     nice: int = setting(10, "how much lower the fine-tune process's CPU priority is", low=0, high=19)
+    explore_seconds: float = setting(0.0, "wall seconds of random actions asked of the planner (/jepa/explore) "
+                                     "when a fine-tune finds the world changed (0: never)", low=0.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -175,6 +184,7 @@ class OnlineLearner:
         self.counts = {"finetunes": 0, "accepted": 0, "rejected": 0}
         self.last_reason = "no fine-tune yet" if base_data else "learning off: no base dataset (base_data)"
         self.last_result: dict = {}
+        self.explore_until, self.explore_armed = -float("inf"), True
 
     def due(self, now: float) -> bool:
         return (self.job is None and self.base_data is not None and now - self.last_start >= self.cfg.update_every
@@ -184,7 +194,7 @@ class OnlineLearner:
         """Start a fine-tune when due; an Update when one finished with an accepted bundle."""
         if self.job is not None:
             result = self.job.poll()
-            return None if result is None else self._finish(result)
+            return None if result is None else self._finish(result, now)
         if self.due(now):
             self.counts["finetunes"] += 1
             out = self.history.root / f"{self.counts['finetunes']:04d}-{int(time.time())}"
@@ -195,9 +205,19 @@ class OnlineLearner:
                      f"(model {self.history.current['model_id']})")
         return None
 
-    def _finish(self, result: dict) -> Update | None:
+    def exploring(self, now: float) -> bool:
+        """Whether the planner should explore now (the trainer renews the request while it holds)."""
+        return now < self.explore_until
+
+    def _finish(self, result: dict, now: float) -> Update | None:
         job, self.job, self.last_result = self.job, None, result
         self.last_reason = result["reason"]
+        if "world_changed" in result:  # (a fine-tune that failed says nothing about the world)
+            if result["world_changed"] and self.explore_armed and self.cfg.explore_seconds > 0:
+                self.explore_until, self.explore_armed = now + self.cfg.explore_seconds, False
+                self.log(f"the world changed: asking the planner to explore for {self.cfg.explore_seconds:g} s")
+            elif not result["world_changed"]:
+                self.explore_armed = True
         if not result["accepted"]:
             self.counts["rejected"] += 1
             self.log(f"candidate rejected after {result['seconds']:.0f} s: {result['reason']}")
