@@ -160,7 +160,7 @@ class Supervisor:
             cause, stale = self._age_problem(now, None)
             if cause is not None:
                 return self._stop(cause, stale, distance)
-            return Decision(Status.EXPLORING, Cause.EXPLORING, "exploring: random actions for the online learner",
+            return Decision(Status.EXPLORING, Cause.EXPLORING, "random actions for the online learner",
                             goal_distance=distance)
         if self.goal is None:
             return Decision(Status.IDLE, Cause.NO_GOAL, "no goal", goal_distance=distance)

@@ -131,9 +131,10 @@ class ReplayBuffer:
     def shards(self) -> int:
         return len(self._entries)
 
-    def paths(self) -> list[Path]:
-        """The shard files, oldest first (a reader should skip one deleted since: DatasetError)."""
-        return [self.episodes / e["file"] for e in self._entries]
+    def paths(self, since: float = -math.inf) -> list[Path]:
+        """The shard files written at wall time ``since`` or later, oldest first (a reader should skip one
+        deleted meanwhile: DatasetError)."""
+        return [self.episodes / e["file"] for e in self._entries if e["wall"] >= since]
 
     def sample_episodes(self, n: int, rng: np.random.Generator, now_wall: float) -> list[Path]:
         """``n`` shard paths drawn with replacement, each with chance ∝ steps · :meth:`weights`
@@ -144,7 +145,7 @@ class ReplayBuffer:
         p = self._weights(entries, now_wall) * [e["steps"] for e in entries]
         return [self.episodes / entries[i]["file"] for i in rng.choice(len(entries), size=n, p=p / p.sum())]
 
-    def weights(self, now_wall: float) -> np.ndarray:
+    def weights(self, now_wall: float, since: float = -math.inf) -> np.ndarray:
         """(shards,) weight of each step of each shard, aligned with :meth:`paths` (the order of
         ``Dataset(root).paths``), for a sampler that draws windows per episode by weight · windows::
 
@@ -153,9 +154,9 @@ class ReplayBuffer:
         age_i: ``now_wall`` − the wall time shard i was written (>= 0), so the newest
         shard's recency factor is 1; s_i: the mean of its steps' surprise, the median
         over the shards with any (a shard without surprise, or a median of 0, gets
-        the factor 1). Every weight is > 0.
+        the factor 1). Every weight is > 0. ``since``: only the shards :meth:`paths` gives for it.
         """
-        return self._weights(self._entries, now_wall)
+        return self._weights([e for e in self._entries if e["wall"] >= since], now_wall)
 
     def _weights(self, entries: list[dict], now_wall: float) -> np.ndarray:
         if not entries:

@@ -45,7 +45,7 @@ from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
 
-__all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "watching", "wait_until_up", "run_goals", "watch",
+__all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "call_service", "watching", "wait_until_up", "run_goals", "watch",
            "frame_loss", "RELAY_MODES"]
 
 # What the camera relay of a GraphWatcher does to the frames it forwards (fault injection).
@@ -61,6 +61,27 @@ class ServiceTimeout(RuntimeError):
     def __init__(self, service: str, what: str) -> None:
         super().__init__(f"service {service} {what}")
         self.service, self.node = service, service.strip("/").split("/")[0]
+
+
+def call_service(client, request, spin_until, timeout: float, resend: bool = True):
+    """The first answer to ``request`` on ``client``, spinning with ``spin_until(done, seconds)``;
+    ServiceTimeout if the service is not there or does not answer within ``timeout`` s. With ``resend``
+    (idempotent services only) the request is sent again every RESEND_S: a reply can be lost while DDS is
+    still matching the client's reader, most often on a client's first call."""
+    if not spin_until(client.service_is_ready, timeout):
+        raise ServiceTimeout(client.srv_name, "is not available")
+    futures, end = [], time.monotonic() + timeout
+    answered = lambda: any(f.done() for f in futures)  # noqa: E731
+    while time.monotonic() < end and not answered():
+        futures.append(client.call_async(request))
+        spin_until(answered, min(RESEND_S, end - time.monotonic()) if resend else end - time.monotonic())
+    for future in futures:
+        if not future.done():
+            client.remove_pending_request(future)
+    done = [f for f in futures if f.done()]
+    if not done:
+        raise ServiceTimeout(client.srv_name, f"did not answer ({len(futures)} request(s) in {timeout:g} s)")
+    return done[0].result()
 
 
 def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, explore: bool | None = None,
@@ -239,23 +260,9 @@ class GraphWatcher(Node):
         return bool(done())
 
     def call(self, client, request, timeout: float | None = None):
-        """The answer of a service of the graph; ServiceTimeout if it is not there or does not answer."""
-        timeout = self.call_timeout if timeout is None else timeout
-        if not self.spin_until(client.service_is_ready, timeout):
-            raise ServiceTimeout(client.srv_name, "is not available")
-        # The graph's services are idempotent (reset, goal image, set goal, parameters): the request is
-        # sent again every few seconds, since a reply can be lost while DDS is still matching its reader.
-        futures, end = [], time.monotonic() + timeout
-        while time.monotonic() < end and not any(f.done() for f in futures):
-            futures.append(client.call_async(request))
-            self.spin_until(lambda: any(f.done() for f in futures), min(RESEND_S, end - time.monotonic()))
-        done = [f for f in futures if f.done()]
-        for future in futures:
-            if not future.done():
-                client.remove_pending_request(future)
-        if not done:
-            raise ServiceTimeout(client.srv_name, f"did not answer ({len(futures)} requests in {timeout:g} s)")
-        return done[0].result()
+        """The answer of a service of the graph; ServiceTimeout if it is not there or does not answer.
+        The graph's services are idempotent (reset, goal image, set goal, parameters): resent."""
+        return call_service(client, request, self.spin_until, self.call_timeout if timeout is None else timeout)
 
     def set_parameters(self, node_name: str, **values) -> None:
         """Set parameters of node ``node_name`` (e.g. ``set_parameters("sim", action_gain=0.5)``) through

@@ -15,6 +15,8 @@ import yaml
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 
+from jepa_pilot.evaluation.rosgraph import ServiceTimeout, call_service
+
 
 class NodeProcess:
     """A jepa_pilot node started as ``python -m jepa_pilot.nodes.<module>`` with a params file."""
@@ -78,19 +80,14 @@ class Probe:
         return done()
 
     def call(self, srv_type, name: str, request, timeout: float = 20.0, resend: bool = True):
-        """The first answer of service ``name``. With ``resend`` (idempotent services), the request is sent
-        again every few seconds: a new client's reply can be lost while DDS still matches its reader."""
+        """The first answer of service ``name``; ``resend`` for idempotent services (see call_service)."""
         client = self.node.create_client(srv_type, name)
-        assert self.spin_until(client.service_is_ready, timeout), f"service {name} not available"
-        futures, end = [], time.monotonic() + timeout
-        while time.monotonic() < end and not any(f.done() for f in futures):
-            futures.append(client.call_async(request))
-            self.spin_until(lambda: any(f.done() for f in futures), min(3.0, end - time.monotonic()) if resend
-                            else end - time.monotonic())
-        done = [f for f in futures if f.done()]
-        assert done, f"service {name} did not answer ({len(futures)} requests in {timeout:g} s)"
-        self.node.destroy_client(client)
-        return done[0].result()
+        try:
+            return call_service(client, request, self.spin_until, timeout, resend)
+        except ServiceTimeout as exc:
+            raise AssertionError(str(exc)) from None
+        finally:
+            self.node.destroy_client(client)
 
     def close(self) -> None:
         self.executor.shutdown()

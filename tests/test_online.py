@@ -92,6 +92,35 @@ def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
     learner._finish(verdict(False), now=800.0)  # adapted (or changed back): re-armed
     learner._finish(verdict(True), now=900.0)  # a new change
     assert learner.exploring(900.0)
+    # After a change, only data recorded since the start of the last fine-tune that found the world
+    # unchanged is used; the mark only moves forward.
+    marked = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
+    for wall, changed in ((50.0, False), (110.0, False), (170.0, True), (230.0, True), (290.0, False),
+                          (350.0, True)):
+        marked.job_wall = wall
+        marked._finish(verdict(changed), now=wall + 20.0)
+        if wall == 170.0:
+            assert marked.since == 110.0  # the last unchanged one began at 110: data from then on
+        if wall == 290.0:
+            assert marked.since == 110.0  # adapted, found unchanged: the old world's data stays out
+    assert marked.since == 290.0  # a second change: data since the last unchanged verdict
     off = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
     off._finish(verdict(True), now=100.0)
     assert not off.exploring(100.0)  # explore_seconds 0 (the default): never
+
+
+@pytest.mark.unit
+def test_a_fine_tune_after_a_change_sees_only_the_shards_written_since_the_mark(tmp_path):
+    from jepa_pilot.world_model.online import FinetuneJob
+
+    buffer = live_buffer(tmp_path, 150)  # three shards
+    walls = [e["wall"] for e in buffer._entries]
+    history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
+    job = FinetuneJob(history.current, buffer, tmp_path / "base", tmp_path / "out", tmp_path / "job",
+                      OnlineConfig(), since=walls[1])
+    try:
+        linked = sorted(p.name for p in (tmp_path / "job" / "live" / "episodes").iterdir())
+        assert linked == [p.name for p in buffer.paths()[1:]]
+        assert len(json.loads((tmp_path / "job" / "weights.json").read_text())) == 2  # one weight per shard linked
+    finally:
+        job.stop()

@@ -252,6 +252,10 @@ def test_weights_favour_recent_and_surprising_shards(tmp_path):
     drawn = reopened.sample_episodes(2000, np.random.default_rng(1), time.time())
     assert 0.52 < sum(p.name == "000002.npz" for p in drawn) / 2000 < 0.62  # 10 / (2.5 + 5 + 10)
     assert [p.name for p in reopened.paths()] == [p.name for p in Dataset(tmp_path).paths]
+    # since: only the shards written from then on, weighed among themselves
+    assert [p.name for p in reopened.paths(since=now - 1.0)] == ["000001.npz", "000002.npz"]
+    np.testing.assert_allclose(reopened.weights(time.time(), since=now - 1.0), [1.0, 1.0], rtol=1e-3)
+    assert reopened.paths(since=time.time() + 10) == [] and len(reopened.weights(0.0, since=time.time() + 10)) == 0
 
 
 # --- bad inputs ----------------------------------------------------------------------------------

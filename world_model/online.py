@@ -19,7 +19,12 @@ The trainer node records the robot's transitions into a
   the robot pursues goals with a wrong model covers few actions, and a model
   fine-tuned on it stays wrong where the planner needs it. The request is
   made once per change: it is re-armed by a verdict that finds the world
-  unchanged.
+  unchanged;
+* after a change, fine-tunes only on what was recorded since the start of
+  the last fine-tune that found the world unchanged (the data from before
+  shows a world that is gone, and training on both teaches neither); the
+  mark only moves forward, so a later verdict of "unchanged" (the adapted
+  model fits the new world) does not bring the old data back.
 
 No ROS and no torch here: the node converts messages, the child trains.
 """
@@ -130,16 +135,18 @@ def _lower_priority(nice: int) -> Callable[[], None]:
 class FinetuneJob:
     """One `jepa-pilot finetune` child on a hard-linked snapshot of the buffer."""
 
-    def __init__(self, current: dict, buffer, base_data: Path, out: Path, work: Path, cfg: OnlineConfig) -> None:
+    def __init__(self, current: dict, buffer, base_data: Path, out: Path, work: Path, cfg: OnlineConfig,
+                 since: float = -float("inf")) -> None:
+        """``since``: only the shards written at that wall time or later (ReplayBuffer.paths)."""
         self.out, self.result_path = out, work / "result.json"
         self.snapshot = work / "live"
         shutil.rmtree(work, ignore_errors=True)
         (self.snapshot / "episodes").mkdir(parents=True)
         shutil.copy(buffer.root / "dataset.yaml", self.snapshot / "dataset.yaml")
-        paths = buffer.paths()
+        paths = buffer.paths(since)
         for path in paths:
             os.link(path, self.snapshot / "episodes" / path.name)
-        weights = buffer.weights(time.time())
+        weights = buffer.weights(time.time(), since)
         (work / "weights.json").write_text(json.dumps([float(w) for w in weights]))
         self.steps, self.started = buffer.steps, time.monotonic()
         command = [sys.executable, "-m", "jepa_pilot.cli.main", "finetune", current["path"],
@@ -185,6 +192,9 @@ class OnlineLearner:
         self.last_reason = "no fine-tune yet" if base_data else "learning off: no base dataset (base_data)"
         self.last_result: dict = {}
         self.explore_until, self.explore_armed = -float("inf"), True
+        self.since = -float("inf")           # wall time: fine-tune on shards written since (after a change)
+        self.unchanged_at = -float("inf")    # wall time the last fine-tune that found the world unchanged began
+        self.job_wall = -float("inf")        # wall time the running fine-tune began
 
     def due(self, now: float) -> bool:
         return (self.job is None and self.base_data is not None and now - self.last_start >= self.cfg.update_every
@@ -198,8 +208,9 @@ class OnlineLearner:
         if self.due(now):
             self.counts["finetunes"] += 1
             out = self.history.root / f"{self.counts['finetunes']:04d}-{int(time.time())}"
+            self.job_wall = time.time()
             self.job = FinetuneJob(self.history.current, self.buffer, self.base_data, out,
-                                   self.work / "job", self.cfg)
+                                   self.work / "job", self.cfg, self.since)
             self.last_start, self.last_steps = now, self.buffer.steps
             self.log(f"fine-tune {self.counts['finetunes']} started on {self.job.steps} recorded steps "
                      f"(model {self.history.current['model_id']})")
@@ -210,14 +221,18 @@ class OnlineLearner:
         return now < self.explore_until
 
     def _finish(self, result: dict, now: float) -> Update | None:
-        job, self.job, self.last_result = self.job, None, result
+        job, self.job, self.last_result, job_wall = self.job, None, result, self.job_wall
         self.last_reason = result["reason"]
         if "world_changed" in result:  # (a fine-tune that failed says nothing about the world)
+            if result["world_changed"] and self.unchanged_at > self.since:
+                self.since = self.unchanged_at
+                self.log("the world changed: fine-tuning from now on only on data recorded since "
+                         f"{time.strftime('%H:%M:%S', time.localtime(self.since))}")
             if result["world_changed"] and self.explore_armed and self.cfg.explore_seconds > 0:
                 self.explore_until, self.explore_armed = now + self.cfg.explore_seconds, False
                 self.log(f"the world changed: asking the planner to explore for {self.cfg.explore_seconds:g} s")
             elif not result["world_changed"]:
-                self.explore_armed = True
+                self.explore_armed, self.unchanged_at = True, job_wall
         if not result["accepted"]:
             self.counts["rejected"] += 1
             self.log(f"candidate rejected after {result['seconds']:.0f} s: {result['reason']}")
