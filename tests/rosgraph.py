@@ -34,7 +34,8 @@ class NodeProcess:
             stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
     def log(self) -> str:
-        self._log.flush()
+        if not self._log.closed:
+            self._log.flush()
         return self.log_path.read_text()
 
     def wait(self, timeout: float) -> int:
