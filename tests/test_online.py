@@ -89,21 +89,24 @@ def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
     learner._finish({"accepted": False, "reason": "not fine-tuned: bad data", "seconds": 1.0}, now=600.0)  # no verdict
     learner._finish(verdict(True), now=700.0)
     assert not learner.exploring(700.0)
-    learner._finish(verdict(False), now=800.0)  # adapted (or changed back): re-armed
+    # A model adapted to the change can sit near the drift threshold: a lone "unchanged" verdict
+    # between "changed" ones is not a new change (the gain scenario flipped like this).
+    learner._finish(verdict(False), now=800.0)
+    learner._finish(verdict(True), now=850.0)
+    assert not learner.exploring(850.0)
+    for k in range(3):  # rearm_after (3) unchanged verdicts in a row: a new change is looked for again
+        learner._finish(verdict(False), now=860.0 + k)
     learner._finish(verdict(True), now=900.0)  # a new change
     assert learner.exploring(900.0)
     # After a change, only data recorded since the start of the last fine-tune that found the world
-    # unchanged is used; the mark only moves forward.
-    marked = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
-    for wall, changed in ((50.0, False), (110.0, False), (170.0, True), (230.0, True), (290.0, False),
-                          (350.0, True)):
+    # unchanged is used; the mark moves (forward) only at a new change.
+    marked = OnlineLearner(OnlineConfig(rearm_after=2), buffer, history, tmp_path / "base", tmp_path / "work")
+    for wall, changed, since in ((50.0, False, None), (110.0, False, None), (170.0, True, 110.0),
+                                 (230.0, True, 110.0), (290.0, False, 110.0), (350.0, True, 110.0),
+                                 (410.0, False, 110.0), (470.0, False, 110.0), (530.0, True, 470.0)):
         marked.job_wall = wall
         marked._finish(verdict(changed), now=wall + 20.0)
-        if wall == 170.0:
-            assert marked.since == 110.0  # the last unchanged one began at 110: data from then on
-        if wall == 290.0:
-            assert marked.since == 110.0  # adapted, found unchanged: the old world's data stays out
-    assert marked.since == 290.0  # a second change: data since the last unchanged verdict
+        assert marked.since == (since if since is not None else -float("inf")), (wall, marked.since)
     off = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
     off._finish(verdict(True), now=100.0)
     assert not off.exploring(100.0)  # explore_seconds 0 (the default): never

@@ -18,13 +18,14 @@ The trainer node records the robot's transitions into a
   live data than the first model was on its own data): data recorded while
   the robot pursues goals with a wrong model covers few actions, and a model
   fine-tuned on it stays wrong where the planner needs it. The request is
-  made once per change: it is re-armed by a verdict that finds the world
-  unchanged;
+  made once per change: a new change is looked for only after
+  ``rearm_after`` verdicts in a row found the world unchanged (a model
+  adapted to a change can sit near the drift threshold, and a verdict that
+  flips back and forth must not keep the robot exploring);
 * after a change, fine-tunes only on what was recorded since the start of
   the last fine-tune that found the world unchanged (the data from before
   shows a world that is gone, and training on both teaches neither); the
-  mark only moves forward, so a later verdict of "unchanged" (the adapted
-  model fits the new world) does not bring the old data back.
+  mark moves, forward only, at each new change.
 
 No ROS and no torch here: the node converts messages, the child trains.
 """
@@ -64,6 +65,8 @@ class OnlineConfig(Config):
     nice: int = setting(10, "how much lower the fine-tune process's CPU priority is", low=0, high=19)
     explore_seconds: float = setting(0.0, "wall seconds of random actions asked of the planner (/jepa/explore) "
                                      "when a fine-tune finds the world changed (0: never)", low=0.0)
+    rearm_after: int = setting(3, "fine-tunes in a row that find the world unchanged before a new change is "
+                               "looked for", low=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +194,7 @@ class OnlineLearner:
         self.counts = {"finetunes": 0, "accepted": 0, "rejected": 0}
         self.last_reason = "no fine-tune yet" if base_data else "learning off: no base dataset (base_data)"
         self.last_result: dict = {}
-        self.explore_until, self.explore_armed = -float("inf"), True
+        self.explore_until, self.armed, self.calm = -float("inf"), True, 0  # calm: unchanged verdicts in a row
         self.since = -float("inf")           # wall time: fine-tune on shards written since (after a change)
         self.unchanged_at = -float("inf")    # wall time the last fine-tune that found the world unchanged began
         self.job_wall = -float("inf")        # wall time the running fine-tune began
@@ -224,15 +227,7 @@ class OnlineLearner:
         job, self.job, self.last_result, job_wall = self.job, None, result, self.job_wall
         self.last_reason = result["reason"]
         if "world_changed" in result:  # (a fine-tune that failed says nothing about the world)
-            if result["world_changed"] and self.unchanged_at > self.since:
-                self.since = self.unchanged_at
-                self.log("the world changed: fine-tuning from now on only on data recorded since "
-                         f"{time.strftime('%H:%M:%S', time.localtime(self.since))}")
-            if result["world_changed"] and self.explore_armed and self.cfg.explore_seconds > 0:
-                self.explore_until, self.explore_armed = now + self.cfg.explore_seconds, False
-                self.log(f"the world changed: asking the planner to explore for {self.cfg.explore_seconds:g} s")
-            elif not result["world_changed"]:
-                self.explore_armed, self.unchanged_at = True, job_wall
+            self._track_world(result["world_changed"], now, job_wall)
         if not result["accepted"]:
             self.counts["rejected"] += 1
             self.log(f"candidate rejected after {result['seconds']:.0f} s: {result['reason']}")
@@ -242,6 +237,24 @@ class OnlineLearner:
         model_id = result.get("model_id") or job.out.name
         self.history.add(model_id, job.out, result["reason"])
         return Update(model_id, job.out, parent, f"online fine-tune: {result['reason']}")
+
+    def _track_world(self, changed: bool, now: float, job_wall: float) -> None:
+        """A verdict on the world: a new change moves the data mark and asks for exploration."""
+        if not changed:
+            self.calm, self.unchanged_at = self.calm + 1, job_wall
+            self.armed = self.armed or self.calm >= self.cfg.rearm_after
+            return
+        self.calm = 0
+        if not self.armed:
+            return
+        self.armed = False
+        if self.unchanged_at > self.since:
+            self.since = self.unchanged_at
+            self.log("the world changed: fine-tuning from now on only on data recorded since "
+                     f"{time.strftime('%H:%M:%S', time.localtime(self.since))}")
+        if self.cfg.explore_seconds > 0:
+            self.explore_until = now + self.cfg.explore_seconds
+            self.log(f"the world changed: asking the planner to explore for {self.cfg.explore_seconds:g} s")
 
     def rollback(self) -> Update | None:
         """Back to the bundle before the current one (None: nothing to roll back)."""
