@@ -28,6 +28,10 @@ collector and seeds of the shipped bundle's training data). When a fine-tune
 finds the world changed, the trainer asks the planner to explore (random
 actions) for --explore-seconds; goals given meanwhile are mostly missed.
 
+With --baseline, the same goals are first driven once in a graph without the
+trainer (the JSON's "baseline": its "before" phase), so the command periods
+with the trainer can be compared with those without it.
+
 Outputs:
   --json (default OUT/adapt.json): command, machine, settings, the base data, and
       per scenario: the change; per phase success_rate, surprise_median (of the
@@ -68,6 +72,9 @@ def register(sub) -> None:
     add_config_arguments(p, AdaptConfig)  # --goals, --learn-minutes, --seed, --update-every, --finetune-steps, --explore-seconds
     p.add_argument("--base-data", type=Path, help="the base dataset the trainer mixes in (default: OUT/base, "
                                                   "collected if missing)")
+    p.add_argument("--baseline", action="store_true",
+                   help="first drive the measured goals once in a graph without the trainer (the JSON's baseline: "
+                        "command periods to compare the scenarios' with)")
     p.add_argument("--out", type=Path, default=Path("out/adapt"), help="work folder (default: out/adapt)")
     p.add_argument("--log", type=Path, help="the nodes' output (default: OUT/nodes.log)")
     p.set_defaults(func=run)
@@ -91,6 +98,8 @@ def run(args: argparse.Namespace) -> int:
                **adapt.settings(cfg, base, collected, given=bool(args.base_data)), "scenarios": {}}
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log:
+        if args.baseline:
+            results["baseline"] = run_one("baseline", cfg, base, args.out, log)
         for name in names:
             results["scenarios"][name] = run_one(name, cfg, base, args.out, log)
     return report(results, json_path, log_path)
@@ -100,11 +109,14 @@ def run_one(name: str, cfg, base: Path, out: Path, log) -> dict:
     """One scenario's results, or what stopped it (a node died or stalled, a refused change)."""
     from jepa_pilot.evaluation import adapt
 
+    progress = lambda line: print(line, flush=True)  # noqa: E731
     try:
-        return adapt.run_scenario(name, cfg, base, out, log, progress=lambda line: print(line, flush=True))
+        if name == "baseline":
+            return adapt.run_baseline(cfg, log, progress)
+        return adapt.run_scenario(name, cfg, base, out, log, progress=progress)
     except RuntimeError as exc:
         print(f"[{name}] stopped: {exc}", flush=True)
-        return {"change": {"node": "sim", "parameters": adapt.SCENARIOS[name]}, "error": str(exc)}
+        return {"change": {"node": "sim", "parameters": adapt.SCENARIOS.get(name, {})}, "error": str(exc)}
 
 
 def report(results: dict, json_path: Path, log_path: Path) -> int:
@@ -116,7 +128,13 @@ def report(results: dict, json_path: Path, log_path: Path) -> int:
     results["plot"] = str(plot_path)
     json_path.parent.mkdir(parents=True, exist_ok=True)
     json_path.write_text(json.dumps(results, indent=1) + "\n")
+    baseline = results.get("baseline", {}).get("phases", {}).get("before")
+    if baseline:
+        print(f"baseline (no trainer): {baseline['success_rate']:.0%} reached, command period p50/p99 "
+              f"{baseline['command_period_ms_p50']} / {baseline['command_period_ms_p99']} ms, "
+              f"{baseline['missed_periods']} missed")
     for name, scenario in results["scenarios"].items():
         print(adapt.summary_line(name, scenario))
     print(f"wrote {json_path} and {plot_path}; node logs: {log_path}")
-    return 1 if any("error" in s for s in results["scenarios"].values()) else 0
+    failed = [s for s in [*results["scenarios"].values(), results.get("baseline", {})] if "error" in s]
+    return 1 if failed else 0

@@ -60,7 +60,7 @@ from jepa_pilot.evaluation.metrics import EpisodeRecord, summarize
 
 __all__ = ["SCENARIOS", "PHASES", "MEASURED", "AdaptConfig", "AdaptRun", "parse_scenarios", "trainer_params",
            "check_base_data", "ensure_base_data", "phase_summary", "surprise_series", "rolling_mean",
-           "update_events", "exploration_spans", "recovery", "settings", "run_scenario", "summary_line", "plot"]
+           "update_events", "exploration_spans", "recovery", "run_baseline", "settings", "run_scenario", "summary_line", "plot"]
 
 ENV = "two_rooms"  # the env of the shipped bundle the graph starts with
 # name -> the sim node's parameters that make the change, and whether an accepted update should follow
@@ -407,6 +407,24 @@ def run_scenario(name: str, cfg: AdaptConfig, base_data: Path, work: Path, log: 
         progress(f"[{name}] graph up (model {run.base_model}); trainer work_dir {learn_dir}")
         return {**run.run(goal_pairs(env, cfg.goals, cfg.seed), pair_stream(env, cfg.seed)),
                 "work_dir": str(learn_dir)}
+
+
+def run_baseline(cfg: AdaptConfig, log: IO[str], progress: Callable[[str], None] = print) -> dict:
+    """The measured goals once on the unchanged robot in a graph without the trainer: what the command
+    periods of the learning scenarios are compared with (the trainer's cost to the control loop)."""
+    from jepa_pilot import sim
+    from jepa_pilot.cli.supervisor import Launcher
+    from jepa_pilot.cli.up import child_environment
+    from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+
+    log.write("===== eval-adapt: baseline (no trainer) =====\n")
+    log.flush()
+    with sim.make(ENV) as env, Launcher(sim_graph(ENV, cfg.seed, jepa=True), env=child_environment(os.environ),
+                                        stream=log) as launcher, watching(env, keep_frames=False) as watcher:
+        wait_until_up(watcher, launcher.alive)
+        run = AdaptRun("baseline", cfg, watcher, launcher.alive, progress)
+        run.drive("before", goal_pairs(env, cfg.goals, cfg.seed), cfg.goals)
+        return {"trainer": False, "phases": run.phases}
 
 
 # --- reporting ---------------------------------------------------------------------------

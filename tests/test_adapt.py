@@ -223,10 +223,11 @@ def test_a_short_adaptation_run_through_the_graph(tmp_path):
     out = tmp_path / "adapt.json"
     proc = subprocess.Popen(["jepa-pilot", "eval-adapt", "--scenarios", "harmless", "--goals", "2", "--learn-minutes",
                              "0.5", "--base-data", str(base), "--out", str(tmp_path / "work"), "--json", str(out),
+                             "--baseline",
                              "--log", str(tmp_path / "nodes.log")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     try:
-        printed, _ = proc.communicate(timeout=230)
+        printed, _ = proc.communicate(timeout=330)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGINT)  # its launcher stops the nodes: none outlive the test
         printed, _ = proc.communicate(timeout=40)
@@ -254,4 +255,9 @@ def test_a_short_adaptation_run_through_the_graph(tmp_path):
     assert len(memory) >= len(goals) and all(mb > 50.0 for _, mb in memory), memory
     assert any(p["command_period_ms_p50"] for p in phases)
     assert scenario["exploration"] == []  # a harmless change is no reason to explore
+    # The baseline: the same goals in a graph without the trainer, driven and measured the same way.
+    baseline = result["baseline"]
+    assert baseline["trainer"] is False and list(baseline["phases"]) == ["before"]
+    assert baseline["phases"]["before"]["episodes"] == 2 and baseline["phases"]["before"]["command_period_ms_p50"]
+    assert "baseline (no trainer)" in printed
     assert out.with_suffix(".png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -77,8 +77,8 @@ def test_a_fine_tune_is_due_after_enough_new_steps_and_time_and_never_without_ba
 def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
     buffer = live_buffer(tmp_path, 100)
     history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
-    learner = OnlineLearner(OnlineConfig(explore_seconds=300.0), buffer, history, tmp_path / "base",
-                            tmp_path / "work")
+    learner = OnlineLearner(OnlineConfig(explore_seconds=300.0, confirm_after=1), buffer, history,
+                            tmp_path / "base", tmp_path / "work")
     verdict = lambda changed: {"accepted": False, "reason": "test", "seconds": 1.0, "world_changed": changed}  # noqa: E731
     learner._finish(verdict(False), now=10.0)
     assert not learner.exploring(10.0)
@@ -100,13 +100,23 @@ def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
     assert learner.exploring(900.0)
     # After a change, only data recorded since the start of the last fine-tune that found the world
     # unchanged is used; the mark moves (forward) only at a new change.
-    marked = OnlineLearner(OnlineConfig(rearm_after=2), buffer, history, tmp_path / "base", tmp_path / "work")
+    marked = OnlineLearner(OnlineConfig(rearm_after=2, confirm_after=1), buffer, history, tmp_path / "base",
+                           tmp_path / "work")
     for wall, changed, since in ((50.0, False, None), (110.0, False, None), (170.0, True, 110.0),
                                  (230.0, True, 110.0), (290.0, False, 110.0), (350.0, True, 110.0),
                                  (410.0, False, 110.0), (470.0, False, 110.0), (530.0, True, 470.0)):
         marked.job_wall = wall
         marked._finish(verdict(changed), now=wall + 20.0)
         assert marked.since == (since if since is not None else -float("inf")), (wall, marked.since)
+    # By default a change counts after confirm_after (2) verdicts in a row: one odd verdict is not a change
+    # (the harmless scenario had one, at 13x, among a dozen unchanged ones).
+    wary = OnlineLearner(OnlineConfig(explore_seconds=300.0), buffer, history, tmp_path / "base", tmp_path / "work")
+    for wall, changed, exploring in ((10.0, False, False), (70.0, True, False), (130.0, False, False),
+                                     (190.0, True, False), (250.0, True, True)):
+        wary.job_wall = wall
+        wary._finish(verdict(changed), now=wall)
+        assert wary.exploring(wall) is exploring, wall
+    assert wary.since == 130.0
     off = OnlineLearner(OnlineConfig(), buffer, history, tmp_path / "base", tmp_path / "work")
     off._finish(verdict(True), now=100.0)
     assert not off.exploring(100.0)  # explore_seconds 0 (the default): never

@@ -18,7 +18,9 @@ The trainer node records the robot's transitions into a
   live data than the first model was on its own data): data recorded while
   the robot pursues goals with a wrong model covers few actions, and a model
   fine-tuned on it stays wrong where the planner needs it. The request is
-  made once per change: a new change is looked for only after
+  made once per change, after ``confirm_after`` verdicts in a row found it
+  changed (one stretch of odd data, a robot pushing against a wall, can
+  make one verdict cry change); a new change is looked for only after
   ``rearm_after`` verdicts in a row found the world unchanged (a model
   adapted to a change can sit near the drift threshold, and a verdict that
   flips back and forth must not keep the robot exploring);
@@ -65,6 +67,8 @@ class OnlineConfig(Config):
     nice: int = setting(10, "how much lower the fine-tune process's CPU priority is", low=0, high=19)
     explore_seconds: float = setting(0.0, "wall seconds of random actions asked of the planner (/jepa/explore) "
                                      "when a fine-tune finds the world changed (0: never)", low=0.0)
+    confirm_after: int = setting(2, "fine-tunes in a row that find the world changed before it counts as changed",
+                                 low=1)
     rearm_after: int = setting(3, "fine-tunes in a row that find the world unchanged before a new change is "
                                "looked for", low=1)
 
@@ -194,7 +198,8 @@ class OnlineLearner:
         self.counts = {"finetunes": 0, "accepted": 0, "rejected": 0}
         self.last_reason = "no fine-tune yet" if base_data else "learning off: no base dataset (base_data)"
         self.last_result: dict = {}
-        self.explore_until, self.armed, self.calm = -float("inf"), True, 0  # calm: unchanged verdicts in a row
+        self.explore_until, self.armed = -float("inf"), True
+        self.calm = self.alarm = 0  # verdicts in a row that found the world unchanged / changed
         self.since = -float("inf")           # wall time: fine-tune on shards written since (after a change)
         self.unchanged_at = -float("inf")    # wall time the last fine-tune that found the world unchanged began
         self.job_wall = -float("inf")        # wall time the running fine-tune began
@@ -241,11 +246,11 @@ class OnlineLearner:
     def _track_world(self, changed: bool, now: float, job_wall: float) -> None:
         """A verdict on the world: a new change moves the data mark and asks for exploration."""
         if not changed:
-            self.calm, self.unchanged_at = self.calm + 1, job_wall
+            self.calm, self.alarm, self.unchanged_at = self.calm + 1, 0, job_wall
             self.armed = self.armed or self.calm >= self.cfg.rearm_after
             return
-        self.calm = 0
-        if not self.armed:
+        self.calm, self.alarm = 0, self.alarm + 1
+        if not self.armed or self.alarm < self.cfg.confirm_after:
             return
         self.armed = False
         if self.unchanged_at > self.since:
