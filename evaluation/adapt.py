@@ -347,10 +347,10 @@ class AdaptRun:
         of = f"/{total}" if total else f" ({since:.1f} of {self.cfg.learn_minutes:g} min)"
         verdict = (t.get("last_verdict") or "no status yet")[:100]
         outcome = "reached" if records[-1].success else "missed"
-        self.progress(f"[{self.name}] {phase} goal {len(records)}{of}: {outcome}, {reached}/{len(records)} so far; "
-                      f"trainer: {t.get('buffer_steps', '?')} steps, "
-                      f"{t.get('finetunes', '?')} fine-tunes, {t.get('accepted', '?')} accepted, "
-                      f"{t.get('rejected', '?')} rejected ({verdict})")
+        trainer = (f"; trainer: {t.get('buffer_steps', '?')} steps, {t.get('finetunes', '?')} fine-tunes, "
+                   f"{t.get('accepted', '?')} accepted, {t.get('rejected', '?')} rejected ({verdict})") if t else ""
+        self.progress(f"[{self.name}] {phase} goal {len(records)}{of}: {outcome}, {reached}/{len(records)} so far"
+                      + trainer)
         for _, msg in self.watcher.updates:
             for event, done in (("announced", True), ("swapped in", msg.model_id in self.watcher.models_seen)):
                 if done and (msg.model_id, event) not in self.told:
