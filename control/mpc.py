@@ -118,6 +118,13 @@ class LatentMPC:
         """Take, renew (``on``) or end the exploration lease (Supervisor.set_explore)."""
         self.supervisor.set_explore(on, wall_now)
 
+    def carry_over(self, previous: "LatentMPC") -> None:
+        """Take over what must outlive a model switch from the MPC it replaces: the e-stop and the
+        exploration lease (the goal comes again in the new latent space; the history does not)."""
+        if previous.estop:
+            self.set_estop(True)
+        self.supervisor.explore_until = previous.supervisor.explore_until
+
     def set_config(self, config: SupervisorConfig) -> None:
         """New supervisor limits (dynamic parameters)."""
         self.supervisor.config = config

@@ -101,9 +101,7 @@ class PlannerNode(ModelNode):
         """A fresh MPC on the new model; the e-stop carries over, the goal comes in the new latent space."""
         previous, goal = self.mpc, self.pending_goal
         self.mpc, self.pending_goal = self._new_mpc(self.engine), None
-        if previous.estop:
-            self.mpc.set_estop(True)
-        self.mpc.supervisor.explore_until = previous.supervisor.explore_until
+        self.mpc.carry_over(previous)
         if goal is not None and goal[0] == self.engine.model_id:
             self.mpc.set_goal(goal[1], goal[2])
             self.goal_header = goal[3]

@@ -177,7 +177,8 @@ class TrainerNode(Node):
         learner, counts = self.learner, self.recorder.counts
         values = {"buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
                   "shards": self.buffer.shards, "current_model": learner.history.current["model_id"],
-                  "finetuning": learner.job is not None, "exploring": self.exploring, **learner.counts, "last_verdict": learner.last_reason,
+                  "finetuning": learner.job is not None, "exploring": self.exploring, **learner.counts,
+                  "last_verdict": learner.last_reason,
                   **{f"recorded_{k}": v for k, v in sorted(counts.items())},
                   **{f"ready_{k}": v for k, v in sorted(self.ready.items())}}
         status = DiagnosticStatus(name="jepa_pilot: trainer", hardware_id=self.get_fully_qualified_name(),

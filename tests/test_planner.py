@@ -267,3 +267,17 @@ def test_mpc_explores_with_a_paced_random_walk_and_holds_once_when_the_lease_end
     step = mpc.on_latent(np.zeros(2), 0.6, 0.6, 100.6)  # no goal: idle, and the walk is stopped once
     assert step.decision.status == Status.IDLE and np.array_equal(step.command, np.zeros(2))
     assert mpc.on_latent(np.zeros(2), 0.65, 0.65, 100.65).command is None  # then idle commands nothing
+
+
+def test_a_new_mpc_carries_over_the_estop_and_the_exploration_lease_but_not_the_goal():
+    from jepa_pilot.control.mpc import Status
+
+    old, _ = make_mpc()
+    old.set_goal(np.array([0.3, 0.0]))
+    old.set_estop(True)
+    old.set_explore(True, wall_now=100.0)
+    new, _ = make_mpc()
+    new.carry_over(old)
+    assert new.estop and new.exploring(101.0) and not new.exploring(100.0 + 3.1) and new.goal is None
+    new.set_estop(False)
+    assert new.on_latent(np.zeros(2), 1.0, 1.0, 101.0).decision.status == Status.EXPLORING
