@@ -75,7 +75,13 @@ def rig(tmp_path_factory):
         probe.spin_for(1.5)  # a later report: nothing still in flight
         return counts()
 
-    yield dict(send=send, settle=settle, trainer=trainer, replay=work / "learn" / "replay")
+    # Matched is not yet delivering: frames alone (nothing to record without commands) until it counts one.
+    for k in range(1000):  # up to about 10 s, stamps 5.0 to 9.0 (before the test's, which start at 10.0)
+        send(5.0 + 0.004 * k, 1, commands=False)
+        if int(counts().get("recorded_frames", "0")) >= 1:
+            break
+    warm = settle("recorded_frames", 1)
+    yield dict(send=send, settle=settle, trainer=trainer, replay=work / "learn" / "replay", warm=warm)
     probe.close()
     trainer.stop()
 
@@ -87,7 +93,7 @@ def test_only_true_transitions_are_recorded_and_none_across_a_clock_jump(rig):
     assert int(first["recorded_recorded"]) == 4 * SHARD and int(first["recorded_shards_written"]) == 4
 
     send(14.1, 20, commands=False)  # frames without commands: the last command lapses after command_timeout
-    frames_only = settle("recorded_no_command", 1)
+    frames_only = settle("recorded_no_command", int(first.get("recorded_no_command", "0")) + 1)
     lapse = int(frames_only["recorded_recorded"]) - 4 * SHARD  # steps still under the last command
     assert 0 <= lapse <= 0.5 / PERIOD + 1, f"frames long after the last command were paired with it: {frames_only}"
 
