@@ -16,7 +16,9 @@ graph and a fresh trainer ``work_dir``, so scenarios are independent. Its
    update or several), until ``learn_minutes`` of wall time since the change
    have passed (checked between goals, so the phase ends at most one goal
    late);
-5. ``after_learning``: the same N goals again.
+5. ``after_learning``: the same N goals again, once the trainer no longer
+   asks for exploration (the wait, at most ``explore_seconds``, is in the
+   JSON's ``waited_for_exploration_s``).
 
 The three measured phases drive the same N (start, goal) pairs
 (``goal_pairs`` with the seed), so their success rates differ by the robot
@@ -80,7 +82,7 @@ RECOVERY_POINTS = 0.05        # success after learning within this of before cou
 STREAM_CHUNK = 50             # pairs per seed of the learning phase's stream
 MISSED = 1.5                  # a gap between two driving commands over 1.5 control periods misses one
 SWAP_WINDOW_S = 2.0           # wall seconds either side of a swap searched for missed periods
-TRAINER_KEYS = ("buffer_steps", "finetunes", "accepted", "rejected", "current_model", "last_verdict")
+TRAINER_KEYS = ("buffer_steps", "finetunes", "accepted", "rejected", "current_model", "last_verdict", "drift")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,6 +281,7 @@ class AdaptRun:
         self.phases: dict[str, dict] = {}
         self.goals: list[dict] = []  # each goal: wall minute at its end, phase, success
         self.told: set[tuple[str, str]] = set()  # (model id, event) already printed
+        self.waited_s = 0.0  # wall seconds waited after learning for the exploration to end
 
     def minute(self) -> float:
         return round((self.clock() - self.t0) / 60.0, 4)
@@ -296,8 +299,20 @@ class AdaptRun:
         self.apply_change(SCENARIOS[self.name])
         self.drive("after_change", pairs, len(pairs))
         self.drive("learning", stream, until=self.learning_over)
+        self.wait_for_exploration()
         self.drive("after_learning", pairs, len(pairs))
         return self.result()
+
+    def wait_for_exploration(self) -> None:
+        """Until the trainer no longer asks the planner to explore (at most ``explore_seconds``): goals
+        measured while the robot takes random actions would measure the exploration, not the model."""
+        exploring = lambda: bool(self.watcher.explore) and self.watcher.explore[-1][1]  # noqa: E731
+        if not exploring():
+            return
+        self.progress(f"[{self.name}] waiting for the exploration to end before after_learning")
+        start = self.clock()
+        self.watcher.spin_until(lambda: not exploring(), self.cfg.explore_seconds + 30.0, self.alive)
+        self.waited_s = round(self.clock() - start, 1)
 
     def drive(self, phase: str, pairs: Iterable, total: int | None = None,
               until: Callable[[], bool] = lambda: False) -> None:
@@ -374,7 +389,8 @@ class AdaptRun:
                 "series": {"goals": self.goals, "surprise": surprise_series(self.watcher.surprises, self.t0)},
                 "exploration": exploration_spans(self.watcher.explore, self.t0, self.clock()),
                 "trainer_memory_mb": [list(m) for m in self.memory],
-                **recovery(self.phases, events), "wall_minutes": self.minute()}
+                "waited_for_exploration_s": self.waited_s, **recovery(self.phases, events),
+                "wall_minutes": self.minute()}
 
 
 def wait_for_learning(watcher, alive: Callable[[], bool], timeout: float = 120.0) -> None:

@@ -2,14 +2,15 @@
 
 Subscribes the camera (``image_topic``), the robot profile's command topic
            (/cmd_vel TwistStamped or Twist, or the arm's Float64MultiArray),
-           /jepa/surprise (jepa_pilot/Surprise: what the model did not expect),
+           /jepa/surprise (jepa_pilot/Surprise: what the model did not expect; sampling weights,
+           and whether there is anything to learn: world_model/online.py SurpriseMonitor),
            /jepa/estop (std_msgs/Bool: nothing is recorded while the robot is held),
            /jepa/model_ready (jepa_pilot/ModelReady: how the graph took an update)
 Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted bundle
            /jepa/explore (std_msgs/Bool, latched): true each second while it asks the planner
            to explore (``explore_seconds`` after a fine-tune found the world changed), then false
            /diagnostics (buffer size and steps, transitions recorded and dropped by reason,
-           fine-tunes started / accepted / rejected and the last verdict)
+           fine-tunes started / accepted / rejected and the last verdict, the surprise drift)
 Services   ~/rollback (std_srvs/Trigger): announce the bundle before the current one again
 
 Frames and executed commands become transitions in a bounded replay buffer
@@ -26,6 +27,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from rclpy.node import Node
 from sensor_msgs.msg import Image
@@ -138,9 +140,11 @@ class TrainerNode(Node):
             self.get_logger().warning(f"command not recorded: {exc}", throttle_duration_sec=5.0)
             return
         self.recorder.on_command(stamp, action)
+        self.learner.monitor.on_command(time.time(), bool(np.any(np.abs(action) > 1e-3)))
 
     def _on_surprise(self, msg: Surprise) -> None:
         self.recorder.on_surprise(from_time(msg.header.stamp), float(msg.distance))
+        self.learner.monitor.add(time.time(), msg.model_id, float(msg.distance))
 
     # --- learning -----------------------------------------------------------------------
     def _tick(self) -> None:
@@ -178,7 +182,7 @@ class TrainerNode(Node):
         values = {"buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
                   "shards": self.buffer.shards, "current_model": learner.history.current["model_id"],
                   "finetuning": learner.job is not None, "exploring": self.exploring, **learner.counts,
-                  "last_verdict": learner.last_reason,
+                  "last_verdict": learner.last_reason, "drift": learner.monitor.describe(),
                   **{f"recorded_{k}": v for k, v in sorted(counts.items())},
                   **{f"ready_{k}": v for k, v in sorted(self.ready.items())}}
         status = DiagnosticStatus(name="jepa_pilot: trainer", hardware_id=self.get_fully_qualified_name(),

@@ -3,6 +3,7 @@ fake clock, the JSON's shape and the plot (unit); a short `jepa-pilot eval-adapt
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 from types import SimpleNamespace
@@ -40,8 +41,9 @@ class FakeGraph:
     every goal until the change and, after it, only once the trainer's update (announced ``accept_after``
     goals after the change; None: never) is swapped in; surprise is 5 meanwhile, else 1."""
 
-    def __init__(self, clock: Clock, accept_after: int | None) -> None:
-        self.clock, self.accept_after = clock, accept_after
+    def __init__(self, clock: Clock, accept_after: int | None, explore_end: int | None = 4) -> None:
+        self.clock, self.accept_after, self.explore_end = clock, accept_after, explore_end
+        self.explore_until = None  # explore_end None: the exploration ends 25 s after the learning phase
         self.env = SimpleNamespace(config=SimpleNamespace(control_period=0.1))
         self.commands: list = []  # (wall, moving): a command every 0.1 s while driving, one gap of 0.3 s per goal
         self.sim_time, self.changed, self.goals_since_change = 50.0, {}, 0
@@ -58,6 +60,17 @@ class FakeGraph:
     def forget(self, before: float) -> None:
         pass
 
+    def spin_until(self, done, timeout: float, alive) -> bool:
+        """Wall time passes in 1 s steps; an exploration without its end ends 25 s after the first wait."""
+        if self.explore_until is None:
+            self.explore_until = self.clock.t + 25.0
+        end = self.clock.t + timeout
+        while not done() and self.clock.t < end:
+            self.clock.t += 1.0
+            if self.explore_end is None and self.clock.t >= self.explore_until and self.explore[-1][1]:
+                self.explore.append((self.clock(), False))
+        return done()
+
     def run_goal(self, start, goal, max_steps, radius, alive):
         begin = self.clock.t
         self.commands += [(begin + 0.1 * k, True) for k in range(1, 11)] + [(begin + 1.3, True)]
@@ -68,7 +81,7 @@ class FakeGraph:
         self.surprises.append((self.clock(), 5.0 if self.changed and not learned else 1.0))
         if self.changed:
             self.goals_since_change += 1
-            if self.goals_since_change in (2, 4):
+            if self.goals_since_change in (2, self.explore_end):
                 self.explore.append((self.clock(), self.goals_since_change == 2))
             if self.goals_since_change == self.accept_after:
                 self.updates.append((self.clock(), SimpleNamespace(model_id="m1", parent_id="base", reason="accepted")))
@@ -77,9 +90,10 @@ class FakeGraph:
         return record(not self.changed or learned), {}
 
 
-def drive(name: str, accept_after: int | None, learn_minutes: float = 1.0) -> tuple[dict, list[str]]:
+def drive(name: str, accept_after: int | None, learn_minutes: float = 1.0,
+          explore_end: int | None = 4) -> tuple[dict, list[str]]:
     clock, lines = Clock(), []
-    graph = FakeGraph(clock, accept_after)
+    graph = FakeGraph(clock, accept_after, explore_end)
     run = AdaptRun(name, AdaptConfig(goals=3, learn_minutes=learn_minutes), graph, alive=lambda: True,
                    progress=lines.append, clock=clock)
     pairs = [(np.zeros(4), np.ones(4))] * 3
@@ -158,6 +172,17 @@ def test_the_phases_run_in_order_and_learning_runs_its_minutes_with_the_update_s
     assert len(result["series"]["goals"]) == 3 + 3 + 7 + 3
     assert any("update m1 swapped in" in line for line in lines)
     assert any(line.startswith("[rotation] after_change goal 3/3: missed, 0/3 so far; trainer:") for line in lines)
+
+
+@pytest.mark.unit
+def test_after_learning_waits_for_the_exploration_to_end():
+    result, lines = drive("rotation", accept_after=5, explore_end=None)  # still exploring when learning ends
+    assert result["waited_for_exploration_s"] == pytest.approx(25.0)
+    assert result["phases"]["after_learning"]["minutes_exploring"] == 0.0
+    assert result["phases"]["after_learning"]["success_rate"] == 1.0
+    assert any("waiting for the exploration to end" in line for line in lines)
+    plain, _ = drive("rotation", accept_after=5)  # the exploration ended in the learning phase: no wait
+    assert plain["waited_for_exploration_s"] == 0.0
 
 
 @pytest.mark.unit
@@ -255,6 +280,10 @@ def test_a_short_adaptation_run_through_the_graph(tmp_path):
     assert len(memory) >= len(goals) and all(mb > 50.0 for _, mb in memory), memory
     assert any(p["command_period_ms_p50"] for p in phases)
     assert scenario["exploration"] == []  # a harmless change is no reason to explore
+    # The predictor's surprise reached the trainer's drift monitor (counted only while the robot moved).
+    drift = scenario["phases"]["after_learning"]["trainer"]["drift"]
+    taken = re.search(r"taking the surprise reference \((\d+) of 300 samples\)", drift)
+    assert (taken and int(taken.group(1)) > 0) or "x the reference" in drift, drift
     # The baseline: the same goals in a graph without the trainer, driven and measured the same way.
     baseline = result["baseline"]
     assert baseline["trainer"] is False and list(baseline["phases"]) == ["before"]

@@ -59,7 +59,7 @@ def live_buffer(tmp_path: Path, steps: int, cfg: ReplayConfig | None = None) -> 
 def test_a_fine_tune_is_due_after_enough_new_steps_and_time_and_never_without_base_data(tmp_path):
     buffer = live_buffer(tmp_path, 100)
     history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
-    cfg = OnlineConfig(update_every=60.0, min_new_steps=150)
+    cfg = OnlineConfig(update_every=60.0, min_new_steps=150, drift_ratio=0.0)  # drift: the tests below
     learner = OnlineLearner(cfg, buffer, history, tmp_path / "base", tmp_path / "work")
     assert not learner.due(1000.0)  # the 100 steps were there before it started: none are new
     live_buffer(tmp_path, 200)  # 200 more steps in the same folder
@@ -137,3 +137,74 @@ def test_a_fine_tune_after_a_change_sees_only_the_shards_written_since_the_mark(
         assert len(json.loads((tmp_path / "job" / "weights.json").read_text())) == 2  # one weight per shard linked
     finally:
         job.stop()
+
+
+def fed_monitor(tmp_path: Path, ratio: float = 1.25, samples: int = 20):
+    from jepa_pilot.world_model.online import SurpriseMonitor
+
+    return SurpriseMonitor(ratio, samples, samples, "base", tmp_path / "work" / "surprise_reference.json")
+
+
+def feed(monitor, wall: float, model: str, values, moving: bool = True) -> float:
+    """One surprise per 0.1 s of wall time, each after a fresh command."""
+    for value in values:
+        monitor.on_command(wall, moving)
+        monitor.add(wall + 0.05, model, value)
+        wall += 0.1
+    return wall
+
+
+@pytest.mark.unit
+def test_the_surprise_monitor_finds_drift_only_when_the_moving_robot_is_surprised(tmp_path):
+    monitor = fed_monitor(tmp_path)
+    rng = np.random.default_rng(0)
+    calm = lambda n: 1.0 + 0.1 * rng.standard_normal(n)  # noqa: E731
+    wall = feed(monitor, 0.0, "base", [0.01] * 50, moving=False)  # a held robot: nothing counts
+    assert monitor.reference is None and not monitor.drifted() and "0 of 20" in monitor.describe()
+    wall = feed(monitor, wall, "base", calm(20))
+    assert monitor.reference == pytest.approx(1.0, abs=0.2) and monitor.drift() == pytest.approx(1.0)
+    wall = feed(monitor, wall, "base", calm(20) * 1.1)  # the light changed a little: no reason to learn
+    assert not monitor.drifted() and "no drift" in monitor.describe() and monitor.onset is None
+    monitor.on_command(wall, True)
+    monitor.add(wall + 2.0, "base", 50.0)  # the last command is stale: the robot may stand still
+    assert monitor.drift() < 1.25
+    changed_at = wall
+    wall = feed(monitor, wall, "base", calm(20) * 2.0)  # the axes turned
+    assert monitor.drifted() and monitor.drift() == pytest.approx(2.0, abs=0.3)
+    # the oldest sample of the first window that drifted: at most one window (20 x 0.1 s) before the change
+    assert changed_at - 2.0 <= monitor.onset <= changed_at
+    onset = monitor.onset
+    wall = feed(monitor, wall, "m1", calm(10) * 2.0)  # a new model is judged on its own samples only
+    assert monitor.drift() is None and not monitor.drifted()
+    wall = feed(monitor, wall, "m1", calm(10) * 2.0)
+    assert monitor.drifted() and monitor.onset == onset  # the same drift, not a new onset
+    feed(monitor, wall, "m1", calm(20))  # adapted
+    assert not monitor.drifted()
+    # A restarted trainer keeps the reference of its base model (a changed world is not the new normal).
+    again = fed_monitor(tmp_path)
+    assert again.reference == monitor.reference
+    from jepa_pilot.world_model.online import SurpriseMonitor
+    other = SurpriseMonitor(1.25, 20, 20, "another-base", tmp_path / "work" / "surprise_reference.json")
+    assert other.reference is None
+    always = fed_monitor(tmp_path / "always", ratio=0.0)
+    assert always.drifted() and "whenever due" in always.describe()
+
+
+@pytest.mark.unit
+def test_a_fine_tune_waits_for_drift_and_then_uses_only_the_data_since_it_began(tmp_path):
+    buffer = live_buffer(tmp_path, 400)
+    history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
+    learner = OnlineLearner(OnlineConfig(update_every=1.0, min_new_steps=50, reference_samples=20, drift_window=20),
+                            buffer, history, tmp_path / "base", tmp_path / "work")
+    learner.last_steps = 0
+    assert not learner.due(100.0)  # no reference yet
+    wall = feed(learner.monitor, time.time(), "base", [1.0] * 40)
+    assert not learner.due(100.0) and learner.tick(100.0) is None and learner.job is None  # no drift
+    feed(learner.monitor, wall, "base", [3.0] * 20)
+    assert learner.due(100.0)
+    learner.tick(100.0)  # the mark moves to the drift's onset, and the fine-tune starts on what came since
+    try:
+        assert learner.since == learner.monitor.onset and learner.job is not None
+        assert not list((tmp_path / "work" / "job" / "live" / "episodes").iterdir())  # every shard is older
+    finally:
+        learner.stop()

@@ -4,12 +4,18 @@ The trainer node records the robot's transitions into a
 :class:`~jepa_pilot.data.replay.ReplayBuffer` and ticks an
 :class:`OnlineLearner`, which
 
-* starts a fine-tune when enough new steps were recorded and the last one is
+* learns only when there is something to learn: a :class:`SurpriseMonitor`
+  compares the current model's surprise while the robot moves with the base
+  model's at the start (``drift_ratio``); a world that looks as the model
+  expects (a light change the encoder shrugs off) starts no fine-tune, so it
+  can cause no update;
+* then starts a fine-tune when enough new steps were recorded and the last one is
   far enough back: a **child process** running ``jepa-pilot finetune`` (the
   same fine-tune, gate and atomic export as offline) on a snapshot of the
   buffer (hard links: the buffer may drop shards meanwhile), with the
-  buffer's recency/surprise weights, at a lower CPU priority and with few
-  threads so the control loop keeps its rate; the child dies with its parent;
+  buffer's recency/surprise weights, at the idle CPU priority (it runs only
+  on CPU time nothing else wants) and with few threads so the control loop
+  keeps its rate; the child dies with its parent;
 * reads the child's verdict: an accepted bundle becomes the current one in
   the :class:`BundleHistory` (which keeps the last ``keep_bundles``) and is
   returned for the node to announce; a rejected one is counted, with why;
@@ -24,8 +30,9 @@ The trainer node records the robot's transitions into a
   ``rearm_after`` verdicts in a row found the world unchanged (a model
   adapted to a change can sit near the drift threshold, and a verdict that
   flips back and forth must not keep the robot exploring);
-* after a change, fine-tunes only on what was recorded since the start of
-  the last fine-tune that found the world unchanged (the data from before
+* after a change, fine-tunes only on what was recorded since the surprise
+  rose (the monitor's ``onset``) or since the start of the last fine-tune
+  that found the world unchanged, whichever is later (the data from before
   shows a world that is gone, and training on both teaches neither); the
   mark moves, forward only, at each new change.
 
@@ -33,9 +40,11 @@ No ROS and no torch here: the node converts messages, the child trains.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import dataclasses
 import json
+import math
 import os
 import shutil
 import signal
@@ -45,9 +54,11 @@ import time
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
+
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["OnlineConfig", "BundleHistory", "FinetuneJob", "OnlineLearner", "Update"]
+__all__ = ["OnlineConfig", "BundleHistory", "SurpriseMonitor", "FinetuneJob", "OnlineLearner", "Update"]
 
 ACCEPTED, REJECTED = 0, 3  # exit codes of `jepa-pilot finetune`
 
@@ -71,6 +82,13 @@ class OnlineConfig(Config):
                                  low=1)
     rearm_after: int = setting(3, "fine-tunes in a row that find the world unchanged before a new change is "
                                "looked for", low=1)
+    drift_ratio: float = setting(1.25, "fine-tune only while the current model's recent median surprise (robot "
+                                 "moving) is at least this many times the base model's reference (0: whenever due)",
+                                 low=0.0)
+    reference_samples: int = setting(300, "surprise samples, robot moving, of the base model that set the reference",
+                                     low=10)
+    drift_window: int = setting(300, "the latest surprise samples, robot moving, of the current model compared "
+                                "with the reference", low=10)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,10 +146,106 @@ class BundleHistory:
         os.replace(tmp, self.root / "history.json")
 
 
+class SurpriseMonitor:
+    """Has the world drifted away from the model? Its surprise while the robot moves, against a reference.
+
+    The surprise (``/jepa/surprise``: the latent distance between the predictor's
+    one-step forecast and what the camera then showed) is measured on every frame
+    by the deployed model, so its median over a few hundred samples is a steady
+    signal; the held-out error of one fine-tune's recent shards is not. Samples
+    count only while the robot moves (its last command is non-zero and fresh):
+    a held or parked robot is never surprised.
+
+    * **reference**: the median of the first ``reference_samples`` of the base
+      model, taken on the assumption that the robot starts in the world its
+      bundle was trained for; saved in ``path`` (per base model id) so a
+      restarted trainer keeps it rather than taking a changed world as normal;
+    * **recent**: the latest ``window`` samples of the current model (the window
+      restarts when another model's surprise arrives: a new model is judged on
+      its own samples);
+    * ``drift()``: recent median / reference, None until both are full;
+      ``onset``: the wall time of the oldest sample in the window when drift was
+      first seen after none; the median crosses once about half the window is
+      new, so the change came after the onset, by about half a window.
+    """
+
+    FRESH_S = 0.5  # a command older than this (wall seconds) no longer says the robot moves
+
+    def __init__(self, ratio: float, reference_samples: int, window: int, base_id: str, path: Path) -> None:
+        self.ratio, self.need, self.base_id, self.path = ratio, reference_samples, base_id, Path(path)
+        self.recent: collections.deque = collections.deque(maxlen=window)  # (wall, surprise) of self.model
+        self.model, self.onset, self._drifting = "", None, False
+        self._first: list[float] = []
+        self.reference: float | None = None
+        if self.path.is_file():
+            saved = json.loads(self.path.read_text())
+            if saved.get("model_id") == base_id:
+                self.reference = float(saved["median"])
+        self._command = (-float("inf"), False)  # (wall, moving) of the latest command
+
+    def on_command(self, wall: float, moving: bool) -> None:
+        self._command = (wall, bool(moving))
+
+    def add(self, wall: float, model_id: str, surprise: float) -> None:
+        """One surprise of ``model_id``'s forecast, received at ``wall``."""
+        last, moving = self._command
+        if not (moving and wall - last <= self.FRESH_S and math.isfinite(surprise)):
+            return
+        if model_id != self.model:
+            self.model = model_id
+            self.recent.clear()
+        self.recent.append((wall, surprise))
+        if self.reference is None and model_id == self.base_id:
+            self._first.append(surprise)
+            if len(self._first) >= self.need:
+                self.reference = float(np.median(self._first))
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self.path.write_text(json.dumps({"model_id": self.base_id, "median": self.reference,
+                                                 "samples": len(self._first)}))
+        drift = self.drift()
+        if drift is not None and self.ratio > 0:  # unknown while the window refills after a swap: state stands
+            drifting = drift >= self.ratio
+            if drifting and not self._drifting:
+                self.onset = self.recent[0][0]
+            self._drifting = drifting
+
+    def drift(self) -> float | None:
+        if not self.reference or len(self.recent) < self.recent.maxlen:
+            return None
+        return float(np.median([s for _, s in self.recent])) / self.reference
+
+    def drifted(self) -> bool:
+        """Whether the current model should be fine-tuned: always with ratio 0, else drift() >= ratio."""
+        if self.ratio <= 0:
+            return True
+        drift = self.drift()
+        return drift is not None and drift >= self.ratio
+
+    def describe(self) -> str:
+        if self.ratio <= 0:
+            return "fine-tunes whenever due (drift_ratio 0)"
+        if self.reference is None:
+            return f"taking the surprise reference ({len(self._first)} of {self.need} samples)"
+        drift = self.drift()
+        if drift is None:
+            return f"judging model {self.model or '?'} ({len(self.recent)} of {self.recent.maxlen} samples)"
+        return (f"surprise {drift:.2f}x the reference ({'fine-tuning' if drift >= self.ratio else 'no drift'}: "
+                f"fine-tunes at {self.ratio:g}x or more)")
+
+
 def _lower_priority(nice: int) -> Callable[[], None]:
-    """preexec_fn of the fine-tune child: lower its priority, and have it killed when its parent dies."""
+    """preexec_fn of the fine-tune child: lower its priority, and have it killed when its parent dies.
+
+    On Linux the child runs under SCHED_IDLE: the kernel gives it a core only when no normal process
+    wants one, and a waking control-loop thread preempts it at once (a nice level alone still gets the
+    child a share of the CPU, enough to delay the loop on two cores)."""
     def prepare() -> None:
         os.nice(nice)
+        if hasattr(os, "SCHED_IDLE"):
+            try:
+                os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+            except OSError:  # not allowed here: the nice level stands
+                pass
         try:
             ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
         except OSError:  # not Linux / no glibc: the child then outlives a killed parent
@@ -203,16 +317,23 @@ class OnlineLearner:
         self.since = -float("inf")           # wall time: fine-tune on shards written since (after a change)
         self.unchanged_at = -float("inf")    # wall time the last fine-tune that found the world unchanged began
         self.job_wall = -float("inf")        # wall time the running fine-tune began
+        self.monitor = SurpriseMonitor(cfg.drift_ratio, cfg.reference_samples, cfg.drift_window,
+                                       history.base["model_id"], self.work / "surprise_reference.json")
 
     def due(self, now: float) -> bool:
         return (self.job is None and self.base_data is not None and now - self.last_start >= self.cfg.update_every
-                and self.buffer.steps - self.last_steps >= self.cfg.min_new_steps)
+                and self.buffer.steps - self.last_steps >= self.cfg.min_new_steps and self.monitor.drifted())
 
     def tick(self, now: float) -> Update | None:
         """Start a fine-tune when due; an Update when one finished with an accepted bundle."""
         if self.job is not None:
             result = self.job.poll()
             return None if result is None else self._finish(result, now)
+        onset = self.monitor.onset
+        if onset is not None and onset > self.since:  # surprise rose: the data from before shows another world
+            self.since = onset
+            self.log(f"surprise {self.monitor.describe()}: fine-tuning on data recorded since "
+                     f"{time.strftime('%H:%M:%S', time.localtime(onset))}")
         if self.due(now):
             self.counts["finetunes"] += 1
             out = self.history.root / f"{self.counts['finetunes']:04d}-{int(time.time())}"
