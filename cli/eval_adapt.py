@@ -17,11 +17,13 @@ Phases of a scenario:
   learning        goals from a stream of other pairs while the trainer records and
                   fine-tunes and the graph swaps to each bundle it accepts, until
                   --learn-minutes of wall time since the change pass (checked between goals)
-  after_learning  the same goals again
+  after_learning  the same goals again, once the trainer no longer asks for exploration
 
 Success is the project's one definition (true position within 0.1 m of the
-goal's within 200 control steps). The trainer fine-tunes every --update-every
-wall seconds once 300 new steps are recorded, --finetune-steps optimiser steps
+goal's within 200 control steps). The trainer fine-tunes only while surprised
+(its drift monitor: the current model's median surprise while the robot moves,
+at least 1.25 times the base model's at the start), at most every --update-every
+wall seconds and once 300 new steps are recorded, --finetune-steps optimiser steps
 each, on its recordings mixed with the base dataset: --base-data, by default
 OUT/base, collected if missing (200 episodes x 100 steps, seed 0: the
 collector and seeds of the shipped bundle's training data). When a fine-tune
