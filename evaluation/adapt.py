@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 import os
 import shutil
 import time
@@ -473,8 +474,7 @@ def plot(result: dict, path: Path) -> None:
     for (name, scenario), (success, surprise) in zip(shown.items(), axes):
         goals = scenario["series"]["goals"]
         success.plot([g["minute"] for g in goals], rolling_mean([float(g["success"]) for g in goals]), "o-", ms=3)
-        bins = scenario["series"]["surprise"]
-        surprise.plot([b["minute"] for b in bins], [b["median"] for b in bins], "-", color="tab:purple")
+        surprise.plot(*_broken_at_gaps(scenario["series"]["surprise"]), "-", color="tab:purple")
         success.set_ylim(-0.05, 1.15)  # room for the phase names
         success.set_title(f"{name}: success (rolling mean of {ROLLING_GOALS} goals)", fontsize=9)
         surprise.set_title(f"{name}: median surprise per {SURPRISE_BIN_S:g} s", fontsize=9)
@@ -488,6 +488,20 @@ def plot(result: dict, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
     plt.close(fig)
+
+
+def _broken_at_gaps(bins: list[dict]) -> tuple[list[float], list[float]]:
+    """Minutes and medians of the surprise bins, with a NaN wherever bins are missing (no plan was executed:
+    the robot explored or stood still), so the line is not drawn across the gap."""
+    xs: list[float] = []
+    ys: list[float] = []
+    for b in bins:
+        if xs and b["minute"] - xs[-1] > 1.5 * SURPRISE_BIN_S / 60.0:
+            xs.append(math.nan)
+            ys.append(math.nan)
+        xs.append(b["minute"])
+        ys.append(b["median"])
+    return xs, ys
 
 
 def _mark(ax, scenario: dict) -> None:

@@ -175,6 +175,16 @@ def test_the_phases_run_in_order_and_learning_runs_its_minutes_with_the_update_s
 
 
 @pytest.mark.unit
+def test_the_surprise_line_breaks_where_no_plan_was_executed():
+    from jepa_pilot.evaluation.adapt import _broken_at_gaps
+
+    minutes = [1 / 12, 3 / 12, 5 / 12, 25 / 12, 27 / 12]  # 10 s bins; none from 50 s to 4 min 10 s
+    xs, ys = _broken_at_gaps([{"minute": m, "median": float(k)} for k, m in enumerate(minutes)])
+    assert np.isnan(xs[3]) and np.isnan(ys[3]) and len(xs) == 6
+    assert [y for y in ys if not np.isnan(y)] == [0.0, 1.0, 2.0, 3.0, 4.0]
+
+
+@pytest.mark.unit
 def test_after_learning_waits_for_the_exploration_to_end():
     result, lines = drive("rotation", accept_after=5, explore_end=None)  # still exploring when learning ends
     assert result["waited_for_exploration_s"] == pytest.approx(25.0)

@@ -7,8 +7,7 @@ The trainer node records the robot's transitions into a
 * learns only when there is something to learn: a :class:`SurpriseMonitor`
   compares the current model's surprise while the robot moves with the base
   model's at the start (``drift_ratio``); a world that looks as the model
-  expects (a light change the encoder shrugs off) starts no fine-tune, so it
-  can cause no update;
+  expects starts no fine-tune, so it can cause no update;
 * then starts a fine-tune when enough new steps were recorded and the last one is
   far enough back: a **child process** running ``jepa-pilot finetune`` (the
   same fine-tune, gate and atomic export as offline) on a snapshot of the
@@ -332,7 +331,7 @@ class OnlineLearner:
         onset = self.monitor.onset
         if onset is not None and onset > self.since:  # surprise rose: the data from before shows another world
             self.since = onset
-            self.log(f"surprise {self.monitor.describe()}: fine-tuning on data recorded since "
+            self.log(f"the {self.monitor.describe()}: fine-tuning on data recorded since "
                      f"{time.strftime('%H:%M:%S', time.localtime(onset))}")
         if self.due(now):
             self.counts["finetunes"] += 1
