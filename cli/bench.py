@@ -6,6 +6,8 @@
   faults the sim graph driving to goals while faults are injected: nodes killed and restarted or
          frozen, the camera silent, bursting or dropping frames, the clock jumping back, the goal
          replaced; whether the robot stopped when it had to, how fast, and whether it resumed
+  swap   what loading a bundle (as a hot-swap does, in a background thread) costs a control loop in
+         the same process: the lateness of a 5 ms ticker thread while bundles load, against idle
   soak   the sim graph driving to random goals for --minutes at a 30 Hz camera; every node's memory,
          CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
          memory grows more than --max-growth after --warmup minutes, or a node dies
@@ -36,12 +38,12 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "faults", "soak"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "swap", "faults", "soak"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
-    p.add_argument("--bundle", default="two_rooms", help="model: bundle to measure (a name in models/ or a path)")
-    p.add_argument("--providers", default="cuda,cpu", help="model: ONNX Runtime providers in order")
+    p.add_argument("--bundle", default="two_rooms", help="model, swap: bundle to measure (a name in models/ or a path)")
+    p.add_argument("--providers", default="cuda,cpu", help="model, swap: ONNX Runtime providers in order")
     p.add_argument("--faults", help="faults: comma-separated names (default: all; see evaluation/faults.py)")
     p.add_argument("--scale", type=float, default=1.0, help="faults: multiply each fault's duration (default 1)")
     p.add_argument("--log", type=Path, default=Path("out/bench/nodes.log"), help="faults, soak: the nodes' output")
@@ -57,7 +59,8 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "faults": bench_faults, "soak": bench_soak}
+    benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "faults": bench_faults,
+               "soak": bench_soak}
     results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
                **results}
@@ -134,6 +137,69 @@ def bench_model(args: argparse.Namespace) -> dict:
     print(f"{spec.model_id} on {engine.providers[0]} (horizon {spec.horizon} model steps)")
     print("encoder ms:  " + ", ".join(f"{k} {v:.2f}" for k, v in out["encoder_ms"].items()))
     print("rollout ms:  " + ", ".join(f"{k} {v:.1f}" for k, v in out["rollout_ms"].items()))
+    return out
+
+
+def bench_swap(args: argparse.Namespace) -> dict:
+    """A ticker thread wakes every TICK_S, as an executor's timer would, and records how late it woke;
+    meanwhile a loader thread loads, checks and warms the bundle LOADS x --repeats times with
+    ``perception.swap.load_engine`` (what a node does on a model update; 1 ORT thread, as the sim graph's
+    nodes). If building ONNX Runtime sessions held Python's GIL, the ticker would wake late by as much."""
+    import threading
+    import time
+
+    import numpy as np
+
+    from jepa_pilot.perception.swap import load_engine
+
+    tick, loads = 0.005, 10 * args.repeats
+
+    def ticker(stop: threading.Event, late: list[float]) -> None:
+        due = time.perf_counter()
+        while not stop.is_set():
+            due += tick
+            time.sleep(max(due - time.perf_counter(), 0.0))
+            late.append(time.perf_counter() - due)
+            due = max(due, time.perf_counter() - tick)  # a long stall counts once, not as a burst of late ticks
+
+    def measure(work) -> tuple[list[float], object]:
+        stop, late = threading.Event(), []
+        thread = threading.Thread(target=ticker, args=(stop, late), daemon=True)
+        thread.start()
+        out = work()
+        stop.set()
+        thread.join()
+        return late, out
+
+    def load_all() -> list[float]:
+        times = []
+        for _ in range(loads):
+            start = time.perf_counter()
+            load_engine(args.bundle, args.providers.split(","), 1, check=lambda engine: None)
+            times.append(time.perf_counter() - start)
+        return times
+
+    def in_thread(fn):  # the loader is a thread of its own, as perception.swap.Staging's
+        result: list = []
+        thread = threading.Thread(target=lambda: result.append(fn()))
+        thread.start()
+        thread.join()
+        return result[0]
+
+    idle, _ = measure(lambda: time.sleep(2.0))
+    busy, load_s = measure(lambda: in_thread(load_all))
+    ms = lambda xs, q: round(float(np.percentile(xs, q)) * 1e3, 3)  # noqa: E731
+    out = {"bundle": str(args.bundle), "providers": args.providers, "tick_ms": tick * 1e3, "loads": loads,
+           "load_ms_median": ms(load_s, 50), "load_ms_max": ms(load_s, 100),
+           "idle": {"ticks": len(idle), "late_ms_p50": ms(idle, 50), "late_ms_p99": ms(idle, 99),
+                    "late_ms_max": ms(idle, 100)},
+           "loading": {"ticks": len(busy), "late_ms_p50": ms(busy, 50), "late_ms_p99": ms(busy, 99),
+                       "late_ms_max": ms(busy, 100)}}
+    print(f"{loads} loads of {args.bundle}: {out['load_ms_median']:.1f} ms median, {out['load_ms_max']:.1f} ms max")
+    for name in ("idle", "loading"):
+        r = out[name]
+        print(f"{tick * 1e3:g} ms ticker, {name:<8} late p50 {r['late_ms_p50']:.2f} ms, p99 {r['late_ms_p99']:.2f} ms, "
+              f"max {r['late_ms_max']:.2f} ms ({r['ticks']} ticks)")
     return out
 
 

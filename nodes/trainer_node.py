@@ -9,7 +9,8 @@ Subscribes the camera (``image_topic``), the robot profile's command topic
 Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted bundle
            /jepa/explore (std_msgs/Bool, latched): true each second while it asks the planner
            to explore (``explore_seconds`` after a fine-tune found the world changed), then false
-           /diagnostics (buffer size and steps, transitions recorded and dropped by reason,
+           /diagnostics (buffer size and steps, steps recorded per second over the last minute and
+           the last fine-tune's optimiser steps per second, transitions recorded and dropped by reason,
            fine-tunes started / accepted / rejected and the last verdict, the surprise drift)
 Services   ~/rollback (std_srvs/Trigger): announce the bundle before the current one again
 
@@ -23,6 +24,7 @@ world-model nodes swap to it between two control periods.
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from pathlib import Path
@@ -106,6 +108,7 @@ class TrainerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
         self.explore_pub = self.create_publisher(Bool, "/jepa/explore", qos("latched"))
         self.exploring = False
+        self.recorded = collections.deque(maxlen=61)  # (monotonic s, steps recorded) per tick: the last minute
         self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=10))
         self.create_subscription(COMMAND_TYPES[self.kind], self.profile.command_topic, self._on_command,
                                  qos("reliable", depth=50))
@@ -178,15 +181,16 @@ class TrainerNode(Node):
         return response
 
     def _publish_diagnostics(self) -> None:
-        learner, counts = self.learner, self.recorder.counts
-        values = {"buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
-                  "shards": self.buffer.shards, "current_model": learner.history.current["model_id"],
-                  "finetuning": learner.job is not None, "exploring": self.exploring, **learner.counts,
-                  "last_verdict": learner.last_reason, "drift": learner.monitor.describe(),
+        counts = self.recorder.counts
+        self.recorded.append((time.monotonic(), counts["recorded"]))
+        (t0, n0), (t1, n1) = self.recorded[0], self.recorded[-1]
+        values = {"recorded_steps_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0,
+                  "buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
+                  "shards": self.buffer.shards, "exploring": self.exploring, **self.learner.status(),
                   **{f"recorded_{k}": v for k, v in sorted(counts.items())},
                   **{f"ready_{k}": v for k, v in sorted(self.ready.items())}}
         status = DiagnosticStatus(name="jepa_pilot: trainer", hardware_id=self.get_fully_qualified_name(),
-                                  level=DiagnosticStatus.OK, message=learner.last_reason)
+                                  level=DiagnosticStatus.OK, message=self.learner.last_reason)
         status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
                          for k, v in values.items()]
         array = DiagnosticArray(status=[status])

@@ -205,6 +205,9 @@ def test_a_fine_tune_waits_for_drift_and_then_uses_only_the_data_since_it_began(
     learner.tick(100.0)  # the mark moves to the drift's onset, and the fine-tune starts on what came since
     try:
         assert learner.since == learner.monitor.onset and learner.job is not None
+        status = learner.status()
+        assert status["finetuning"] is True and status["finetunes"] == 1 and status["current_model"] == "base"
+        assert status["drift"].startswith("surprise 3.00x the reference (fine-tuning")
         assert not list((tmp_path / "work" / "job" / "live" / "episodes").iterdir())  # every shard is older
     finally:
         learner.stop()

@@ -89,6 +89,8 @@ def test_the_trainer_learns_the_turned_axes_and_the_graph_swaps_to_its_bundle(gr
     assert {"encoder", "planner", "predictor"} <= set(ready) and all(m.ready for m in ready.values())
     values = trainer_values(g)
     assert values["accepted"] == "1" and values["current_model"] == update.model_id, values
+    assert float(values["recorded_steps_per_s"]) > 0 and float(values["finetune_steps_per_s"]) > 0, values
+    assert values["drift"] == "fine-tunes whenever due (drift_ratio 0)", values
     # What it learned from is on disk as a dataset: the live transitions it recorded.
     replay = Dataset(Path(g["trainer_params"]["work_dir"]) / "replay")
     assert replay.info.source == "live" and len(replay) >= 5

@@ -87,3 +87,21 @@ def test_the_encoder_commits_only_when_every_node_it_waits_for_is_ready_for_that
     board.report("predictor", "m2", True, "loaded")
     assert board.ready("m2") and board.waiting("m2") == ""
     assert ReadyBoard(()).ready("anything")
+
+
+def test_bench_swap_measures_a_control_thread_while_bundles_load(tmp_path, capsys):
+    """`jepa-pilot bench swap`: the ticker ran through the loads and every load was timed."""
+    import json
+
+    from jepa_pilot.cli.main import main
+
+    out = tmp_path / "swap.json"
+    assert main(["bench", "swap", "--repeats", "1", "--providers", "cpu", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["benchmark"] == "swap" and result["loads"] == 10
+    assert 0 < result["load_ms_median"] <= result["load_ms_max"]
+    assert result["idle"]["ticks"] > 100 and result["loading"]["ticks"] > 0
+    for phase in ("idle", "loading"):
+        r = result[phase]
+        assert 0 <= r["late_ms_p50"] <= r["late_ms_p99"] <= r["late_ms_max"]
+    assert "10 loads of two_rooms" in capsys.readouterr().out

@@ -344,6 +344,13 @@ class OnlineLearner:
                      f"(model {self.history.current['model_id']})")
         return None
 
+    def status(self) -> dict:
+        """What the learner reports (the trainer's /diagnostics)."""
+        last = self.last_result
+        return {"current_model": self.history.current["model_id"], "finetuning": self.job is not None,
+                **self.counts, "last_verdict": self.last_reason, "drift": self.monitor.describe(),
+                "finetune_steps_per_s": last["steps"] / last["wall_s"] if last.get("wall_s") else 0.0}
+
     def exploring(self, now: float) -> bool:
         """Whether the planner should explore now (the trainer renews the request while it holds)."""
         return now < self.explore_until
