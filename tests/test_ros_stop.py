@@ -131,8 +131,10 @@ def test_a_planner_that_fails_with_an_exception_leaves_the_robot_stopped(graph):
     assert motion, f"the probe saw no motion before the failure\n{planner.log()[-3000:]}"
     since = motion[-1]  # it may have failed already
     assert planner.wait(30) == 1, planner.log()[-3000:]
-    log = planner.log()
-    assert "injected failure" in log and "stopping: zero command sent" in log
+    assert "injected failure" in planner.log()
+    # Stopped either by safe_stop's zero command ("stopping: zero command sent") or, when the executor's
+    # other thread sent a zero command (a staleness stop) between the failure and the exit, by that one:
+    # either way a zero command came after the last motion, and nothing moved the robot after it.
     assert_left_stopped(graph, planner, commands, sub, since)
     planner.stop()
 
