@@ -141,8 +141,8 @@ def bench_model(args: argparse.Namespace) -> dict:
 
 
 def bench_swap(args: argparse.Namespace) -> dict:
-    """A ticker thread wakes every TICK_S, as an executor's timer would, and records how late it woke;
-    meanwhile a loader thread loads, checks and warms the bundle LOADS x --repeats times with
+    """A ticker thread wakes every 5 ms, as an executor's timer would, and records how late it woke;
+    meanwhile a loader thread loads, checks and warms the bundle 10 x --repeats times with
     ``perception.swap.load_engine`` (what a node does on a model update; 1 ORT thread, as the sim graph's
     nodes). If building ONNX Runtime sessions held Python's GIL, the ticker would wake late by as much."""
     import threading
