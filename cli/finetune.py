@@ -1,10 +1,14 @@
-"""`jepa-pilot finetune BUNDLE --data DIR|BAG --base DIR --out NEW_BUNDLE`: adapt a bundle's predictor to new data.
+"""`jepa-pilot finetune BUNDLE --data DIR|BAG --base DIR --out NEW_BUNDLE`: adapt a bundle to new data.
 
 Trains the predictor of a deployed bundle on new (live) data mixed with the
 data it was trained on (base), its encoder frozen as deployed; a gate compares
-the candidate with the bundle's predictor on held-out episodes of both; an
+the candidate with the bundle's model on held-out episodes of both; an
 accepted candidate is written as a new bundle (same encoder.onnx, new
 rollout.onnx, new model id, parent recorded), all at once or not at all.
+With --encoder the encoder learns too, with the training loss's anti-collapse
+terms (EMA target, VICReg, a new inverse-dynamics head); the gate then scores
+each model's rollout error relative to predicting no change, in its own latent
+space, and refuses a latent that lost effective rank; both graphs are written.
 Design: jepa_pilot/world_model/finetune.py.
 
   BUNDLE   a bundle folder or a shipped name (see models/)
@@ -44,8 +48,8 @@ def register(sub) -> None:
         return
     from jepa_pilot.common.config import add_config_arguments
 
-    p = sub.add_parser("finetune", help="fine-tune a bundle's predictor on new data; gate; export a new bundle "
-                                        "(exit 0 accepted, 3 rejected)",
+    p = sub.add_parser("finetune", help="fine-tune a bundle (predictor; --encoder: both) on new data; gate; export "
+                                        "a new bundle (exit 0 accepted, 3 rejected)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("bundle", help="model bundle folder or shipped name")
     p.add_argument("--data", type=Path, required=True, help="live data: dataset folder or rosbag2 (.mcap) recording")

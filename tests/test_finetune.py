@@ -63,11 +63,21 @@ def copy_bundle(tmp_path: Path) -> Path:
     return Path(shutil.copytree(SHIPPED, tmp_path / "bundle"))
 
 
-def rehash(bundle: Path) -> None:
-    """Make bundle.yaml vouch for the rollout.onnx now in the folder (a consistent but wrong bundle)."""
+def rehash(bundle: Path, name: str = "rollout") -> None:
+    """Make bundle.yaml vouch for the graph now in the folder (a consistent but wrong bundle)."""
     meta = yaml.safe_load((bundle / "bundle.yaml").read_text())
-    meta["files"]["rollout"]["sha256"] = sha256(bundle / "rollout.onnx")
+    meta["files"][name]["sha256"] = sha256(bundle / f"{name}.onnx")
     (bundle / "bundle.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+
+
+def scale_output(bundle: Path, name: str, output: str) -> None:
+    """The same graph and weights, its output multiplied by 1.5."""
+    graph = onnx.load(str(bundle / f"{name}.onnx"))
+    for node in graph.graph.node:
+        node.output[:] = ["raw" if o == output else o for o in node.output]
+    graph.graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32), "scale"))
+    graph.graph.node.append(helper.make_node("Mul", ["raw", "scale"], [output]))
+    onnx.save(graph, str(bundle / f"{name}.onnx"))
 
 
 def test_load_predictor_reproduces_the_shipped_rollout():
@@ -79,12 +89,7 @@ def test_load_predictor_reproduces_the_shipped_rollout():
 
 def test_load_predictor_refuses_a_rollout_graph_that_is_not_its_predictor(tmp_path):
     bundle = copy_bundle(tmp_path)
-    graph = onnx.load(str(bundle / "rollout.onnx"))  # the same weights, the output scaled by 1.5
-    for node in graph.graph.node:
-        node.output[:] = ["raw" if name == "latents" else name for name in node.output]
-    graph.graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32), "scale"))
-    graph.graph.node.append(helper.make_node("Mul", ["raw", "scale"], ["latents"]))
-    onnx.save(graph, str(bundle / "rollout.onnx"))
+    scale_output(bundle, "rollout", "latents")
     with pytest.raises(BundleError, match="sha256 does not match"):
         ft.load_predictor(bundle)
     rehash(bundle)
@@ -94,6 +99,33 @@ def test_load_predictor_refuses_a_rollout_graph_that_is_not_its_predictor(tmp_pa
     rehash(bundle)
     with pytest.raises(BundleError, match="rollout.onnx: not a readable ONNX graph"):
         ft.load_predictor(bundle)
+
+
+def test_load_world_model_reproduces_the_shipped_encoder_and_refuses_another(tmp_path):
+    model = ft.load_world_model(SHIPPED)
+    errors = parity(model, OnnxGraphs(load_bundle(SHIPPED)), horizon=10, batch=7, seed=4)
+    assert errors["encoder"] <= PARITY_RTOL and errors["rollout"] <= PARITY_RTOL
+    assert not torch.allclose(model.encoder.convs[1].weight, torch.ones(16))  # the GroupNorm scales were read
+    bundle = copy_bundle(tmp_path)
+    scale_output(bundle, "encoder", "latent")
+    rehash(bundle, "encoder")
+    with pytest.raises(BundleError, match=f"{bundle}: encoder.onnx does not compute the encoder"):
+        ft.load_world_model(bundle)
+
+
+def test_effective_rank_counts_the_directions_a_latent_spreads_over():
+    g = torch.Generator().manual_seed(0)
+    assert ft.effective_rank(torch.randn(4000, 8, generator=g)) == pytest.approx(8, rel=0.05)
+    line = torch.randn(4000, 1, generator=g) * torch.randn(1, 8, generator=g)
+    assert ft.effective_rank(line + 1e-3 * torch.randn(4000, 8, generator=g)) == pytest.approx(1, abs=0.01)
+
+
+def test_an_encoder_fine_tune_needs_steps_after_the_head_warm_up():
+    from jepa_pilot.common.config import ConfigError
+
+    with pytest.raises(ConfigError, match="head_warmup"):
+        ft.FinetuneConfig(encoder=True, steps=50, head_warmup=50)
+    assert ft.FinetuneConfig(encoder=False, steps=50, head_warmup=50).head_warmup == 50  # unused then
 
 
 def test_latent_windows_cut_like_frame_windows_and_follow_episode_weights():
@@ -128,6 +160,15 @@ def test_gate_accepts_only_a_clear_live_gain_without_base_regression(numbers, ac
         == pytest.approx(numbers, nan_ok=True)
 
 
+def test_the_gate_refuses_an_encoder_whose_latent_lost_effective_rank():
+    kept = ft.gate(1.0, 0.5, 1.0, 1.0, metric="rollout/copy-last MSE", ranks=(8.0, 6.5), rank_limit=0.25)
+    assert kept.accepted and "effective rank of the latent on base frames 8.0 -> 6.5" in kept.reason
+    assert "held-out rollout/copy-last MSE on live data" in kept.reason and kept.metric == "rollout/copy-last MSE"
+    collapsed = ft.gate(1.0, 0.5, 1.0, 1.0, ranks=(8.0, 5.9), rank_limit=0.25)
+    assert not collapsed.accepted and "lost more than 25% of its effective rank" in collapsed.reason
+    assert (collapsed.current_rank, collapsed.candidate_rank) == (8.0, 5.9)
+
+
 def test_when_the_world_changed_the_gate_waives_the_base_check_and_says_so():
     result = ft.gate(1.0, 0.5, 0.01, 0.5, margin=0.1, base_limit=0.1, world_changed=True)
     assert result.accepted and "the world changed (live error 100x the base error" in result.reason
@@ -160,6 +201,28 @@ def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
     again = ft.finetune(result.bundle, rotated, base, tmp_path / "again", ft.FinetuneConfig(threads=1, steps=50),
                         progress=False)
     assert "the world changed" in again.gate.reason, again.gate.reason
+
+
+def test_rotated_dynamics_are_learned_with_the_encoder_too(rotated, base, tmp_path):
+    cfg = ft.FinetuneConfig(threads=1, encoder=True, steps=100, head_warmup=30)
+    result = ft.finetune(SHIPPED, rotated, base, tmp_path / "new", cfg, progress=False)
+    g = result.gate
+    assert g.accepted and g.metric == "rollout/copy-last MSE", g.reason
+    assert g.world_changed and g.candidate_live <= 0.5 * g.current_live, g.reason
+    assert g.candidate_rank >= 0.75 * g.current_rank > 1.0, g.reason  # no collapse
+    parent, new = load_bundle(SHIPPED), load_bundle(result.bundle)
+    assert new.spec.files["encoder"]["sha256"] != parent.spec.files["encoder"]["sha256"]  # a new latent space
+    assert new.spec.io_shapes() == parent.spec.io_shapes()
+    assert new.spec.metrics["finetune"]["metric"] == "rollout/copy-last MSE"
+    engine = WorldModelEngine(result.bundle, providers=["cpu"])  # the runtime runs both new graphs
+    errors = parity(result.model, engine, new.spec.horizon, seed=6)
+    assert errors["encoder"] <= PARITY_RTOL and errors["rollout"] <= PARITY_RTOL
+    frames = np.random.default_rng(0).random((4, 3, 64, 64), dtype=np.float32)
+    moved = engine.encode_prepared(frames) - OnnxGraphs(parent).encode_prepared(frames)
+    assert np.abs(moved).max() > 1e-3  # the encoder learned: frames map elsewhere
+    # The exported encoder reads back (a fine-tuned bundle can be fine-tuned again).
+    again = ft.load_world_model(result.bundle)
+    assert parity(again, engine, new.spec.horizon, seed=7)["encoder"] <= PARITY_RTOL
 
 
 def test_unchanged_dynamics_are_rejected_and_nothing_is_written(fresh, base, tmp_path):

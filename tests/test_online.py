@@ -123,18 +123,20 @@ def test_exploration_is_asked_once_per_change_of_the_world(tmp_path):
 
 
 @pytest.mark.unit
-def test_a_fine_tune_after_a_change_sees_only_the_shards_written_since_the_mark(tmp_path):
+@pytest.mark.parametrize("encoder", [False, True])
+def test_a_fine_tune_after_a_change_sees_only_the_shards_written_since_the_mark(tmp_path, encoder):
     from jepa_pilot.world_model.online import FinetuneJob
 
     buffer = live_buffer(tmp_path, 150)  # three shards
     walls = [e["wall"] for e in buffer._entries]
     history = BundleHistory(tmp_path / "bundles", "base", BUNDLE, keep=2)
     job = FinetuneJob(history.current, buffer, tmp_path / "base", tmp_path / "out", tmp_path / "job",
-                      OnlineConfig(), since=walls[1])
+                      OnlineConfig(finetune_encoder=encoder), since=walls[1])
     try:
         linked = sorted(p.name for p in (tmp_path / "job" / "live" / "episodes").iterdir())
         assert linked == [p.name for p in buffer.paths()[1:]]
         assert len(json.loads((tmp_path / "job" / "weights.json").read_text())) == 2  # one weight per shard linked
+        assert ("--encoder" if encoder else "--no-encoder") in job.proc.args  # finetune_encoder reaches the child
     finally:
         job.stop()
 
@@ -188,6 +190,35 @@ def test_the_surprise_monitor_finds_drift_only_when_the_moving_robot_is_surprise
     assert other.reference is None
     always = fed_monitor(tmp_path / "always", ratio=0.0)
     assert always.drifted() and "whenever due" in always.describe()
+
+
+@pytest.mark.unit
+def test_a_fine_tuned_encoder_is_judged_against_a_reference_of_its_own_latent_space(tmp_path):
+    from jepa_pilot.world_model.online import SurpriseMonitor, encoder_space
+
+    path = tmp_path / "work" / "surprise_reference.json"
+    space = encoder_space(BUNDLE)
+    assert len(space) == 64 and space == load_bundle(BUNDLE).spec.files["encoder"]["sha256"]
+    assert encoder_space(tmp_path) == ""  # no bundle.yaml
+    monitor = SurpriseMonitor(1.25, 20, 20, "base", path, space)
+    wall = feed(monitor, 0.0, "base", [1.0] * 20)
+    monitor.add_model("adapted-predictor", space)  # a predictor fine-tune: the base model's latent space
+    wall = feed(monitor, wall, "adapted-predictor", [2.0] * 20)
+    assert monitor.reference == 1.0 and monitor.drifted()
+    monitor.add_model("adapted-encoder", "another-sha")  # distances in another latent space: not comparable
+    wall = feed(monitor, wall, "adapted-encoder", [10.0] * 10)
+    assert monitor.reference is None and monitor.drift() is None and "10 of 20" in monitor.describe()
+    wall = feed(monitor, wall, "adapted-encoder", [10.0] * 10)
+    assert monitor.reference == 10.0 and monitor.drift() == 1.0 and not monitor.drifted()
+    wall = feed(monitor, wall, "adapted-encoder", [15.0] * 20)
+    assert monitor.drifted()  # 1.5x its own space's reference
+    wall = feed(monitor, wall, "base", [1.0] * 20)  # rolled back: the base space's reference again
+    assert monitor.reference == 1.0 and not monitor.drifted()
+    # Both references survive a restart; a model of an unnamed space counts as the base model's.
+    again = SurpriseMonitor(1.25, 20, 20, "base", path, space)
+    assert again.reference == 1.0 and set(again.references) == {space, "another-sha"}
+    feed(again, wall, "dropped-in-by-hand", [1.1] * 20)
+    assert again.reference == 1.0 and again.drift() == pytest.approx(1.1)
 
 
 @pytest.mark.unit

@@ -1,25 +1,39 @@
-"""Fine-tune a deployed bundle's predictor on new data, gate it, export it atomically.
+"""Fine-tune a deployed bundle on new data, gate it, export it atomically.
 
-``finetune(bundle, live, base, out, FinetuneConfig())`` runs train -> gate -> export:
+``finetune(bundle, live, base, out, FinetuneConfig())`` runs train -> gate -> export.
+By default only the predictor learns; ``encoder=True`` fine-tunes the encoder too.
 
 * Start from the bundle: :func:`load_predictor` rebuilds the predictor in PyTorch
-  from the ``model.predictor.*`` initializers of ``rollout.onnx`` and checks its
-  rollout against ONNX Runtime's (``export.parity``).
-* The encoder stays frozen as deployed: each episode is encoded once by
-  ``encoder.onnx`` in ONNX Runtime, the predictor learns in that latent space,
-  and the new bundle keeps the encoder file byte for byte.
-* Windows of latents are the trainer's windows (:class:`LatentWindows` reuses
-  ``EpisodeWindows``' sampling and gather rule).
-* Loss: the R-step open-loop rollout MSE, as planners use the model. Batches mix
-  live windows (optionally weighted per episode) with base windows, the data the
-  bundle was trained on (``base_fraction``), against forgetting.
+  from the ``model.predictor.*`` initializers of ``rollout.onnx`` (and, for an
+  encoder fine-tune, :func:`load_world_model` the encoder from ``encoder.onnx``)
+  and checks them against ONNX Runtime (``export.parity``).
+* **Predictor only** (:class:`PredictorTuning`): the encoder stays as deployed.
+  Each episode is encoded once by ``encoder.onnx`` in ONNX Runtime, the predictor
+  learns in that latent space with the R-step open-loop rollout MSE (as planners
+  use the model), and the new bundle keeps the encoder file byte for byte.
+  Windows of latents are the trainer's windows (:class:`LatentWindows`).
+* **Encoder too** (:class:`EncoderTuning`): the training objective itself
+  (``losses.jepa_loss``): an EMA target encoder started from the deployed one,
+  the VICReg variance and covariance terms and a new inverse-dynamics head
+  against collapse. The head starts untrained, so the encoder stays frozen for
+  ``head_warmup`` steps while head and predictor learn, then learns at the lower
+  ``encoder_lr``. Frames are held in memory (at most ``base_episodes`` of the
+  base dataset). Both graphs are exported; the runtime re-encodes the goal when
+  it switches to the new bundle.
+* Batches mix live windows (optionally weighted per episode) with base windows,
+  the data the bundle was trained on (``base_fraction``), against forgetting.
 * Gate (:func:`gate`): on the most recent live episodes (held out) and on the
   base dataset's validation split (the one its training held out), the candidate
-  must beat the current predictor by ``margin`` on live data and may lose at most
-  ``base_limit`` on base data. Mixing and guarding base data assume it still
-  holds: a change of the dynamics everywhere (tests/test_finetune.py rotates the
-  actions) fails the default gate on base data; there, set ``base_fraction`` 0
-  and a large ``base_limit``.
+  must beat the current model by ``margin`` on live data and may lose at most
+  ``base_limit`` on base data. The score is the held-out rollout MSE when the
+  latent space stays; when the encoder changes, latents of the two models are
+  not comparable, so each model's rollout MSE is divided by its copy-last MSE
+  (predicting no change) in its own latent space, and the candidate's latent
+  may lose at most ``rank_limit`` of its effective rank on base frames
+  (a collapsing encoder makes everything easy to predict). Mixing and guarding
+  base data assume it still holds: a change of the dynamics everywhere
+  (tests/test_finetune.py rotates the actions) is detected (``drift_factor``),
+  and then base data is neither mixed in nor checked.
 * Export (:func:`export_candidate`): into ``<out>.tmp-<pid>``, then load_bundle,
   shapes and ONNX-vs-torch parity, then one ``os.rename``: ``out`` is never a
   partial bundle.
@@ -37,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import torch
+import torch.nn as nn
 import torch.nn.functional as F
 from onnx import numpy_helper
 from tqdm import tqdm
@@ -45,11 +60,13 @@ from jepa_pilot.common.bundle import Bundle, BundleError, load_bundle, sha256
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.data import Dataset, split_episodes, square_frames
 from jepa_pilot.world_model.export import PARITY_RTOL, OnnxGraphs, _export, _Rollout, parity
+from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
 from jepa_pilot.world_model.windows import EpisodeWindows
 
 __all__ = ["FinetuneConfig", "FinetuneError", "GateResult", "FinetuneResult", "LatentWindows", "load_predictor",
-           "rollout_mse", "gate", "export_candidate", "finetune"]
+           "load_world_model", "rollout_mse", "relative_rollout_error", "effective_rank", "PredictorTuning",
+           "EncoderTuning", "gate", "export_candidate", "finetune"]
 
 PREFIX = "model.predictor."  # initializer names of the predictor in rollout.onnx
 
@@ -60,19 +77,28 @@ class FinetuneError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneConfig(Config):
-    """How `jepa-pilot finetune` trains a candidate predictor and how the gate judges it."""
+    """How `jepa-pilot finetune` trains a candidate and how the gate judges it."""
 
     steps: int = setting(300, "optimiser steps", low=1)
     batch_size: int = setting(64, "windows per step (live and base together)", low=2)
-    lr: float = setting(1e-3, "learning rate (Adam, cosine decay to 0)", low=0.0, high=1.0)
+    lr: float = setting(1e-3, "learning rate of the predictor (Adam, cosine decay to 0)", low=0.0, high=1.0)
     base_fraction: float = setting(0.5, "share of each batch drawn from the base dataset", low=0.0, high=0.9)
-    margin: float = setting(0.1, "gate: live rollout error must drop by this fraction", low=0.0, high=0.99)
-    base_limit: float = setting(0.1, "gate: base rollout error may grow by at most this fraction", low=0.0)
-    drift_factor: float = setting(10.0, "the world counts as changed when the current model's live error is this "
-                                  "many times its base error: base data is then neither mixed in nor checked",
+    margin: float = setting(0.1, "gate: the live score must drop by this fraction", low=0.0, high=0.99)
+    base_limit: float = setting(0.1, "gate: the base score may grow by at most this fraction", low=0.0)
+    drift_factor: float = setting(10.0, "the world counts as changed when the current model's live score is this "
+                                  "many times its base score: base data is then neither mixed in nor checked",
                                   low=1.0)
     val_fraction: float = setting(0.2, "most recent live episodes held out for the gate", low=0.01, high=0.9)
     val_windows: int = setting(256, "held-out windows scored per dataset (fixed draw)", low=8)
+    encoder: bool = setting(False, "also fine-tune the encoder (the JEPA loss: EMA target, VICReg, inverse "
+                            "dynamics); both graphs are exported and the gate's score is scale-free")
+    encoder_lr: float = setting(1e-4, "encoder fine-tune: learning rate of the encoder", low=0.0, high=1.0)
+    head_warmup: int = setting(100, "encoder fine-tune: first steps with the encoder frozen while the new "
+                               "inverse-dynamics head learns", low=0)
+    rank_limit: float = setting(0.25, "encoder fine-tune gate: the latent's effective rank on base frames may "
+                                "shrink by at most this fraction", low=0.0, high=1.0)
+    base_episodes: int = setting(200, "encoder fine-tune: base training episodes held in memory as frames "
+                                 "(a seeded draw)", low=1)
     seed: int = setting(0, "seed of sampling", low=0)
     threads: int = setting(0, "CPU threads (0: PyTorch's default)", low=0, high=256)
     device: str = setting("auto", "where to train", choices=("auto", "cpu", "cuda"))
@@ -81,28 +107,34 @@ class FinetuneConfig(Config):
         super().__post_init__()
         if self.base_fraction and not int(self.batch_size * self.base_fraction):
             self._fail("base_fraction", self.base_fraction, f"gives no base window in a batch of {self.batch_size}")
+        if self.encoder and self.head_warmup >= self.steps:
+            self._fail("head_warmup", self.head_warmup, f"leaves the encoder no step to learn in {self.steps} steps")
 
 
 @dataclasses.dataclass(frozen=True)
 class GateResult:
     accepted: bool
     reason: str          # one sentence with the numbers
-    current_live: float  # held-out rollout MSE, per dataset and model
+    current_live: float  # held-out score (``metric``), per dataset and model
     candidate_live: float
     current_base: float
     candidate_base: float
     world_changed: bool = False  # the current model is drift_factor x worse on live data (see gate)
+    metric: str = "rollout MSE"  # or "rollout/copy-last MSE" when the encoder changes
+    current_rank: float | None = None  # effective rank of the latent on base frames (encoder fine-tunes)
+    candidate_rank: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)
 class FinetuneResult:
     gate: GateResult
     bundle: Path | None  # the new bundle; None when the gate rejected the candidate
-    model: WorldModel    # the candidate (CPU), accepted or not; only its predictor is meaningful
+    model: WorldModel    # the candidate (CPU), accepted or not
     steps: int
     wall_s: float
 
 
+# --- the bundle in PyTorch ------------------------------------------------------------
 def _graphs(bundle: Bundle) -> OnnxGraphs:
     """ONNX Runtime sessions of the bundle, their declared shapes checked against bundle.yaml."""
     try:
@@ -120,38 +152,77 @@ def _graphs(bundle: Bundle) -> OnnxGraphs:
     return graphs
 
 
+def _onnx_graph(path: Path) -> onnx.GraphProto:
+    try:
+        return onnx.load(str(path)).graph
+    except Exception as exc:  # protobuf's DecodeError and friends
+        raise BundleError(f"{path}: not a readable ONNX graph ({exc})") from None
+
+
+def _check_parity(model: WorldModel, bundle: Bundle, which: str, graphs: OnnxGraphs | None = None) -> None:
+    error = parity(model.eval(), graphs or _graphs(bundle), bundle.spec.horizon)[which]
+    if not error <= PARITY_RTOL:
+        raise BundleError(f"{bundle.root}: {which}.onnx does not compute the {'predictor' if which == 'rollout' else which} "
+                          f"its weights describe (relative error {error:.3g} > {PARITY_RTOL:g} against PyTorch)")
+
+
 def load_predictor(bundle_dir: str | Path) -> WorldModel:
     """A bundle's predictor as a torch WorldModel (CPU, eval mode), checked against ONNX Runtime.
 
     Only ``model.predictor`` holds the bundle's weights; ``model.encoder`` is a fresh,
-    meaningless initialisation (the deployed encoder is ``encoder.onnx``, run in ONNX Runtime).
+    meaningless initialisation (:func:`load_world_model` loads both).
     Raises BundleError naming the bundle if the rollout graph is not the predictor it carries.
     """
     bundle = load_bundle(bundle_dir)
-    path = bundle.path("rollout")
     try:
         model = WorldModel(ModelConfig.from_dict(bundle.spec.recipe["model"]))
     except (KeyError, TypeError, ValueError) as exc:
         raise BundleError(f"{bundle.root}: bundle.yaml has no usable recipe.model ({exc})") from None
-    try:
-        graph = onnx.load(str(path)).graph
-    except Exception as exc:  # protobuf's DecodeError and friends
-        raise BundleError(f"{path}: not a readable ONNX graph ({exc})") from None
+    path = bundle.path("rollout")
     weights = {i.name[len(PREFIX):]: torch.from_numpy(numpy_helper.to_array(i).copy())
-               for i in graph.initializer if i.name.startswith(PREFIX)}
+               for i in _onnx_graph(path).initializer if i.name.startswith(PREFIX)}
     try:
         model.predictor.load_state_dict(weights)
     except RuntimeError as exc:  # missing, unexpected or misshapen weights
         raise BundleError(f"{path}: its {PREFIX}* initializers are not the predictor of bundle.yaml's recipe: "
                           f"{exc}") from None
-    # export.parity's rollout entry (its encoder entry compares a torch encoder nobody trained: ignored)
-    error = parity(model.eval(), _graphs(bundle), bundle.spec.horizon)["rollout"]
-    if not error <= PARITY_RTOL:
-        raise BundleError(f"{bundle.root}: rollout.onnx does not compute the predictor its weights describe "
-                          f"(relative error {error:.3g} > {PARITY_RTOL:g} against PyTorch)")
+    _check_parity(model, bundle, "rollout")
     return model
 
 
+def _encoder_weights(graph: onnx.GraphProto, encoder: nn.Module) -> dict[str, torch.Tensor]:
+    """The encoder's state dict from the initializers of encoder.onnx. Conv and linear weights keep
+    their module names; the exporter inlines each GroupNorm's scale and shift as unnamed (C, 1, 1)
+    constants, the Mul and the Add after its InstanceNormalization, in the order of the layers."""
+    consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    state = {name: consts[name] for name in encoder.state_dict() if name in consts}
+    affine = {"Mul": [], "Add": []}
+    for node in graph.node:
+        if node.op_type in affine:
+            affine[node.op_type] += [consts[n] for n in node.input if n in consts and consts[n].ndim == 3]
+    norms = [name for name, m in encoder.named_modules() if isinstance(m, nn.GroupNorm)]
+    if not len(affine["Mul"]) == len(affine["Add"]) == len(norms):
+        raise BundleError(f"encoder.onnx holds {len(affine['Mul'])} normalisation scales and {len(affine['Add'])} "
+                          f"shifts, the recipe's encoder has {len(norms)} GroupNorm layers")
+    for name, scale, shift in zip(norms, affine["Mul"], affine["Add"]):
+        state[f"{name}.weight"], state[f"{name}.bias"] = scale.reshape(-1), shift.reshape(-1)
+    return {name: torch.from_numpy(np.array(value, np.float32)) for name, value in state.items()}
+
+
+def load_world_model(bundle_dir: str | Path) -> WorldModel:
+    """A bundle's encoder and predictor as a torch WorldModel (CPU, eval mode), both checked against
+    ONNX Runtime; BundleError naming the file when a graph is not the model its weights describe."""
+    model, bundle = load_predictor(bundle_dir), load_bundle(bundle_dir)
+    path = bundle.path("encoder")
+    try:
+        model.encoder.load_state_dict(_encoder_weights(_onnx_graph(path), model.encoder))
+    except (RuntimeError, BundleError) as exc:
+        raise BundleError(f"{path}: its weights are not the encoder of bundle.yaml's recipe: {exc}") from None
+    _check_parity(model, bundle, "encoder")
+    return model
+
+
+# --- data ------------------------------------------------------------------------------
 class LatentWindows(EpisodeWindows):
     """EpisodeWindows over latents: the same ``sample`` and ``gather`` on (T+1, D) latent sequences
     instead of frames, with optional per-episode weights (a window's chance is its episode's weight)."""
@@ -162,40 +233,15 @@ class LatentWindows(EpisodeWindows):
         self.span = (length - 1) * frameskip
         self.frames, self.actions = latents, actions  # gather cuts ``frames``: here (T+1, D) latents
         self.starts = np.array([len(a) - self.span + 1 for a in actions])
-        self.p = None  # chance of each episode, or None: as many as it holds windows (EpisodeWindows.sample)
-        if weights is not None:
-            p = weights * self.starts  # (episodes,)
-            if not p.sum() > 0:
-                raise FinetuneError("episode weights are zero on every episode long enough for a window")
-            self.p = p / p.sum()
-
-    def sample(self, batch: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        if self.p is None:
-            return super().sample(batch, rng)
-        episodes = rng.choice(len(self.starts), size=batch, p=self.p)
-        return self.gather(episodes, rng.integers(0, self.starts[episodes]))
+        self.indices = list(range(len(actions)))
+        _weigh(self, weights)
 
 
-def _encode(graphs: OnnxGraphs, images: np.ndarray, size: int) -> np.ndarray:
-    """(T+1, H, W, 3) uint8 -> (T+1, D) latents of the deployed encoder, frames prepared as in training."""
-    frames = square_frames(images, size).transpose(0, 3, 1, 2).astype(np.float32) / 255.0  # (T+1, 3, S, S)
-    return np.concatenate([graphs.encode_prepared(frames[j:j + 256]) for j in range(0, len(frames), 256)])
-
-
-def _windows(graphs: OnnxGraphs, dataset: Dataset, indices: list[int], cfg: ModelConfig, length: int,
-             weights: np.ndarray | None = None) -> LatentWindows:
-    """Encode each episode long enough for a window once; cut them as LatentWindows."""
-    span, latents, actions, kept = (length - 1) * cfg.frameskip, [], [], []
-    for i in indices:
-        episode = dataset[i]
-        if episode.steps >= span:
-            latents.append(_encode(graphs, episode.images, cfg.image_size))
-            actions.append(episode.actions)
-            kept.append(i)
-    if not kept:
-        raise FinetuneError(f"no episode {indices[0]}..{indices[-1]} of {dataset.root} is long enough for a "
-                            f"window of {span} steps")
-    return LatentWindows(latents, actions, length, cfg.frameskip, None if weights is None else weights[kept])
+def _weigh(windows: EpisodeWindows, weights: np.ndarray | None) -> EpisodeWindows:
+    try:
+        return windows.weigh(weights)
+    except ValueError as exc:
+        raise FinetuneError(str(exc)) from None
 
 
 def _check_data(dataset: Dataset, bundle: Bundle, what: str) -> None:
@@ -215,44 +261,68 @@ def _check_data(dataset: Dataset, bundle: Bundle, what: str) -> None:
 
 
 @dataclasses.dataclass
-class _Data:
-    live: LatentWindows
-    base: LatentWindows
-    live_val: tuple[torch.Tensor, torch.Tensor]  # fixed held-out windows: (V, L, D) latents, (V, L-1, S, A)
-    base_val: tuple[torch.Tensor, torch.Tensor]
+class _Split:
+    """Which episodes train and which the gate holds out, of the live and the base dataset."""
+
+    live: Dataset
+    base: Dataset
+    live_train: list[int]
+    live_val: list[int]
+    base_train: list[int]
+    base_val: list[int]
+    live_weights: np.ndarray | None  # one per live_train episode
+    model: ModelConfig
+    length: int  # frames per window: K + R
+
+    @classmethod
+    def of(cls, bundle: Bundle, live_dir: Path, base_dir: Path, cfg: FinetuneConfig,
+           live_weights: np.ndarray | None) -> "_Split":
+        live, base = Dataset(live_dir), Dataset(base_dir)
+        _check_data(live, bundle, "live")
+        _check_data(base, bundle, "base")
+        n_val = max(1, round(len(live) * cfg.val_fraction))
+        if len(live) <= n_val:
+            raise FinetuneError(f"live dataset {live_dir} has {len(live)} episode(s): the gate holds out the "
+                                f"{n_val} most recent, training needs at least one more")
+        recipe = bundle.spec.recipe.get("train", {})
+        base_train, base_val = split_episodes(len(base), recipe.get("val_fraction", 0.1), recipe.get("seed", 0))
+        if not base_val or not base_train:
+            raise FinetuneError(f"base dataset {base_dir}: {len(base)} episode(s) give no training/validation split")
+        if live_weights is not None:
+            live_weights = np.asarray(live_weights, np.float64)
+            if live_weights.shape != (len(live),) or not np.all(np.isfinite(live_weights) & (live_weights >= 0)):
+                raise FinetuneError(f"live_weights: expected {len(live)} finite weights >= 0, one per live episode")
+            live_weights = live_weights[:len(live) - n_val]
+        model = ModelConfig.from_dict(bundle.spec.recipe["model"])
+        length = model.history + bundle.spec.recipe.get("loss", {}).get("rollout_steps", 4)
+        split = len(live) - n_val
+        return cls(live, base, list(range(split)), list(range(split, len(live))), base_train, base_val,
+                   live_weights, model, length)
+
+    def val_rng(self, cfg: FinetuneConfig) -> np.random.Generator:
+        return np.random.default_rng([cfg.seed, 12345])  # the held-out windows: one fixed draw
+
+    def weighted(self, windows: EpisodeWindows) -> EpisodeWindows:
+        """Live training windows with the live weights of the episodes they hold."""
+        if self.live_weights is None:
+            return windows
+        return _weigh(windows, self.live_weights[[self.live_train.index(i) for i in windows.indices]])
 
 
-def _load_data(bundle: Bundle, live_dir: Path, base_dir: Path, cfg: FinetuneConfig,
-               live_weights: np.ndarray | None, device: torch.device) -> _Data:
-    live, base = Dataset(live_dir), Dataset(base_dir)
-    _check_data(live, bundle, "live")
-    _check_data(base, bundle, "base")
-    n_val = max(1, round(len(live) * cfg.val_fraction))
-    if len(live) <= n_val:
-        raise FinetuneError(f"live dataset {live_dir} has {len(live)} episode(s): the gate holds out the "
-                            f"{n_val} most recent, training needs at least one more")
-    recipe = bundle.spec.recipe.get("train", {})
-    base_train, base_val = split_episodes(len(base), recipe.get("val_fraction", 0.1), recipe.get("seed", 0))
-    if not base_val or not base_train:
-        raise FinetuneError(f"base dataset {base_dir}: {len(base)} episode(s) give no training/validation split")
-    if live_weights is not None:
-        live_weights = np.asarray(live_weights, np.float64)
-        if live_weights.shape != (len(live),) or not np.all(np.isfinite(live_weights) & (live_weights >= 0)):
-            raise FinetuneError(f"live_weights: expected {len(live)} finite weights >= 0, one per live episode")
-    graphs, model = _graphs(bundle), ModelConfig.from_dict(bundle.spec.recipe["model"])
-    length = model.history + bundle.spec.recipe.get("loss", {}).get("rollout_steps", 4)
-    rng = np.random.default_rng([cfg.seed, 12345])  # the held-out windows: one fixed draw
-
-    def fixed(windows: LatentWindows) -> tuple[torch.Tensor, torch.Tensor]:
-        return tuple(torch.from_numpy(x).to(device) for x in windows.sample(cfg.val_windows, rng))
-
-    split = len(live) - n_val
-    return _Data(_windows(graphs, live, list(range(split)), model, length, live_weights),
-                 _windows(graphs, base, base_train, model, length),
-                 fixed(_windows(graphs, live, list(range(split, len(live))), model, length)),
-                 fixed(_windows(graphs, base, base_val, model, length)))
+def _too_short(dataset: Dataset, indices: list[int], split: _Split) -> str:
+    return (f"no episode {indices[0]}..{indices[-1]} of {dataset.root} is long enough for a window of "
+            f"{(split.length - 1) * split.model.frameskip} steps")
 
 
+def _mixed_batches(live: EpisodeWindows, base: EpisodeWindows, cfg: FinetuneConfig):
+    """Endless (x, chunks) numpy batches: live windows and a ``base_fraction`` share of base windows."""
+    rng, n_base = np.random.default_rng(cfg.seed), int(cfg.batch_size * cfg.base_fraction)
+    while True:
+        parts = [w.sample(n, rng) for w, n in ((live, cfg.batch_size - n_base), (base, n_base)) if n]
+        yield tuple(np.concatenate(x) for x in zip(*parts))
+
+
+# --- scores ----------------------------------------------------------------------------
 def rollout_mse(model: WorldModel, z: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
     """z (B, K+R, D) latents, chunks (B, K+R-1, S, A) -> open-loop R-step rollout MSE, mean over steps."""
     k = model.cfg.history
@@ -260,69 +330,207 @@ def rollout_mse(model: WorldModel, z: torch.Tensor, chunks: torch.Tensor) -> tor
     return F.mse_loss(rolled, z[:, k:])
 
 
-def _train(model: WorldModel, data: _Data, cfg: FinetuneConfig, progress: bool) -> None:
-    params = list(model.predictor.parameters())
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+def relative_rollout_error(model: WorldModel, z: torch.Tensor, chunks: torch.Tensor) -> torch.Tensor:
+    """The rollout MSE divided by the MSE of predicting no change (the last seen latent), one scale-free
+    number that compares models whose latent spaces differ (1: no better than copy-last)."""
+    k = model.cfg.history
+    copy_last = F.mse_loss(z[:, k - 1:k].expand_as(z[:, k:]), z[:, k:])
+    return rollout_mse(model, z, chunks) / copy_last
+
+
+def effective_rank(z: torch.Tensor) -> float:
+    """(N, D) -> the participation ratio of the covariance's eigenvalues, (sum l)^2 / sum l^2:
+    D for a latent spread evenly over its dimensions, 1 for one that varies along one line only."""
+    eig = torch.linalg.eigvalsh(torch.cov(z.T.double())).clamp_min(0)
+    return float(eig.sum() ** 2 / (eig ** 2).sum().clamp_min(1e-300))
+
+
+def _adam_steps(cfg: FinetuneConfig, groups: list[dict], progress: bool, loss_of) -> None:
+    """``cfg.steps`` Adam steps on ``loss_of(step) -> (loss, after)``, cosine decay to 0, gradients clipped
+    to norm 1; ``after()`` runs after each step (the EMA target)."""
+    optimizer = torch.optim.Adam(groups)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, cfg.steps)
-    rng, n_base = np.random.default_rng(cfg.seed), int(cfg.batch_size * cfg.base_fraction)
-    device = next(model.parameters()).device
-    model.train()
+    params = [p for g in groups for p in g["params"]]
     bar = tqdm(range(cfg.steps), disable=not progress, unit="step", mininterval=2.0, desc="finetune")
-    for _ in bar:
-        parts = [w.sample(n, rng) for w, n in ((data.live, cfg.batch_size - n_base), (data.base, n_base)) if n]
-        z, chunks = (torch.from_numpy(np.concatenate(x)).to(device) for x in zip(*parts))  # (B, L, D), (B, L-1, S, A)
-        loss = rollout_mse(model, z, chunks)
+    for step in bar:
+        loss = loss_of(step)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         schedule.step()
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
-    model.eval()
 
 
-@torch.no_grad()
-def _score(model: WorldModel, windows: tuple[torch.Tensor, torch.Tensor]) -> float:
-    return float(rollout_mse(model.eval(), *windows))
+class PredictorTuning:
+    """The predictor learns in the deployed encoder's latent space: every episode encoded once by
+    encoder.onnx; score: the held-out rollout MSE."""
+
+    metric = "rollout MSE"
+
+    def __init__(self, bundle: Bundle, split: _Split, cfg: FinetuneConfig, device: torch.device) -> None:
+        self.graphs, self.split, self.device = _graphs(bundle), split, device
+        self.live = split.weighted(self._windows(split.live, split.live_train))
+        self.base = self._windows(split.base, split.base_train)
+        rng = split.val_rng(cfg)
+        self.val = {name: self._tensors(self._windows(data, idx).sample(cfg.val_windows, rng))
+                    for name, data, idx in (("live", split.live, split.live_val), ("base", split.base, split.base_val))}
+
+    def load(self, bundle_dir: Path) -> WorldModel:
+        return load_predictor(bundle_dir)
+
+    def _windows(self, dataset: Dataset, indices: list[int]) -> LatentWindows:
+        """Encode each episode long enough for a window once; cut them as LatentWindows."""
+        cfg, latents, actions, kept = self.split.model, [], [], []
+        for i in indices:
+            episode = dataset[i]
+            if episode.steps >= (self.split.length - 1) * cfg.frameskip:
+                frames = square_frames(episode.images, cfg.image_size).transpose(0, 3, 1, 2)  # (T+1, 3, S, S)
+                frames = frames.astype(np.float32) / 255.0
+                latents.append(np.concatenate([self.graphs.encode_prepared(frames[j:j + 256])
+                                               for j in range(0, len(frames), 256)]))  # (T+1, D)
+                actions.append(episode.actions)
+                kept.append(i)
+        if not kept:
+            raise FinetuneError(_too_short(dataset, indices, self.split))
+        windows = LatentWindows(latents, actions, self.split.length, cfg.frameskip)
+        windows.indices = kept
+        return windows
+
+    def _tensors(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        return tuple(torch.from_numpy(x).to(self.device) for x in batch)  # (B, L, D), (B, L-1, S, A)
+
+    @torch.no_grad()
+    def score(self, model: WorldModel, which: str) -> float:
+        return float(rollout_mse(model.eval(), *self.val[which]))
+
+    def rank(self, model: WorldModel) -> float | None:
+        return None  # the latent space is the deployed one
+
+    def train(self, model: WorldModel, cfg: FinetuneConfig, progress: bool) -> None:
+        batches = _mixed_batches(self.live, self.base, cfg)
+        model.train()
+        _adam_steps(cfg, [{"params": list(model.predictor.parameters()), "lr": cfg.lr}], progress,
+                    lambda step: rollout_mse(model, *self._tensors(next(batches))))
+        model.eval()
+
+
+class EncoderTuning:
+    """Encoder and predictor learn with the training objective (``losses.jepa_loss``) on frames; score:
+    the held-out rollout MSE relative to copy-last, each model in its own latent space."""
+
+    metric = "rollout/copy-last MSE"
+
+    def __init__(self, bundle: Bundle, split: _Split, cfg: FinetuneConfig, device: torch.device) -> None:
+        self.split, self.device = split, device
+        self.loss = LossConfig.from_dict(bundle.spec.recipe.get("loss"))
+        self.ema = float(bundle.spec.recipe.get("train", {}).get("ema", 0.99))
+        rng = np.random.default_rng([cfg.seed, 777])
+        base_train = sorted(rng.permutation(split.base_train)[:cfg.base_episodes].tolist())
+        self.live = split.weighted(self._windows(split.live, split.live_train))
+        self.base = self._windows(split.base, base_train)
+        rng = split.val_rng(cfg)
+        self.val = {name: self._tensors(self._windows(data, idx).sample(cfg.val_windows, rng))
+                    for name, data, idx in (("live", split.live, split.live_val), ("base", split.base, split.base_val))}
+
+    def load(self, bundle_dir: Path) -> WorldModel:
+        return load_world_model(bundle_dir)
+
+    def _windows(self, dataset: Dataset, indices: list[int]) -> EpisodeWindows:
+        try:
+            return EpisodeWindows(dataset, indices, self.split.model.image_size, self.split.length,
+                                  self.split.model.frameskip)
+        except ValueError:
+            raise FinetuneError(_too_short(dataset, indices, self.split)) from None
+
+    def _tensors(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        frames, chunks = batch  # (B, L, H, W, 3) uint8, (B, L-1, S, A)
+        x = torch.from_numpy(frames).to(self.device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, L, 3, H, W)
+        return x, torch.from_numpy(chunks).to(self.device)
+
+    @torch.no_grad()
+    def score(self, model: WorldModel, which: str) -> float:
+        frames, chunks = self.val[which]
+        return float(relative_rollout_error(model.eval(), model.encode(frames), chunks))
+
+    @torch.no_grad()
+    def rank(self, model: WorldModel) -> float:
+        return effective_rank(model.eval().encode(self.val["base"][0].flatten(0, 1)))
+
+    def train(self, model: WorldModel, cfg: FinetuneConfig, progress: bool) -> None:
+        target = copy.deepcopy(model.encoder).requires_grad_(False)
+        head = inverse_dynamics_head(model.cfg).to(self.device)  # the bundle does not carry the training's head
+        encoder = {"params": list(model.encoder.parameters()), "lr": cfg.encoder_lr}
+        groups = [{"params": [*model.predictor.parameters(), *head.parameters()], "lr": cfg.lr}, encoder]
+        batches = _mixed_batches(self.live, self.base, cfg)
+        model.train()
+
+        def loss_of(step: int) -> torch.Tensor:
+            if step > 0:  # the EMA target follows the encoder's last step
+                with torch.no_grad():
+                    for t, o in zip(target.parameters(), model.encoder.parameters()):
+                        t.lerp_(o, 1.0 - self.ema)
+            model.encoder.requires_grad_(step >= cfg.head_warmup)  # frozen while the new head learns
+            loss, _ = jepa_loss(model, target, head, *self._tensors(next(batches)), self.loss)
+            return loss
+
+        _adam_steps(cfg, groups, progress, loss_of)
+        model.eval()
 
 
 def gate(current_live: float, candidate_live: float, current_base: float, candidate_base: float,
          margin: float = 0.1, base_limit: float = 0.1, world_changed: bool = False,
-         base_reference: float | None = None) -> GateResult:
+         base_reference: float | None = None, metric: str = "rollout MSE",
+         ranks: tuple[float, float] | None = None, rank_limit: float = 0.25) -> GateResult:
     """Accept only if candidate_live <= (1 - margin) * current_live and
-    candidate_base <= (1 + base_limit) * current_base (NaN anywhere rejects).
+    candidate_base <= (1 + base_limit) * current_base (NaN anywhere rejects); with ``ranks``
+    (current, candidate effective rank of the latent), also candidate >= (1 - rank_limit) * current.
 
     ``world_changed``: the current model is far worse on live data than on the base data
     (FinetuneConfig.drift_factor), so what it knew is no longer true there (a rotated or weaker
     actuator): the base check is waived, and the reason says so, comparing with ``base_reference``
-    (default ``current_base``), the base error of a model of the unchanged world."""
+    (default ``current_base``), the base score of a model of the unchanged world."""
     live_ok = candidate_live <= (1 - margin) * current_live
     base_ok = world_changed or candidate_base <= (1 + base_limit) * current_base
+    rank_ok = ranks is None or ranks[1] >= (1 - rank_limit) * ranks[0]
     change = lambda new, old: f"{(new / old - 1) if old else float('inf'):+.1%}"  # noqa: E731
-    numbers = (f"held-out rollout MSE on live data {current_live:.4g} -> {candidate_live:.4g} "
+    numbers = (f"held-out {metric} on live data {current_live:.4g} -> {candidate_live:.4g} "
                f"({change(candidate_live, current_live)}, needs -{margin:.0%} or better), on base data "
                f"{current_base:.4g} -> {candidate_base:.4g} ({change(candidate_base, current_base)}, "
                f"allowed +{base_limit:.0%})")
+    if ranks is not None:
+        numbers += (f", effective rank of the latent on base frames {ranks[0]:.1f} -> {ranks[1]:.1f} "
+                    f"(allowed -{rank_limit:.0%})")
     why = [w for ok, w in ((live_ok, f"no {margin:.0%} improvement on live data"),
-                           (base_ok, f"base data worse by more than {base_limit:.0%}")) if not ok]
+                           (base_ok, f"base data worse by more than {base_limit:.0%}"),
+                           (rank_ok, f"the latent lost more than {rank_limit:.0%} of its effective rank"))
+           if not ok]
     if world_changed:
         reference = current_base if base_reference is None else base_reference
         numbers += (f"; the world changed (live error {current_live / max(reference, 1e-12):.0f}x the base "
                     f"error of the unchanged world's model): base data not mixed in, base check waived")
     reason = f"accepted: {numbers}." if not why else f"rejected ({' and '.join(why)}): {numbers}."
-    return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base, world_changed)
+    current_rank, candidate_rank = ranks or (None, None)
+    return GateResult(not why, reason, current_live, candidate_live, current_base, candidate_base, world_changed,
+                      metric, current_rank, candidate_rank)
 
 
-def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, training: dict, metrics: dict) -> Path:
-    """The parent bundle with ``model``'s predictor as a new bundle at ``out``, all or nothing."""
+def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, training: dict, metrics: dict,
+                     encoder: bool = False) -> Path:
+    """The parent bundle with ``model``'s predictor (and, with ``encoder``, its encoder) as a new bundle at
+    ``out``, all or nothing; without ``encoder`` the parent's encoder.onnx is kept byte for byte."""
     out, spec = Path(out), parent.spec
     if out.exists():
         raise FileExistsError(f"{out} already exists: fine-tuning writes a new bundle folder")
     tmp = out.with_name(f"{out.name}.tmp-{os.getpid()}")
     try:
         tmp.mkdir(parents=True)
-        shutil.copyfile(parent.path("encoder"), tmp / "encoder.onnx")
         model = model.cpu().eval()
+        if encoder:
+            s = spec.image_size
+            _export(model.encoder, (torch.rand(2, 3, s, s),), ["frames"], "latent", tmp / "encoder.onnx")
+        else:
+            shutil.copyfile(parent.path("encoder"), tmp / "encoder.onnx")
         inputs = (torch.randn(2, spec.history, spec.latent_dim),
                   torch.rand(2, spec.horizon * spec.frameskip, spec.action_dim) * 2 - 1)
         _export(_Rollout(model), inputs, ["z_hist", "actions"], "latents", tmp / "rollout.onnx")
@@ -331,9 +539,11 @@ def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, trainin
         new = dataclasses.replace(spec, model_id=f"{spec.robot}-{digest[:8]}", files=files, training=training,
                                   metrics=metrics)
         (tmp / "bundle.yaml").write_text(new.to_yaml())
-        error = parity(model, _graphs(load_bundle(tmp)), spec.horizon)["rollout"]  # the rollout entry, as above
-        if not error <= PARITY_RTOL:
-            raise RuntimeError(f"{tmp}: ONNX Runtime and PyTorch disagree beyond {PARITY_RTOL:g}: {error:.3g}")
+        errors = parity(model, _graphs(load_bundle(tmp)), spec.horizon)
+        for name in ("encoder", "rollout") if encoder else ("rollout",):  # a kept encoder is the parent's
+            if not errors[name] <= PARITY_RTOL:
+                raise RuntimeError(f"{tmp}: ONNX Runtime and PyTorch disagree beyond {PARITY_RTOL:g} on {name}: "
+                                   f"{errors[name]:.3g}")
         if out.exists():
             raise FileExistsError(f"{out} appeared while fine-tuning: not overwritten")
         os.rename(tmp, out)
@@ -346,7 +556,7 @@ def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, trainin
 def finetune(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path, out_dir: str | Path,
              cfg: FinetuneConfig | None = None, live_weights: np.ndarray | None = None,
              progress: bool = True, live_source: str | None = None) -> FinetuneResult:
-    """Train a candidate predictor, gate it against the bundle's, export it to ``out_dir`` if accepted.
+    """Train a candidate, gate it against the bundle's model, export it to ``out_dir`` if accepted.
 
     ``live_weights``: one sampling weight per live episode (recency, surprise...).
     ``live_source``: what bundle.yaml records as the live data (default ``live_dir``).
@@ -358,24 +568,30 @@ def finetune(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path,
         torch.set_num_threads(cfg.threads)
     cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
     device = torch.device("cuda" if cuda else "cpu")
-    current = load_predictor(bundle_dir)
     parent = load_bundle(bundle_dir)
-    data = _load_data(parent, Path(live_dir), Path(base_dir), cfg, live_weights, device)
-    current.to(device)
-    current_live, current_base = _score(current, data.live_val), _score(current, data.base_val)
-    # How well a model of the base world fits the base data: the first bundle's own base error, carried
-    # down the fine-tunes (a bundle adapted to a changed robot fits the base data worse, and that is right).
-    reference = parent.spec.metrics.get("finetune", {}).get("base_reference", current_base)
+    tuning = (EncoderTuning if cfg.encoder else PredictorTuning)(
+        parent, _Split.of(parent, Path(live_dir), Path(base_dir), cfg, live_weights), cfg, device)
+    current = tuning.load(bundle_dir).to(device)
+    current_live, current_base = tuning.score(current, "live"), tuning.score(current, "base")
+    # How well a model of the base world fits the base data: the first bundle's own base score, carried
+    # down the predictor fine-tunes (a bundle adapted to a changed robot fits the base data worse, and that
+    # is right). It carries only within one metric: a rollout MSE belongs to one latent space, so the first
+    # predictor fine-tune after an encoder fine-tune starts afresh; the scale-free ratio carries across both.
+    carried = parent.spec.metrics.get("finetune", {})
+    same = carried.get("metric", "rollout MSE") == tuning.metric
+    reference = carried.get("base_reference", current_base) if same else current_base
     changed = current_live > cfg.drift_factor * reference  # the base data no longer describes the world
-    candidate = copy.deepcopy(current).to(device)
-    _train(candidate, data, cfg.replace(base_fraction=0.0) if changed else cfg, progress)
-    result = gate(current_live, _score(candidate, data.live_val), current_base, _score(candidate, data.base_val),
-                  cfg.margin, cfg.base_limit, world_changed=changed, base_reference=reference)
+    candidate = copy.deepcopy(current)
+    tuning.train(candidate, cfg.replace(base_fraction=0.0) if changed else cfg, progress)
+    ranks = None if tuning.rank(current) is None else (tuning.rank(current), tuning.rank(candidate))
+    result = gate(current_live, tuning.score(candidate, "live"), current_base, tuning.score(candidate, "base"),
+                  cfg.margin, cfg.base_limit, world_changed=changed, base_reference=reference,
+                  metric=tuning.metric, ranks=ranks, rank_limit=cfg.rank_limit)
     path = None
     if result.accepted:
         training = {"parent": parent.spec.model_id, "dataset": str(base_dir),
                     "live_data": live_source or str(live_dir), "base_data": str(base_dir), "steps": cfg.steps,
                     "wall_s": time.monotonic() - start, "device": str(device), "finetune": cfg.to_dict()}
         metrics = {"finetune": {**dataclasses.asdict(result), "base_reference": reference}}
-        path = export_candidate(candidate, parent, out, training, metrics)
+        path = export_candidate(candidate, parent, out, training, metrics, encoder=cfg.encoder)
     return FinetuneResult(result, path, candidate.cpu(), cfg.steps, time.monotonic() - start)

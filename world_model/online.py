@@ -54,10 +54,11 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import yaml
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["OnlineConfig", "BundleHistory", "SurpriseMonitor", "FinetuneJob", "OnlineLearner", "Update"]
+__all__ = ["OnlineConfig", "encoder_space", "BundleHistory", "SurpriseMonitor", "FinetuneJob", "OnlineLearner", "Update"]
 
 ACCEPTED, REJECTED = 0, 3  # exit codes of `jepa-pilot finetune`
 
@@ -74,6 +75,8 @@ class OnlineConfig(Config):
                             low=0.0, high=1.0)
     base_limit: float = setting(0.1, "and may be worse on the base data by at most this fraction", low=0.0)
     finetune_threads: int = setting(1, "PyTorch threads of the fine-tune process", low=1, high=256)
+    finetune_encoder: bool = setting(False, "fine-tune the encoder too (jepa-pilot finetune --encoder: several "
+                                     "times slower, frames held in memory; the goal is re-encoded on the swap)")
     nice: int = setting(10, "how much lower the fine-tune process's CPU priority is", low=0, high=19)
     explore_seconds: float = setting(0.0, "wall seconds of random actions asked of the planner (/jepa/explore) "
                                      "when a fine-tune finds the world changed (0: never)", low=0.0)
@@ -98,6 +101,14 @@ class Update:
     bundle: Path
     parent_id: str
     reason: str
+
+
+def encoder_space(bundle: Path) -> str:
+    """The latent space a bundle encodes into: its encoder.onnx's sha256 in bundle.yaml ('' if unreadable)."""
+    try:
+        return str(yaml.safe_load((bundle / "bundle.yaml").read_text())["files"]["encoder"]["sha256"])
+    except (OSError, yaml.YAMLError, KeyError, TypeError):
+        return ""
 
 
 class BundleHistory:
@@ -157,8 +168,13 @@ class SurpriseMonitor:
 
     * **reference**: the median of the first ``reference_samples`` of the base
       model, taken on the assumption that the robot starts in the world its
-      bundle was trained for; saved in ``path`` (per base model id) so a
-      restarted trainer keeps it rather than taking a changed world as normal;
+      bundle was trained for; saved in ``path`` so a restarted trainer keeps it
+      rather than taking a changed world as normal. One reference per latent
+      space (the encoder's sha256, ``space``): a predictor fine-tune keeps the
+      base model's; a distance in the latent space of a fine-tuned encoder is not
+      comparable with it, so the first model of a new space sets that space's
+      reference from its own first samples (after the gate found it fits the
+      recent data better than its parent: drift is then judged from there);
     * **recent**: the latest ``window`` samples of the current model (the window
       restarts when another model's surprise arrives: a new model is judged on
       its own samples);
@@ -170,17 +186,30 @@ class SurpriseMonitor:
 
     FRESH_S = 0.5  # a command older than this (wall seconds) no longer says the robot moves
 
-    def __init__(self, ratio: float, reference_samples: int, window: int, base_id: str, path: Path) -> None:
+    def __init__(self, ratio: float, reference_samples: int, window: int, base_id: str, path: Path,
+                 base_space: str | None = None) -> None:
         self.ratio, self.need, self.base_id, self.path = ratio, reference_samples, base_id, Path(path)
         self.recent: collections.deque = collections.deque(maxlen=window)  # (wall, surprise) of self.model
         self.model, self.onset, self._drifting = "", None, False
-        self._first: list[float] = []
-        self.reference: float | None = None
-        if self.path.is_file():
-            saved = json.loads(self.path.read_text())
-            if saved.get("model_id") == base_id:
-                self.reference = float(saved["median"])
+        self.spaces = {base_id: base_space or base_id}  # model id -> latent space
+        self._first: dict[str, list[float]] = {}        # space -> its first samples, until it has a reference
+        saved = json.loads(self.path.read_text()) if self.path.is_file() else {}
+        self.references: dict[str, dict] = saved.get("references", {})  # space -> median, samples, model_id
         self._command = (-float("inf"), False)  # (wall, moving) of the latest command
+
+    def add_model(self, model_id: str, space: str) -> None:
+        """Say which latent space ``model_id`` encodes into (before its surprise arrives); a model
+        never named here counts as one of the base model's space."""
+        self.spaces[model_id] = space
+
+    def _space(self, model_id: str) -> str:
+        return self.spaces.get(model_id or self.base_id, self.spaces[self.base_id])
+
+    @property
+    def reference(self) -> float | None:
+        """The reference of the current model's latent space (the base model's before any sample)."""
+        entry = self.references.get(self._space(self.model))
+        return None if entry is None else float(entry["median"])
 
     def on_command(self, wall: float, moving: bool) -> None:
         self._command = (wall, bool(moving))
@@ -194,13 +223,15 @@ class SurpriseMonitor:
             self.model = model_id
             self.recent.clear()
         self.recent.append((wall, surprise))
-        if self.reference is None and model_id == self.base_id:
-            self._first.append(surprise)
-            if len(self._first) >= self.need:
-                self.reference = float(np.median(self._first))
+        space = self._space(model_id)
+        if space not in self.references:
+            first = self._first.setdefault(space, [])
+            first.append(surprise)
+            if len(first) >= self.need:
+                self.references[space] = {"median": float(np.median(first)), "samples": len(first),
+                                          "model_id": model_id}
                 self.path.parent.mkdir(parents=True, exist_ok=True)
-                self.path.write_text(json.dumps({"model_id": self.base_id, "median": self.reference,
-                                                 "samples": len(self._first)}))
+                self.path.write_text(json.dumps({"references": self.references}, indent=1))
         drift = self.drift()
         if drift is not None and self.ratio > 0:  # unknown while the window refills after a swap: state stands
             drifting = drift >= self.ratio
@@ -209,9 +240,10 @@ class SurpriseMonitor:
             self._drifting = drifting
 
     def drift(self) -> float | None:
-        if not self.reference or len(self.recent) < self.recent.maxlen:
+        reference = self.reference
+        if not reference or len(self.recent) < self.recent.maxlen:
             return None
-        return float(np.median([s for _, s in self.recent])) / self.reference
+        return float(np.median([s for _, s in self.recent])) / reference
 
     def drifted(self) -> bool:
         """Whether the current model should be fine-tuned: always with ratio 0, else drift() >= ratio."""
@@ -224,7 +256,8 @@ class SurpriseMonitor:
         if self.ratio <= 0:
             return "fine-tunes whenever due (drift_ratio 0)"
         if self.reference is None:
-            return f"taking the surprise reference ({len(self._first)} of {self.need} samples)"
+            taken = len(self._first.get(self._space(self.model), []))
+            return f"taking the surprise reference ({taken} of {self.need} samples)"
         drift = self.drift()
         if drift is None:
             return f"judging model {self.model or '?'} ({len(self.recent)} of {self.recent.maxlen} samples)"
@@ -273,7 +306,8 @@ class FinetuneJob:
                    "--data", str(self.snapshot), "--base", str(base_data), "--out", str(out),
                    "--live-weights", str(work / "weights.json"), "--json", str(self.result_path),
                    "--steps", str(cfg.finetune_steps), "--margin", str(cfg.margin),
-                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--quiet"]
+                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--quiet",
+                   "--encoder" if cfg.finetune_encoder else "--no-encoder"]
         env = {**os.environ, **{k: str(cfg.finetune_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
         self.log = open(work / "finetune.log", "w")
         self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
@@ -317,7 +351,10 @@ class OnlineLearner:
         self.unchanged_at = -float("inf")    # wall time the last fine-tune that found the world unchanged began
         self.job_wall = -float("inf")        # wall time the running fine-tune began
         self.monitor = SurpriseMonitor(cfg.drift_ratio, cfg.reference_samples, cfg.drift_window,
-                                       history.base["model_id"], self.work / "surprise_reference.json")
+                                       history.base["model_id"], self.work / "surprise_reference.json",
+                                       encoder_space(Path(history.base["path"])))
+        for entry in history.entries:  # kept from before a restart
+            self.monitor.add_model(entry["model_id"], encoder_space(Path(entry["path"])) or entry["model_id"])
 
     def due(self, now: float) -> bool:
         return (self.job is None and self.base_data is not None and now - self.last_start >= self.cfg.update_every
@@ -368,6 +405,7 @@ class OnlineLearner:
         parent = self.history.current["model_id"]
         model_id = result.get("model_id") or job.out.name
         self.history.add(model_id, job.out, result["reason"])
+        self.monitor.add_model(model_id, encoder_space(job.out) or model_id)
         return Update(model_id, job.out, parent, f"online fine-tune: {result['reason']}")
 
     def _track_world(self, changed: bool, now: float, job_wall: float) -> None:
