@@ -11,20 +11,19 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
-import yaml
-from onnx import helper, numpy_helper
 
 from jepa_pilot.cli.main import main
-from jepa_pilot.common.bundle import BundleError, load_bundle, sha256
+from jepa_pilot.common.bundle import BundleError, load_bundle
 from jepa_pilot.data import Dataset, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.data.collect import CollectConfig, collect
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.world_model import finetune as ft
 from jepa_pilot.world_model.export import PARITY_RTOL, OnnxGraphs, parity
 from jepa_pilot.world_model.windows import EpisodeWindows
+
+from bundle_edits import rehash, scale_output  # tests/
 
 pytestmark = pytest.mark.slow  # the real simulator, training and ONNX export
 
@@ -61,23 +60,6 @@ def rotated(fresh, tmp_path_factory) -> Path:
 
 def copy_bundle(tmp_path: Path) -> Path:
     return Path(shutil.copytree(SHIPPED, tmp_path / "bundle"))
-
-
-def rehash(bundle: Path, name: str = "rollout") -> None:
-    """Make bundle.yaml vouch for the graph now in the folder (a consistent but wrong bundle)."""
-    meta = yaml.safe_load((bundle / "bundle.yaml").read_text())
-    meta["files"][name]["sha256"] = sha256(bundle / f"{name}.onnx")
-    (bundle / "bundle.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
-
-
-def scale_output(bundle: Path, name: str, output: str) -> None:
-    """The same graph and weights, its output multiplied by 1.5."""
-    graph = onnx.load(str(bundle / f"{name}.onnx"))
-    for node in graph.graph.node:
-        node.output[:] = ["raw" if o == output else o for o in node.output]
-    graph.graph.initializer.append(numpy_helper.from_array(np.array(1.5, np.float32), "scale"))
-    graph.graph.node.append(helper.make_node("Mul", ["raw", "scale"], [output]))
-    onnx.save(graph, str(bundle / f"{name}.onnx"))
 
 
 def test_load_predictor_reproduces_the_shipped_rollout():

@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -22,6 +23,7 @@ from jepa_pilot.nodes.qos import qos  # noqa: E402
 from jepa_pilot.nodes.ros_io import from_time, to_time  # noqa: E402
 from jepa_pilot.perception.bundle import load_bundle  # noqa: E402
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal  # noqa: E402
+from bundle_edits import rehash, scale_output  # noqa: E402
 from rosgraph import NodeProcess, Probe  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -35,8 +37,9 @@ def model_params(**extra) -> dict:
     return dict(bundle=str(BUNDLE), providers=["cpu"], threads=1, use_sim_time=True, **extra)
 
 
-def renamed_bundle(where: Path, model_id: str, corrupt: bool = False) -> Path:
-    """A copy of the shipped bundle under another model id (optionally with a corrupted rollout graph)."""
+def renamed_bundle(where: Path, model_id: str, corrupt: bool = False, encoder_scale: float = 1.0) -> Path:
+    """A copy of the shipped bundle under another model id (optionally with a corrupted rollout graph, or
+    an encoder whose latents are ``encoder_scale`` times the shipped one's: another latent space)."""
     out = where / model_id
     shutil.copytree(BUNDLE, out)
     spec = yaml.safe_load((out / "bundle.yaml").read_text())
@@ -46,6 +49,9 @@ def renamed_bundle(where: Path, model_id: str, corrupt: bool = False) -> Path:
         data = bytearray((out / "rollout.onnx").read_bytes())
         data[len(data) // 2] ^= 0xFF
         (out / "rollout.onnx").write_bytes(bytes(data))
+    if encoder_scale != 1.0:
+        scale_output(out, "encoder", "latent", encoder_scale)
+        rehash(out, "encoder")
     return out
 
 
@@ -171,3 +177,23 @@ def test_a_corrupt_bundle_is_refused_and_the_current_model_keeps_driving(graph):
     assert ids_in_order(g["latents"], since) == [current], logs(g)
     assert {m.model_id for t, m in g["plans"] if t > since} == {current}, logs(g)
     assert all(n.proc.poll() is None for n in g["nodes"]), logs(g)
+
+
+def test_a_bundle_with_another_encoder_re_encodes_the_goal(graph):
+    g = graph
+    current = g["latents"][-1][1].model_id
+    started = time.monotonic()
+    goal_stamp = drive_far(g)
+    old = [m for t, m in g["goals"] if t > started and m.model_id == current]
+    assert old, logs(g)
+    new = "two_rooms-encoder-x1.5"  # frames map to 1.5x the shipped latents: a new latent space
+    since = announce(g, renamed_bundle(g["work"], new, encoder_scale=1.5), new)
+    goal = lambda: next((m for t, m in g["goals"] if t > since and m.model_id == new), None)  # noqa: E731
+    assert g["probe"].spin_until(lambda: goal() is not None, 60), logs(g)
+    # The same goal image, encoded again by the new encoder (not the old latent relabelled).
+    assert abs(from_time(goal().header.stamp) - goal_stamp) < 1e-6
+    np.testing.assert_allclose(np.array(goal().data), 1.5 * np.array(old[-1].data), rtol=1e-4, atol=1e-5)
+    planned = lambda: any(t > since and m.model_id == new for t, m in g["plans"])  # noqa: E731
+    assert g["probe"].spin_until(planned, 30), logs(g)
+    assert ids_in_order(g["latents"], since) in ([current, new], [new])
+    assert ids_in_order(g["plans"], since) in ([current, new], [new])
