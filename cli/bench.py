@@ -8,6 +8,9 @@
          replaced; whether the robot stopped when it had to, how fast, and whether it resumed
   swap   what loading a bundle (as a hot-swap does, in a background thread) costs a control loop in
          the same process: the lateness of a 5 ms ticker thread while bundles load, against idle
+  finetune  fine-tuning on live data of a changed robot (eval-adapt's changes), predictor only and with
+         the encoder, as the online trainer runs it: time, steps/s, peak memory, the gate's verdict, and a
+         score that compares latent spaces (rollout/copy-last MSE on held-out frames)
   soak   the sim graph driving to random goals for --minutes at a 30 Hz camera; every node's memory,
          CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
          memory grows more than --max-growth after --warmup minutes, or a node dies
@@ -38,7 +41,7 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "swap", "faults", "soak"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "soak"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
@@ -55,11 +58,18 @@ def register(sub) -> None:
                    help="soak: the most a node's memory may grow after the warm-up, as a fraction (default 0.05)")
     p.add_argument("--camera-hz", type=float, default=30.0, help="soak: camera rate; the sim steps at 100 Hz (default 30)")
     p.add_argument("--plot", type=Path, help="soak: the plot (default: next to --json, .png)")
+    p.add_argument("--scenarios", default="rotation,gain,harmless",
+                   help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
+    p.add_argument("--base-data", type=Path, default=Path("out/adapt/base"),
+                   help="finetune: the base dataset (collected there as eval-adapt does if missing)")
+    p.add_argument("--live-episodes", type=int, default=40,
+                   help="finetune: episodes of 100 steps of the changed robot (default 40: 6.7 min at 10 Hz)")
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "faults": bench_faults,
+    benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "finetune": bench_finetune,
+               "faults": bench_faults,
                "soak": bench_soak}
     results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
@@ -110,6 +120,17 @@ def bench_dds(args: argparse.Namespace) -> dict:
         results[name] = {"params": params, "median": med, "runs": runs}
         print(f"{name:<22}{med['wall_rate']:>16.1f}{med['sim_rate']:>15.1f}{med['rtf']:>18.2f}{med['lost']:>10.0f}")
     return {"env": env_name, "loss_definition": frame_loss.__doc__.split(chr(10))[0], "scenarios": results}
+
+
+def bench_finetune(args: argparse.Namespace) -> dict:
+    from jepa_pilot.evaluation import finetune_bench
+    from jepa_pilot.evaluation.adapt import ensure_base_data, parse_scenarios
+    from jepa_pilot.perception.latents import resolve_bundle
+    from jepa_pilot.world_model.online import OnlineConfig
+
+    ensure_base_data(args.base_data)
+    return finetune_bench.run(resolve_bundle(args.bundle), args.base_data, parse_scenarios(args.scenarios),
+                              args.live_episodes, 100, 1, OnlineConfig())
 
 
 def bench_model(args: argparse.Namespace) -> dict:

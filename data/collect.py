@@ -30,6 +30,7 @@ from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, do
                                             proportional_steer, unicycle_steer)
 from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
+from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.sim.reacher import JOINT_LIMITS
 
 __all__ = ["CollectConfig", "Coverage", "arena_layout", "collect", "door_region", "episode_rng", "make_explorer",
@@ -56,11 +57,20 @@ class CollectConfig(Config):
     door_start_prob: float = setting(0.3, "two rooms: fraction of episodes that start near the door",
                                      low=0.0, high=1.0)
     image_size: int = setting(0, "square frame size in pixels; 0 keeps the env's default", low=0, high=1024)
+    action_rotation_deg: float = setting(0.0, "world change: a base's commanded (vx, vy) rotated by this many "
+                                         "degrees before it is applied (data of a changed robot)",
+                                         low=ROTATION_RANGE_DEG[0], high=ROTATION_RANGE_DEG[1])
+    action_gain: float = setting(1.0, "world change: factor on every command the robot applies",
+                                 low=GAIN_RANGE[0], high=GAIN_RANGE[1])
+    light_scale: float = setting(1.0, "world change: factor on the scene light", low=LIGHT_RANGE[0],
+                                 high=LIGHT_RANGE[1])
 
-    def env_overrides(self) -> dict[str, int]:
-        """Keyword overrides for ``sim.make``."""
+    def env_overrides(self) -> dict[str, Any]:
+        """Keyword overrides for ``sim.make``: the frame size, and the world changes that differ from none."""
         size = self.image_size
-        return {"image_width": size, "image_height": size} if size else {}
+        changes = {name: getattr(self, name) for name in CHANGE_SETTINGS
+                   if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default}
+        return {**({"image_width": size, "image_height": size} if size else {}), **changes}
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:

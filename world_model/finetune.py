@@ -65,7 +65,7 @@ from jepa_pilot.world_model.model import ModelConfig, WorldModel
 from jepa_pilot.world_model.windows import EpisodeWindows
 
 __all__ = ["FinetuneConfig", "FinetuneError", "GateResult", "FinetuneResult", "LatentWindows", "load_predictor",
-           "load_world_model", "rollout_mse", "relative_rollout_error", "effective_rank", "PredictorTuning",
+           "load_world_model", "rollout_mse", "relative_rollout_error", "relative_scores", "effective_rank", "PredictorTuning",
            "EncoderTuning", "gate", "export_candidate", "finetune"]
 
 PREFIX = "model.predictor."  # initializer names of the predictor in rollout.onnx
@@ -476,6 +476,19 @@ class EncoderTuning:
 
         _adam_steps(cfg, groups, progress, loss_of)
         model.eval()
+
+
+def relative_scores(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path,
+                    cfg: FinetuneConfig | None = None) -> dict[str, float]:
+    """A bundle's held-out rollout/copy-last MSE on the live and base windows an encoder fine-tune's gate
+    scores (the same draw for every bundle with the same data and ``cfg``): one number that compares
+    bundles whatever their latent space."""
+    cfg = (cfg or FinetuneConfig()).replace(encoder=True, head_warmup=0)
+    bundle = load_bundle(bundle_dir)
+    tuning = EncoderTuning(bundle, _Split.of(bundle, Path(live_dir), Path(base_dir), cfg, None), cfg,
+                           torch.device("cpu"))
+    model = tuning.load(bundle_dir)
+    return {which: tuning.score(model, which) for which in ("live", "base")}
 
 
 def gate(current_live: float, candidate_live: float, current_base: float, candidate_base: float,

@@ -58,7 +58,7 @@ import yaml
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["OnlineConfig", "encoder_space", "BundleHistory", "SurpriseMonitor", "FinetuneJob", "OnlineLearner", "Update"]
+__all__ = ["OnlineConfig", "encoder_space", "finetune_command", "finetune_environment", "BundleHistory", "SurpriseMonitor", "FinetuneJob", "OnlineLearner", "Update"]
 
 ACCEPTED, REJECTED = 0, 3  # exit codes of `jepa-pilot finetune`
 
@@ -285,6 +285,20 @@ def _lower_priority(nice: int) -> Callable[[], None]:
     return prepare
 
 
+def finetune_command(bundle: str | Path, live: Path, base: Path, out: Path, verdict: Path,
+                     cfg: OnlineConfig) -> list[str]:
+    """The `jepa-pilot finetune` child's command line, with the learner's settings."""
+    return [sys.executable, "-m", "jepa_pilot.cli.main", "finetune", str(bundle), "--data", str(live),
+            "--base", str(base), "--out", str(out), "--json", str(verdict), "--steps", str(cfg.finetune_steps),
+            "--margin", str(cfg.margin), "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads),
+            "--quiet", "--encoder" if cfg.finetune_encoder else "--no-encoder"]
+
+
+def finetune_environment(cfg: OnlineConfig) -> dict[str, str]:
+    """The child's environment: this one, with the math libraries held to ``finetune_threads``."""
+    return {**os.environ, **{k: str(cfg.finetune_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+
+
 class FinetuneJob:
     """One `jepa-pilot finetune` child on a hard-linked snapshot of the buffer."""
 
@@ -302,15 +316,10 @@ class FinetuneJob:
         weights = buffer.weights(time.time(), since)
         (work / "weights.json").write_text(json.dumps([float(w) for w in weights]))
         self.steps, self.started = buffer.steps, time.monotonic()
-        command = [sys.executable, "-m", "jepa_pilot.cli.main", "finetune", current["path"],
-                   "--data", str(self.snapshot), "--base", str(base_data), "--out", str(out),
-                   "--live-weights", str(work / "weights.json"), "--json", str(self.result_path),
-                   "--steps", str(cfg.finetune_steps), "--margin", str(cfg.margin),
-                   "--base-limit", str(cfg.base_limit), "--threads", str(cfg.finetune_threads), "--quiet",
-                   "--encoder" if cfg.finetune_encoder else "--no-encoder"]
-        env = {**os.environ, **{k: str(cfg.finetune_threads) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS")}}
+        command = finetune_command(current["path"], self.snapshot, base_data, out, self.result_path, cfg)
         self.log = open(work / "finetune.log", "w")
-        self.proc = subprocess.Popen(command, stdout=self.log, stderr=subprocess.STDOUT, env=env,
+        self.proc = subprocess.Popen([*command, "--live-weights", str(work / "weights.json")], stdout=self.log,
+                                     stderr=subprocess.STDOUT, env=finetune_environment(cfg),
                                      preexec_fn=_lower_priority(cfg.nice))
 
     def poll(self) -> dict | None:
