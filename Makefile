@@ -78,6 +78,7 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
 	$(ENV) jepa-pilot bench swap --bundle two_rooms --providers cpu --json benchmarks/swap.json
+	$(ENV) jepa-pilot bench finetune --bundle two_rooms --json benchmarks/finetune.json
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies latent,true_state,random \
 	  --json benchmarks/eval_two_rooms_direct.json
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json

@@ -6,7 +6,8 @@ collect live data of the changed robot with the dataset collector, then run
 the online trainer's own child (``online.finetune_command``: `jepa-pilot
 finetune` with the trainer's steps, threads, margin and base limit) on it, once
 for the predictor only and once with ``--encoder``. Recorded per run: wall time,
-optimiser steps per second, the child's peak memory (its own ``ru_maxrss``),
+steps per second of the child's whole run (loading, training, gate, export: the
+trainer's ``finetune_steps_per_s``), the child's peak resident memory,
 the gate's verdict and reason; and for the starting bundle and every accepted
 one, the one score that compares latent spaces, the held-out rollout/copy-last
 MSE on the same live and base frames (``finetune.relative_scores``).
@@ -18,7 +19,6 @@ which only makes them slower on a busy machine).
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import tempfile
 import time
@@ -40,26 +40,32 @@ def _collect_live(where: Path, change: dict, episodes: int, steps: int, seed: in
     return where
 
 
+# Runs the fine-tune as its child and reports the child's peak resident memory. A wrapper, because a child
+# forked straight from this process would report this process's memory as its own until its exec.
+_PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+             "print(f'peak_rss_kb {resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss}'); sys.exit(code)")
+
+
 def _finetune(bundle: Path, live: Path, base: Path, out: Path, cfg) -> dict:
     """One `jepa-pilot finetune` child as the trainer starts it; its verdict, wall time and peak memory."""
+    import sys
+
     from jepa_pilot.world_model.online import finetune_command, finetune_environment
 
     verdict = out.with_suffix(".json")
     start = time.monotonic()
-    proc = subprocess.Popen(finetune_command(bundle, live, base, out, verdict, cfg), env=finetune_environment(cfg),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    output = proc.stdout.read()
-    _, status, usage = os.wait4(proc.pid, 0)  # this child's own resource use
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, *finetune_command(bundle, live, base, out, verdict, cfg)],
+                          env=finetune_environment(cfg), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     wall = time.monotonic() - start
-    result = json.loads(verdict.read_text()) if verdict.is_file() else {}
     if proc.returncode not in (0, 3):
-        raise RuntimeError(f"jepa-pilot finetune exited with {proc.returncode}:\n{output[-2000:]}")
-    return {"accepted": proc.returncode == 0, "reason": result.get("reason", ""), "metric": result.get("metric"),
+        raise RuntimeError(f"jepa-pilot finetune exited with {proc.returncode}:\n{proc.stdout[-2000:]}")
+    peak_kb = int(proc.stdout.strip().splitlines()[-1].split()[-1])
+    result = json.loads(verdict.read_text())
+    return {"accepted": proc.returncode == 0, "reason": result["reason"], "metric": result.get("metric"),
             "world_changed": result.get("world_changed"), "wall_s": wall,
-            "steps_per_s": cfg.finetune_steps / result["wall_s"] if result.get("wall_s") else None,
-            "peak_rss_mb": usage.ru_maxrss / 1024, "model_id": result.get("model_id"),
-            "current_rank": result.get("current_rank"), "candidate_rank": result.get("candidate_rank")}
+            "steps_per_s": cfg.finetune_steps / result["wall_s"], "peak_rss_mb": peak_kb / 1024,
+            "model_id": result.get("model_id"), "current_rank": result.get("current_rank"),
+            "candidate_rank": result.get("candidate_rank")}
 
 
 def run(bundle: Path, base: Path, scenarios: list[str], episodes: int, steps: int, seed: int, cfg,

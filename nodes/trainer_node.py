@@ -10,7 +10,7 @@ Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted b
            /jepa/explore (std_msgs/Bool, latched): true each second while it asks the planner
            to explore (``explore_seconds`` after a fine-tune found the world changed), then false
            /diagnostics (buffer size and steps, steps recorded per second over the last minute and
-           the last fine-tune's optimiser steps per second, transitions recorded and dropped by reason,
+           the last fine-tune's steps per second of its whole run, transitions recorded and dropped by reason,
            fine-tunes started / accepted / rejected and the last verdict, the surprise drift)
 Services   ~/rollback (std_srvs/Trigger): announce the bundle before the current one again
 

@@ -193,6 +193,22 @@ def test_the_surprise_monitor_finds_drift_only_when_the_moving_robot_is_surprise
 
 
 @pytest.mark.unit
+def test_a_drift_hovering_at_the_threshold_keeps_its_onset_until_it_falls_back_halfway(tmp_path):
+    monitor = fed_monitor(tmp_path)
+    wall = feed(monitor, 0.0, "base", [1.0] * 20)
+    wall = feed(monitor, wall, "base", [1.3] * 20)
+    first = monitor.onset
+    assert monitor.drifted() and first is not None
+    for level in (1.2, 1.3, 1.15, 1.3):  # crossing the 1.25 threshold, never below 1.125
+        wall = feed(monitor, wall, "base", [level] * 20)
+        assert monitor.drifted() is (level >= 1.25) and monitor.onset == first, level
+    wall = feed(monitor, wall, "base", [1.1] * 20)  # back halfway: the next rise is a new change
+    later = wall
+    feed(monitor, wall, "base", [1.3] * 20)
+    assert monitor.drifted() and later - 2.0 <= monitor.onset <= later
+
+
+@pytest.mark.unit
 def test_a_fine_tuned_encoder_is_judged_against_a_reference_of_its_own_latent_space(tmp_path):
     from jepa_pilot.world_model.online import SurpriseMonitor, encoder_space
 

@@ -362,19 +362,36 @@ def _adam_steps(cfg: FinetuneConfig, groups: list[dict], progress: bool, loss_of
         bar.set_postfix(loss=f"{float(loss.detach()):.4f}", refresh=False)
 
 
-class PredictorTuning:
+class _Tuning:
+    """What one kind of fine-tune trains on and how it scores: training windows of live data (weighted)
+    and of ``base_train`` episodes, and one fixed draw of held-out windows per dataset (``val``)."""
+
+    metric = ""
+
+    def __init__(self, split: _Split, cfg: FinetuneConfig, device: torch.device, base_train: list[int]) -> None:
+        self.split, self.device = split, device
+        self.live = split.weighted(self._windows(split.live, split.live_train))
+        self.base = self._windows(split.base, base_train)
+        rng = split.val_rng(cfg)
+        self.val = {name: self._tensors(self._windows(data, idx).sample(cfg.val_windows, rng))
+                    for name, data, idx in (("live", split.live, split.live_val), ("base", split.base, split.base_val))}
+
+    def _windows(self, dataset: Dataset, indices: list[int]) -> EpisodeWindows:
+        raise NotImplementedError
+
+    def _tensors(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+
+class PredictorTuning(_Tuning):
     """The predictor learns in the deployed encoder's latent space: every episode encoded once by
     encoder.onnx; score: the held-out rollout MSE."""
 
     metric = "rollout MSE"
 
     def __init__(self, bundle: Bundle, split: _Split, cfg: FinetuneConfig, device: torch.device) -> None:
-        self.graphs, self.split, self.device = _graphs(bundle), split, device
-        self.live = split.weighted(self._windows(split.live, split.live_train))
-        self.base = self._windows(split.base, split.base_train)
-        rng = split.val_rng(cfg)
-        self.val = {name: self._tensors(self._windows(data, idx).sample(cfg.val_windows, rng))
-                    for name, data, idx in (("live", split.live, split.live_val), ("base", split.base, split.base_val))}
+        self.graphs = _graphs(bundle)
+        super().__init__(split, cfg, device, split.base_train)
 
     def load(self, bundle_dir: Path) -> WorldModel:
         return load_predictor(bundle_dir)
@@ -415,23 +432,17 @@ class PredictorTuning:
         model.eval()
 
 
-class EncoderTuning:
+class EncoderTuning(_Tuning):
     """Encoder and predictor learn with the training objective (``losses.jepa_loss``) on frames; score:
     the held-out rollout MSE relative to copy-last, each model in its own latent space."""
 
     metric = "rollout/copy-last MSE"
 
     def __init__(self, bundle: Bundle, split: _Split, cfg: FinetuneConfig, device: torch.device) -> None:
-        self.split, self.device = split, device
         self.loss = LossConfig.from_dict(bundle.spec.recipe.get("loss"))
         self.ema = float(bundle.spec.recipe.get("train", {}).get("ema", 0.99))
-        rng = np.random.default_rng([cfg.seed, 777])
-        base_train = sorted(rng.permutation(split.base_train)[:cfg.base_episodes].tolist())
-        self.live = split.weighted(self._windows(split.live, split.live_train))
-        self.base = self._windows(split.base, base_train)
-        rng = split.val_rng(cfg)
-        self.val = {name: self._tensors(self._windows(data, idx).sample(cfg.val_windows, rng))
-                    for name, data, idx in (("live", split.live, split.live_val), ("base", split.base, split.base_val))}
+        rng = np.random.default_rng([cfg.seed, 777])  # frames held in memory: a draw of the base episodes
+        super().__init__(split, cfg, device, sorted(rng.permutation(split.base_train)[:cfg.base_episodes].tolist()))
 
     def load(self, bundle_dir: Path) -> WorldModel:
         return load_world_model(bundle_dir)

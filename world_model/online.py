@@ -181,7 +181,10 @@ class SurpriseMonitor:
     * ``drift()``: recent median / reference, None until both are full;
       ``onset``: the wall time of the oldest sample in the window when drift was
       first seen after none; the median crosses once about half the window is
-      new, so the change came after the onset, by about half a window.
+      new, so the change came after the onset, by about half a window. "None"
+      means the drift fell back halfway to the reference (1.125 for a ratio of
+      1.25): a drift that hovers at the threshold keeps its first onset rather
+      than moving it forward at every crossing.
     """
 
     FRESH_S = 0.5  # a command older than this (wall seconds) no longer says the robot moves
@@ -234,10 +237,10 @@ class SurpriseMonitor:
                 self.path.write_text(json.dumps({"references": self.references}, indent=1))
         drift = self.drift()
         if drift is not None and self.ratio > 0:  # unknown while the window refills after a swap: state stands
-            drifting = drift >= self.ratio
-            if drifting and not self._drifting:
-                self.onset = self.recent[0][0]
-            self._drifting = drifting
+            if drift >= self.ratio and not self._drifting:
+                self.onset, self._drifting = self.recent[0][0], True
+            elif drift < 1 + (self.ratio - 1) / 2:  # back halfway to the reference: a new rise is a new onset
+                self._drifting = False
 
     def drift(self) -> float | None:
         reference = self.reference
