@@ -73,7 +73,7 @@ test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 30 min on 2 cores)
+bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 55 min on 2 cores)
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
