@@ -50,7 +50,7 @@ from jepa_pilot.data.bag import actions_for, resample
 from jepa_pilot.data.dataset import FORMAT, Dataset, DatasetError, DatasetInfo, Episode
 from jepa_pilot.perception.preprocess import resize
 
-__all__ = ["ReplayConfig", "ReplayBuffer", "TransitionRecorder"]
+__all__ = ["ReplayConfig", "ReplayBuffer", "TransitionRecorder", "live_info"]
 
 INDEX, INDEX_FORMAT = "replay.json", "jepa_pilot.replay/1"
 ENTRY = ("file", "steps", "first_stamp", "last_stamp", "wall", "bytes", "surprise")  # per shard in the index
@@ -267,6 +267,15 @@ class ReplayBuffer:
         self._entries = sorted(known, key=lambda e: e["file"])
 
 
+def live_info(spec, recorder: str) -> DatasetInfo:
+    """What a replay buffer recorded for the bundle ``spec`` (a BundleSpec) holds: its robot, frame size,
+    actions and control period, ``source: live``."""
+    return DatasetInfo(robot=spec.robot, source="live", image_height=spec.image_size, image_width=spec.image_size,
+                       action_names=tuple(spec.action_names), action_scale=tuple(spec.action_scale),
+                       control_period=spec.control_period,
+                       notes=f"recorded live by {recorder} with model {spec.model_id}")
+
+
 class TransitionRecorder:
     """Live commands, frames and surprise -> shards of a :class:`ReplayBuffer` (see the module docstring).
 
@@ -281,6 +290,7 @@ class TransitionRecorder:
     def __init__(self, buffer: ReplayBuffer, log: Callable[[str], None] = print) -> None:
         self.buffer, self.info, self.config, self.log = buffer, buffer.info, buffer.config, log
         self.counts: collections.Counter = collections.Counter()
+        self._rate: collections.deque = collections.deque()  # (now, counts["recorded"]) per recorded_per_s call
         # the shard in memory: T+1 kept frames, T steps (step t: frame t -> t+1)
         self._times: list[float] = []
         self._images: list[np.ndarray] = []          # (H, W, 3) uint8 each
@@ -294,6 +304,15 @@ class TransitionRecorder:
         self._hold = -math.inf         # commands jumped back, frames not yet: frames up to this are from before
         self._frames_ahead = False     # frames jumped back, commands not yet
         self._held = False             # an e-stop holds the robot: no frame is recorded
+
+    def recorded_per_s(self, now: float, window: float = 60.0) -> float:
+        """Steps recorded per second over about the last ``window`` seconds, from the counts seen at this
+        call and the earlier ones in the window (``now``: a monotonic clock; call it regularly)."""
+        self._rate.append((now, self.counts["recorded"]))
+        while now - self._rate[0][0] > window:
+            self._rate.popleft()
+        (t0, n0), (t1, n1) = self._rate[0], self._rate[-1]
+        return (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0
 
     def on_command(self, stamp: float, action: Any) -> None:
         """A command at ``stamp``: ``action`` normalised to [-1, 1]^A."""

@@ -29,7 +29,7 @@ import threading
 import time
 import traceback
 
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.clock import Clock, ClockType
 from rclpy.lifecycle import LifecycleNode, LifecycleState, TransitionCallbackReturn
 from rclpy.subscription import Subscription
@@ -39,7 +39,7 @@ from jepa_pilot.common.config import Config, setting
 from jepa_pilot.msg import ModelReady, ModelUpdate
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.qos import qos
-from jepa_pilot.nodes.ros_io import from_time
+from jepa_pilot.nodes.ros_io import diagnostics, from_time
 from jepa_pilot.perception.engine import PROVIDERS, WorldModelEngine
 from jepa_pilot.perception.latents import resolve_bundle
 from jepa_pilot.perception.swap import Staging, load_engine
@@ -258,20 +258,16 @@ class ModelNode(LifecycleNode):
         return from_time(msg.header.stamp)
 
     def _publish_diagnostics(self) -> None:
-        status = DiagnosticStatus(name=f"jepa_pilot: {self.get_name()}", hardware_id=self.get_fully_qualified_name())
         if self.fault:
-            status.level, status.message = DiagnosticStatus.ERROR, self.fault
+            level, message = DiagnosticStatus.ERROR, self.fault
         elif self.state_label != "active":
-            status.level, status.message = DiagnosticStatus.WARN, f"{self.state_label} (not processing)"
+            level, message = DiagnosticStatus.WARN, f"{self.state_label} (not processing)"
         else:
-            status.level, status.message = self.diagnostic_level()
+            level, message = self.diagnostic_level()
         values = {"state": self.state_label, "bundle": self.cfg.bundle}
         if self.engine is not None:
             values.update(model_id=self.engine.model_id, provider=self.engine.providers[0], swaps=self.swaps,
                           bundle=str(self.engine.bundle.root), staged=self.staging.staged_id)
             values.update(self.diagnostic_values())
-        status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
-                         for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(array)
+        self.diag_pub.publish(diagnostics(f"jepa_pilot: {self.get_name()}", self.get_fully_qualified_name(), level,
+                                          message, values, self.get_clock().now().to_msg()))

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 from builtin_interfaces.msg import Time
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
 from geometry_msgs.msg import Twist, TwistStamped
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Float64MultiArray
@@ -18,7 +19,8 @@ from jepa_pilot.control.action_space import TWIST_FIELDS
 from jepa_pilot.perception.preprocess import ENCODINGS, ImageError, decode_image
 
 __all__ = ["ENCODINGS", "ImageError", "image_to_msg", "msg_to_image", "to_time", "from_time",
-           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg", "publish_and_flush"]
+           "twist_to_dict", "dict_to_twist", "yaw_quaternion", "camera_info", "COMMAND_TYPES", "command_msg", "publish_and_flush",
+           "diagnostics"]
 
 
 def to_time(seconds: float) -> Time:
@@ -112,3 +114,12 @@ def publish_and_flush(publisher, msg, timeout: float = 0.5) -> bool:
 
     publisher.publish(msg)
     return publisher.wait_for_all_acked(Duration(nanoseconds=int(timeout * 1e9)))
+
+
+def diagnostics(name: str, hardware_id: str, level: bytes, message: str, values: dict, stamp: Time) -> DiagnosticArray:
+    """One node's ``/diagnostics`` message: its status with ``values`` as key-values (floats to 4 digits)."""
+    status = DiagnosticStatus(name=name, hardware_id=hardware_id, level=level, message=message)
+    status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v)) for k, v in values.items()]
+    array = DiagnosticArray(status=[status])
+    array.header.stamp = stamp
+    return array

@@ -25,7 +25,7 @@ import dataclasses
 import time
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from geometry_msgs.msg import Twist, TwistStamped
 from nav_msgs.msg import Odometry
 from rclpy.node import Node
@@ -42,7 +42,7 @@ from jepa_pilot.nodes.contract import robot_topics
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
-from jepa_pilot.nodes.ros_io import (camera_info, from_time, image_to_msg, to_time, twist_to_dict,
+from jepa_pilot.nodes.ros_io import (camera_info, diagnostics, from_time, image_to_msg, to_time, twist_to_dict,
                                      yaw_quaternion)
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.srv import GetGoalImage, ResetSim
@@ -250,19 +250,13 @@ class SimNode(Node):
     def _publish_diagnostics(self) -> None:
         p50, p99 = self.monitor.work_percentiles()
         rtf = self.monitor.real_time_factor()
-        status = DiagnosticStatus(name="jepa_pilot: sim", hardware_id=self.params.config.env)
-        target = self.params.config.real_time_factor
-        behind = rtf == rtf and rtf < 0.8 * target  # rtf == rtf: not NaN
-        status.level = DiagnosticStatus.WARN if behind else DiagnosticStatus.OK
-        status.message = f"behind real time (factor {rtf:.2f})" if behind else "running"
+        behind = rtf == rtf and rtf < 0.8 * self.params.config.real_time_factor  # rtf == rtf: not NaN
         values = {"sim_time": self.sim_time, "real_time_factor": rtf, "step_ms_p50": p50 * 1e3,
                   "step_ms_p99": p99 * 1e3, "overruns": self.monitor.overruns, **self.gate.counts,
                   **self.env.changes}
-        status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
-                         for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = to_time(self.sim_time)
-        self.diag_pub.publish(array)
+        self.diag_pub.publish(diagnostics(
+            "jepa_pilot: sim", self.params.config.env, DiagnosticStatus.WARN if behind else DiagnosticStatus.OK,
+            f"behind real time (factor {rtf:.2f})" if behind else "running", values, to_time(self.sim_time)))
 
 
 def main(args=None) -> int:

@@ -9,9 +9,8 @@ Subscribes the camera (``image_topic``), the robot profile's command topic
 Publishes  /jepa/model_update (jepa_pilot/ModelUpdate, latched): each accepted bundle
            /jepa/explore (std_msgs/Bool, latched): true each second while it asks the planner
            to explore (``explore_seconds`` after a fine-tune found the world changed), then false
-           /diagnostics (buffer size and steps, steps recorded per second over the last minute and
-           the last fine-tune's steps per second of its whole run, transitions recorded and dropped by reason,
-           fine-tunes started / accepted / rejected and the last verdict, the surprise drift)
+           /diagnostics (buffer, recording and fine-tune rates, transitions dropped by reason,
+           fine-tunes started / accepted / rejected, the last verdict, the surprise drift)
 Services   ~/rollback (std_srvs/Trigger): announce the bundle before the current one again
 
 Frames and executed commands become transitions in a bounded replay buffer
@@ -24,13 +23,12 @@ world-model nodes swap to it between two control periods.
 """
 from __future__ import annotations
 
-import collections
 import dataclasses
 import time
 from pathlib import Path
 
 import numpy as np
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus
 from rclpy.node import Node
 from sensor_msgs.msg import Image
 from std_msgs.msg import Bool
@@ -40,12 +38,11 @@ from jepa_pilot.common.config import ConfigError, setting
 from jepa_pilot.control.action_space import RobotProfile
 from jepa_pilot.control.mpc import robot_fit
 from jepa_pilot.data.bag import JOINT_ARRAY, TWIST, TWIST_STAMPED, command_action
-from jepa_pilot.data.dataset import DatasetInfo
-from jepa_pilot.data.replay import ReplayBuffer, ReplayConfig, TransitionRecorder
+from jepa_pilot.data.replay import ReplayBuffer, ReplayConfig, TransitionRecorder, live_info
 from jepa_pilot.msg import ModelReady, ModelUpdate, Surprise
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.qos import QOS_NAMES, qos
-from jepa_pilot.nodes.ros_io import COMMAND_TYPES, from_time, msg_to_image
+from jepa_pilot.nodes.ros_io import COMMAND_TYPES, diagnostics, from_time, msg_to_image
 from jepa_pilot.nodes.runner import run_node
 from jepa_pilot.perception.bundle import load_bundle
 from jepa_pilot.perception.latents import resolve_bundle
@@ -93,12 +90,9 @@ class TrainerNode(Node):
             raise ConfigError(f"bundle {cfg.bundle!r} with robot {cfg.robot!r}: {exc}") from None
         self.space, self.kind = self.profile.action_space, self.profile.command_type
         work = Path(cfg.work_dir).expanduser()
-        info = DatasetInfo(robot=spec.robot, source="live", image_height=spec.image_size,
-                           image_width=spec.image_size, action_names=tuple(spec.action_names),
-                           action_scale=tuple(spec.action_scale), control_period=spec.control_period,
-                           notes=f"recorded live by trainer_node with model {spec.model_id}")
         log = self.get_logger()
-        self.buffer = ReplayBuffer(work / "replay", info, cfg.part(ReplayConfig), log=log.warning)
+        self.buffer = ReplayBuffer(work / "replay", live_info(spec, "trainer_node"), cfg.part(ReplayConfig),
+                                   log=log.warning)
         self.recorder = TransitionRecorder(self.buffer, log=log.warning)
         history = BundleHistory(work / "bundles", spec.model_id, root, cfg.keep_bundles)
         base = base_dataset(cfg, spec) if cfg.learn else None
@@ -108,7 +102,6 @@ class TrainerNode(Node):
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
         self.explore_pub = self.create_publisher(Bool, "/jepa/explore", qos("latched"))
         self.exploring = False
-        self.recorded = collections.deque(maxlen=61)  # (monotonic s, steps recorded) per tick: the last minute
         self.create_subscription(Image, cfg.image_topic, self._on_image, qos(cfg.image_qos, depth=10))
         self.create_subscription(COMMAND_TYPES[self.kind], self.profile.command_topic, self._on_command,
                                  qos("reliable", depth=50))
@@ -182,20 +175,13 @@ class TrainerNode(Node):
 
     def _publish_diagnostics(self) -> None:
         counts = self.recorder.counts
-        self.recorded.append((time.monotonic(), counts["recorded"]))
-        (t0, n0), (t1, n1) = self.recorded[0], self.recorded[-1]
-        values = {"recorded_steps_per_s": (n1 - n0) / (t1 - t0) if t1 > t0 else 0.0,
+        values = {"recorded_steps_per_s": self.recorder.recorded_per_s(time.monotonic()),
                   "buffer_mb": self.buffer.total_bytes / 2**20, "buffer_steps": self.buffer.steps,
                   "shards": self.buffer.shards, "exploring": self.exploring, **self.learner.status(),
                   **{f"recorded_{k}": v for k, v in sorted(counts.items())},
                   **{f"ready_{k}": v for k, v in sorted(self.ready.items())}}
-        status = DiagnosticStatus(name="jepa_pilot: trainer", hardware_id=self.get_fully_qualified_name(),
-                                  level=DiagnosticStatus.OK, message=self.learner.last_reason)
-        status.values = [KeyValue(key=k, value=f"{v:.4g}" if isinstance(v, float) else str(v))
-                         for k, v in values.items()]
-        array = DiagnosticArray(status=[status])
-        array.header.stamp = self.get_clock().now().to_msg()
-        self.diag_pub.publish(array)
+        self.diag_pub.publish(diagnostics("jepa_pilot: trainer", self.get_fully_qualified_name(), DiagnosticStatus.OK,
+                                          self.learner.last_reason, values, self.get_clock().now().to_msg()))
 
     def safe_stop(self) -> None:
         """The process ends: write the shard being recorded; stop a fine-tune in flight."""

@@ -102,14 +102,6 @@ def test_effective_rank_counts_the_directions_a_latent_spreads_over():
     assert ft.effective_rank(line + 1e-3 * torch.randn(4000, 8, generator=g)) == pytest.approx(1, abs=0.01)
 
 
-def test_an_encoder_fine_tune_needs_steps_after_the_head_warm_up():
-    from jepa_pilot.common.config import ConfigError
-
-    with pytest.raises(ConfigError, match="head_warmup"):
-        ft.FinetuneConfig(encoder=True, steps=50, head_warmup=50)
-    assert ft.FinetuneConfig(encoder=False, steps=50, head_warmup=50).head_warmup == 50  # unused then
-
-
 def test_latent_windows_cut_like_frame_windows_and_follow_episode_weights():
     steps, length, skip = (13, 21), 3, 4
     latents = [np.arange(t + 1, dtype=np.float32)[:, None] + 100 * e for e, t in enumerate(steps)]  # (T+1, 1)
@@ -186,7 +178,7 @@ def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
 
 
 def test_rotated_dynamics_are_learned_with_the_encoder_too(rotated, base, tmp_path):
-    cfg = ft.FinetuneConfig(threads=1, encoder=True, steps=100, head_warmup=30)
+    cfg = ft.FinetuneConfig(threads=1, encoder=True, steps=100, head_warmup=0.3)
     result = ft.finetune(SHIPPED, rotated, base, tmp_path / "new", cfg, progress=False)
     g = result.gate
     assert g.accepted and g.metric == "rollout/copy-last MSE", g.reason
@@ -253,3 +245,19 @@ def test_cli_refuses_bad_input_with_status_2(base, tmp_path, capsys, monkeypatch
         assert out.startswith("jepa-pilot finetune: error: ") and message in out, out
         assert json.loads(verdict.read_text()) == {"accepted": False, "reason": f"not fine-tuned: {out[28:].strip()}"}
     assert not (tmp_path / "new").exists()
+
+
+def test_bench_finetune_runs_the_trainers_child_in_both_modes_and_reads_its_verdict(base):
+    from jepa_pilot.evaluation import finetune_bench
+    from jepa_pilot.world_model.online import OnlineConfig
+
+    out = finetune_bench.run(SHIPPED, base, ["rotation"], episodes=4, steps=50, seed=2,
+                             cfg=OnlineConfig(finetune_steps=20), log=lambda line: None)
+    row = out["scenarios"]["rotation"]
+    assert row["change"] == {"action_rotation_deg": 90.0} and row["start_score"]["live"] > 0
+    for mode, metric in (("predictor", "rollout MSE"), ("encoder", "rollout/copy-last MSE")):
+        result = row["modes"][mode]
+        assert result["metric"] == metric and result["reason"].startswith(("accepted", "rejected")), result
+        assert 100 < result["peak_rss_mb"] < 4000 and result["steps_per_s"] > 0 and result["wall_s"] > 0
+        assert ("score" in result) == result["accepted"]  # accepted bundles are scored on the same frames
+        assert (result["candidate_rank"] is not None) == (mode == "encoder")

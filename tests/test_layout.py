@@ -27,7 +27,7 @@ ALLOWED = {
     "data": {"common", "control", "sim", "perception"},
     "world_model": {"common", "data"},
     "nodes": {"common", "control", "perception", "sim", "data", "world_model"},  # trainer_node: replay, learner
-    "evaluation": {"common", "control", "data", "perception", "sim", "nodes", "cli"},
+    "evaluation": {"common", "control", "data", "perception", "sim", "world_model", "nodes", "cli"},  # bench finetune
     "cli": {"common", "control", "data", "evaluation", "nodes", "perception", "sim", "world_model"},
 }
 LIBRARIES = ("common", "sim", "perception", "control", "data", "world_model")  # below the apps

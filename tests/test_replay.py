@@ -11,7 +11,7 @@ import pytest
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data.bag import resample
 from jepa_pilot.data.dataset import Dataset, DatasetError, DatasetInfo, Episode
-from jepa_pilot.data.replay import ReplayBuffer, ReplayConfig, TransitionRecorder
+from jepa_pilot.data.replay import ReplayBuffer, ReplayConfig, TransitionRecorder, live_info
 
 pytestmark = pytest.mark.unit
 
@@ -78,6 +78,27 @@ def test_recorded_buffer_is_a_dataset_with_the_commanded_actions(tmp_path):
         assert a.timestamps[-1] == b.timestamps[0]
     assert [e["file"] for e in index(tmp_path)] == ["000000.npz", "000001.npz", "000002.npz"]
     assert rec.counts["shards_written"] == 3 and rec.counts["no_command"] == 0
+
+
+def test_the_recording_rate_counts_the_steps_of_the_last_minute_only(tmp_path):
+    buffer, rec = make(tmp_path, shard_steps=10)
+    assert rec.recorded_per_s(0.0) == 0.0  # one call: no span yet
+    record(rec, 0.0, 25)  # 25 steps written (two shards) or held in memory
+    rec.flush()
+    assert rec.counts["recorded"] == 25 and rec.recorded_per_s(10.0) == 2.5  # 25 steps in 10 s
+    assert rec.recorded_per_s(50.0) == 0.5  # nothing more: 25 in 50 s
+    assert rec.recorded_per_s(65.0) == 0.0  # the first calls left the minute: 0 new steps since 10 s
+
+
+def test_live_info_describes_the_bundle_it_records_for():
+    from jepa_pilot.common.bundle import load_bundle
+    from jepa_pilot.common.paths import package_share
+
+    spec = load_bundle(package_share() / "models" / "two_rooms").spec
+    info = live_info(spec, "trainer_node")
+    assert info.source == "live" and info.robot == spec.robot and info.action_dim == spec.action_dim
+    assert (info.image_height, info.image_width) == (spec.image_size, spec.image_size)
+    assert info.control_period == spec.control_period and spec.model_id in info.notes
 
 
 def test_frames_at_30hz_are_kept_on_the_10hz_grid_as_the_bag_importer_keeps_them(tmp_path):

@@ -16,7 +16,7 @@ By default only the predictor learns; ``encoder=True`` fine-tunes the encoder to
   (``losses.jepa_loss``): an EMA target encoder started from the deployed one,
   the VICReg variance and covariance terms and a new inverse-dynamics head
   against collapse. The head starts untrained, so the encoder stays frozen for
-  ``head_warmup`` steps while head and predictor learn, then learns at the lower
+  the first ``head_warmup`` of the steps while head and predictor learn, then learns at the lower
   ``encoder_lr``. Frames are held in memory (at most ``base_episodes`` of the
   base dataset). Both graphs are exported; the runtime re-encodes the goal when
   it switches to the new bundle.
@@ -93,8 +93,8 @@ class FinetuneConfig(Config):
     encoder: bool = setting(False, "also fine-tune the encoder (the JEPA loss: EMA target, VICReg, inverse "
                             "dynamics); both graphs are exported and the gate's score is scale-free")
     encoder_lr: float = setting(1e-4, "encoder fine-tune: learning rate of the encoder", low=0.0, high=1.0)
-    head_warmup: int = setting(100, "encoder fine-tune: first steps with the encoder frozen while the new "
-                               "inverse-dynamics head learns", low=0)
+    head_warmup: float = setting(0.1, "encoder fine-tune: share of the steps, at the start, with the encoder "
+                                 "frozen while the new inverse-dynamics head learns", low=0.0, high=0.9)
     rank_limit: float = setting(0.25, "encoder fine-tune gate: the latent's effective rank on base frames may "
                                 "shrink by at most this fraction", low=0.0, high=1.0)
     base_episodes: int = setting(200, "encoder fine-tune: base training episodes held in memory as frames "
@@ -107,8 +107,6 @@ class FinetuneConfig(Config):
         super().__post_init__()
         if self.base_fraction and not int(self.batch_size * self.base_fraction):
             self._fail("base_fraction", self.base_fraction, f"gives no base window in a batch of {self.batch_size}")
-        if self.encoder and self.head_warmup >= self.steps:
-            self._fail("head_warmup", self.head_warmup, f"leaves the encoder no step to learn in {self.steps} steps")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -481,7 +479,7 @@ class EncoderTuning(_Tuning):
                 with torch.no_grad():
                     for t, o in zip(target.parameters(), model.encoder.parameters()):
                         t.lerp_(o, 1.0 - self.ema)
-            model.encoder.requires_grad_(step >= cfg.head_warmup)  # frozen while the new head learns
+            model.encoder.requires_grad_(step >= int(cfg.head_warmup * cfg.steps))  # frozen while the new head learns
             loss, _ = jepa_loss(model, target, head, *self._tensors(next(batches)), self.loss)
             return loss
 
@@ -494,7 +492,7 @@ def relative_scores(bundle_dir: str | Path, live_dir: str | Path, base_dir: str 
     """A bundle's held-out rollout/copy-last MSE on the live and base windows an encoder fine-tune's gate
     scores (the same draw for every bundle with the same data and ``cfg``): one number that compares
     bundles whatever their latent space."""
-    cfg = (cfg or FinetuneConfig()).replace(encoder=True, head_warmup=0)
+    cfg = (cfg or FinetuneConfig()).replace(encoder=True)
     bundle = load_bundle(bundle_dir)
     tuning = EncoderTuning(bundle, _Split.of(bundle, Path(live_dir), Path(base_dir), cfg, None), cfg,
                            torch.device("cpu"))
