@@ -11,7 +11,10 @@
   finetune  fine-tuning on live data of a changed robot (eval-adapt's changes), predictor only and with
          the encoder, as the online trainer runs it: time, steps/s, peak memory, the gate's verdict, and a
          score that compares latent spaces (rollout/copy-last MSE on held-out frames)
-  soak   the sim graph driving to random goals for --minutes at a 30 Hz camera; every node's memory,
+  loop   the sim graph's control loop at --camera-hz (30) driving to goals for --minutes (5), idle and
+         beside a one-core CPU hog: frame -> latent -> plan latency, command rate, planning time, dropped
+         frames, stale stops, CPU per node, goals reached; a latency plot
+  soak   the sim graph driving to random goals for --minutes (60) at a 30 Hz camera; every node's memory,
          CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
          memory grows more than --max-growth after --warmup minutes, or a node dies
 """
@@ -41,7 +44,7 @@ DDS_SCENARIOS = {
 def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "soak"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
@@ -50,14 +53,15 @@ def register(sub) -> None:
     p.add_argument("--faults", help="faults: comma-separated names (default: all; see evaluation/faults.py)")
     p.add_argument("--scale", type=float, default=1.0, help="faults: multiply each fault's duration (default 1)")
     p.add_argument("--log", type=Path, default=Path("out/bench/nodes.log"), help="faults, soak: the nodes' output")
-    p.add_argument("--minutes", type=float, default=60.0, help="soak: how long to drive (default 60)")
+    p.add_argument("--minutes", type=float, help="loop, soak: how long to drive (default: loop 5 per run, soak 60)")
     p.add_argument("--every", type=float, default=60.0, help="soak: seconds between samples (default 60)")
     p.add_argument("--warmup", type=float, default=5.0,
                    help="soak: minutes before memory is judged (default 5)")
     p.add_argument("--max-growth", type=float, default=0.05,
                    help="soak: the most a node's memory may grow after the warm-up, as a fraction (default 0.05)")
-    p.add_argument("--camera-hz", type=float, default=30.0, help="soak: camera rate; the sim steps at 100 Hz (default 30)")
-    p.add_argument("--plot", type=Path, help="soak: the plot (default: next to --json, .png)")
+    p.add_argument("--camera-hz", type=float, default=30.0,
+                   help="loop, soak: camera rate; the sim steps at 100 Hz (default 30)")
+    p.add_argument("--plot", type=Path, help="loop, soak: the plot (default: next to --json, .png)")
     p.add_argument("--scenarios", default="rotation,gain,harmless",
                    help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
     p.add_argument("--base-data", type=Path, default=Path("out/adapt/base"),
@@ -69,7 +73,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "finetune": bench_finetune,
-               "faults": bench_faults,
+               "faults": bench_faults, "loop": bench_loop,
                "soak": bench_soak}
     results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
@@ -255,12 +259,39 @@ def bench_faults(args: argparse.Namespace) -> dict:
     return {"env": "two_rooms", "stop_limit_s": stop_limit, "scale": args.scale, "faults": results}
 
 
+def bench_loop(args: argparse.Namespace) -> dict:
+    from jepa_pilot.evaluation import loop_bench
+
+    minutes = 5.0 if args.minutes is None else args.minutes
+    if minutes <= 0 or not 1.0 <= args.camera_hz <= 100.0:
+        raise SystemExit("jepa-pilot bench loop: --minutes must be > 0 and --camera-hz in [1, 100]")
+    args.log.parent.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    with open(args.log, "w") as log:
+        for name in ("idle", "loaded"):
+            print(f"{name}: {minutes:g} min at a {args.camera_hz:g} Hz camera"
+                  + (", a one-core CPU hog beside it" if name == "loaded" else ""), flush=True)
+            runs[name] = loop_bench.run(minutes * 60.0, args.camera_hz, name == "loaded", log,
+                                        on_goal=lambda n, ok: print(f"  goals {ok}/{n}", end="\r", flush=True))
+            s = runs[name]["summary"]
+            print(f"  {s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "
+                  f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops {s['stale_stops']}, "
+                  f"overrun stops {s['overrun_stops']}; goals {s['goals_reached']}/{s['goals']}")
+    plot_path = args.plot or (args.json.with_suffix(".png") if args.json else Path("out/bench/loop.png"))
+    loop_bench.plot(runs, plot_path)
+    print(f"plot: {plot_path}")
+    return {"env": "two_rooms", "sim_step_s": loop_bench.SIM_STEP, "minutes_per_run": minutes,
+            "definitions": loop_bench.__doc__.split("\n\n", 1)[1], "plot": str(plot_path),
+            **{name: run["summary"] for name, run in runs.items()}}
+
+
 def bench_soak(args: argparse.Namespace) -> dict:
     from jepa_pilot import sim
     from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs
     from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
     from jepa_pilot.evaluation.soak import Soak, plot, summary_line, verdict
 
+    args.minutes = 60.0 if args.minutes is None else args.minutes
     if args.minutes <= args.warmup:
         raise SystemExit(f"jepa-pilot bench soak: --minutes {args.minutes:g} must be longer than --warmup "
                          f"{args.warmup:g} (memory is judged after the warm-up)")

@@ -45,6 +45,8 @@ from jepa_pilot.control.planner import Plan, Planner, PlannerConfig, RolloutMode
 from jepa_pilot.control.supervisor import Cause, Decision, Status, Supervisor, SupervisorConfig
 from jepa_pilot.perception.latents import LatentHistory
 
+STOPLESS = ("planning", "no_goal", "reached", "exploring")  # causes that never stop the robot
+
 __all__ = ["Cause", "Status", "Decision", "Job", "PlanResult", "Step", "LatentMPC", "robot_fit"]
 
 
@@ -97,7 +99,8 @@ class LatentMPC:
         self.history = LatentHistory(history, model_step)
         self.timer = timer
         self.last = Decision(Status.IDLE, Cause.NO_GOAL, "no goal")
-        self.counts = collections.Counter(plans=0, overruns=0, dropped_plans=0, stops=0)
+        self.counts = collections.Counter(plans=0, overruns=0, dropped_plans=0, stops=0,
+                                          **{f"stops_{c.value}": 0 for c in Cause if c.value not in STOPLESS})
         self._new_goal = True  # no plan made for the current goal yet
         self.explorer = explorer or MomentumRandomWalk(self.action_dim)
         self.explore_period, self._explore_next, self._explore_action = explore_period, -float("inf"), None
@@ -220,6 +223,7 @@ class LatentMPC:
         step = Step(decision, self.last, command, plan, planning_time)
         if step.changed and decision.status == Status.STOPPED:
             self.counts["stops"] += 1
+            self.counts[f"stops_{decision.cause.value}"] += 1  # by cause: stops_stale, stops_overrun, ...
         self.last = decision
         return step
 

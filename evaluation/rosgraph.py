@@ -151,6 +151,7 @@ class GraphWatcher(Node):
         self.states: list[tuple[float, np.ndarray]] = []   # (stamp, env state) from /odom or /joint_states
         self.plans: list[tuple[float, PlanStatus]] = []    # (wall arrival, message)
         self.commands: list[tuple[float, bool]] = []       # (wall arrival, moves the robot) from /cmd_vel
+        self.latent_times: list[tuple[float, float]] = []  # (wall arrival, header stamp) from /jepa/latent
         self.speeds: list[tuple[float, float]] = []        # (wall arrival, base speed m/s) from /odom
         self.diagnostics: dict[str, dict[str, str]] = {}   # node -> its latest /diagnostics values
         # Kept for the whole session (forget leaves them): a run's series.
@@ -231,6 +232,7 @@ class GraphWatcher(Node):
         self.surprises.append((time.monotonic(), float(msg.distance)))
 
     def _on_latent(self, msg: Latent) -> None:
+        self.latent_times.append((time.monotonic(), from_time(msg.header.stamp)))
         if msg.model_id not in self.models_seen:
             self.models_seen[msg.model_id] = (time.monotonic(), from_time(msg.header.stamp))
 
@@ -244,7 +246,7 @@ class GraphWatcher(Node):
     def forget(self, before: float) -> None:
         """Drop what arrived before wall time ``before``, and every recorded state (a long run between
         episodes: what a run keeps would otherwise grow without bound)."""
-        for series in (self.image_times, self.plans, self.commands, self.speeds):
+        for series in (self.image_times, self.latent_times, self.plans, self.commands, self.speeds):
             series[:] = [entry for entry in series if entry[0] >= before]
         self.frames.clear()
         self.states.clear()
@@ -332,6 +334,12 @@ class GraphWatcher(Node):
         image = np.frombuffer(bytes(shot.image.data), np.uint8).reshape(shot.image.height, shot.image.width, 3)
         end = begin + tracker.steps * period  # the stamp of the last state the episode was judged on
         return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": end}
+
+    def plan_times(self) -> list[tuple[float, float, bool, float]]:
+        """(wall arrival, stamp of the frame it was made from, whether it drove, planning time in s) of each
+        PlanStatus received."""
+        return [(wall, from_time(m.header.stamp), m.status == PlanStatus.STATUS_PLANNING, float(m.planning_time))
+                for wall, m in self.plans]
 
     def latencies(self, since: float = 0.0) -> np.ndarray:
         """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp

@@ -201,6 +201,8 @@ def test_an_overrun_holds_the_robot_with_cause_overrun_until_a_plan_is_in_time()
     assert step.plan is not None and step.plan.actions[0].any() and not step.command.any()
     assert step.planning_time == pytest.approx(0.3) and mpc.counts["overruns"] == 1
     assert mpc.watchdog(0.05, 100.05).decision.cause == Cause.OVERRUN  # keeps holding between latents
+    assert mpc.counts["stops"] == mpc.counts["stops_overrun"] == 1 and mpc.report()["stops_overrun"] == 1
+    assert mpc.counts["stops_stale"] == 0  # a stop counts once, under its cause
     model.seconds = 0.05
     step = control_step(mpc, np.zeros(2), 0.1)
     assert step.decision.cause == Cause.PLANNING and step.command.any()

@@ -1,0 +1,183 @@
+"""`jepa-pilot bench loop`: the control loop at camera rate, on an idle machine and beside a CPU hog.
+
+One run: the sim graph (sim node stepping at 100 Hz with its camera at
+``camera_hz``; encoder, planner and predictor nodes; real DDS on this
+machine) driving the robot to random goal images (the soak's start/goal
+pairs) for ``seconds`` of wall time. ``loaded`` is the same run with a CPU
+hog beside it: one process spinning on one core at normal priority.
+
+Per camera frame, on the wall clock of the harness (one more subscriber on
+the same machine, so its arrival times include its own delivery):
+
+* ``latency``: frame arrival -> arrival of the plan made from the latent of
+  that frame (PlanStatus header = the frame's stamp), plans that drove only;
+* ``encode``: frame arrival -> arrival of its latent;
+* ``plan_ms``: the planner's own time per plan (``PlanStatus.planning_time``).
+
+For the run: the command rate (``/cmd_vel`` messages per wall second),
+frames that did not reach the harness against the camera rate, latents the
+planner refused and frames the encoder refused (their ``/diagnostics``
+counters), the planner's stops for stale latents and for overrun plans (its
+counts by cause), CPU per node process group (100 % = one core), goals
+finished within the run (reached or out of steps) and reached; the goal the
+end of the run interrupted counts in neither (``goal_cut_short``). :func:`summarize` computes everything from the recorded
+series (no ROS), so it is tested on its own.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from jepa_pilot.evaluation.rosgraph import frame_loss
+from jepa_pilot.evaluation.soak import group_usage
+
+__all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "summarize", "hog", "run", "plot"]
+
+SIM_STEP = 0.01  # s: the sim node steps at 100 Hz, the camera at camera_hz within it
+# (node, /diagnostics key) -> the summary's name for the counter's change over the run
+COUNTERS = {("planner", "stops_stale"): "stale_stops", ("planner", "stops_overrun"): "overrun_stops",
+            ("planner", "dropped_latents"): "latents_refused_by_planner", ("encoder", "dropped"): "frames_refused_by_encoder"}
+
+
+def percentiles_ms(seconds, prefix: str) -> dict:
+    """{prefix_ms_p50, prefix_ms_p99} of durations in seconds (None when there are none)."""
+    values = np.asarray(seconds, dtype=float)
+    if not len(values):
+        return {f"{prefix}_ms_p50": None, f"{prefix}_ms_p99": None}
+    p50, p99 = np.percentile(values, [50, 99]) * 1e3
+    return {f"{prefix}_ms_p50": round(float(p50), 2), f"{prefix}_ms_p99": round(float(p99), 2)}
+
+
+def frame_latencies(image_times, arrivals) -> list[tuple[float, float]]:
+    """For each (wall arrival, stamp) in ``arrivals`` whose stamp is a frame's in ``image_times``
+    ((wall arrival, stamp) of the frames): (its arrival, its arrival minus the frame's), in seconds."""
+    frames = {round(stamp, 6): wall for wall, stamp in image_times}
+    return [(wall, wall - frames[key]) for wall, stamp in arrivals if (key := round(stamp, 6)) in frames]
+
+
+def summarize(image_times, latent_times, plans, commands, seconds: float, camera_hz: float,
+              counters_before: dict, counters_after: dict, cpu_pct: dict, goals: int, reached: int) -> dict:
+    """One run's numbers. ``plans``: (wall arrival, stamp, drove, planning_time) per PlanStatus;
+    ``commands``: wall arrivals on /cmd_vel; counters: {summary name: value} at the start and end."""
+    drove = [(wall, stamp) for wall, stamp, driving, _ in plans if driving]
+    latency = [lat for _, lat in frame_latencies(image_times, drove)]
+    out = {"camera_hz": camera_hz, "seconds": round(seconds, 1),
+           "command_rate_hz": round(len(commands) / seconds, 2) if seconds > 0 else 0.0,
+           **percentiles_ms(latency, "latency"),
+           **percentiles_ms([lat for _, lat in frame_latencies(image_times, latent_times)], "encode"),
+           **percentiles_ms([t for _, _, driving, t in plans if driving], "plan"),
+           "plans": len(plans), "plans_driving": len(drove), "frames_with_a_plan": len(latency),
+           "camera_at_harness": frame_loss([stamp for _, stamp in image_times], camera_hz),
+           "goals": goals, "goals_reached": reached, "cpu_pct": cpu_pct}
+    for name in COUNTERS.values():
+        before, after = counters_before.get(name), counters_after.get(name)
+        out[name] = None if after is None else int(after - (before or 0))
+    return out
+
+
+@contextlib.contextmanager
+def hog(on: bool):
+    """A process spinning on one core for the duration (nothing when ``on`` is false)."""
+    proc = subprocess.Popen([sys.executable, "-c", "while True: pass"], start_new_session=True) if on else None
+    try:
+        yield proc
+    finally:
+        if proc is not None:
+            proc.kill()
+            proc.wait()
+
+
+def _counters(watcher) -> dict:
+    out = {}
+    for (node, key), name in COUNTERS.items():
+        try:
+            out[name] = float(watcher.diagnostics.get(node, {})[key])
+        except (KeyError, ValueError):
+            pass
+    return out
+
+
+def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Callable[[int, int], None] = None) -> dict:
+    """One run of the sim graph (see the module docstring); returns its summary and latency series."""
+    from jepa_pilot import sim
+    from jepa_pilot.cli.supervisor import Launcher
+    from jepa_pilot.cli.up import child_environment
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs
+    from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
+
+    env, loop = sim.make("two_rooms"), LoopConfig()
+    specs = sim_graph("two_rooms", jepa=True, sim=dict(control_period=SIM_STEP, camera_rate_hz=camera_hz))
+    goals = reached = cut = 0
+    with Launcher(specs, env=child_environment(os.environ), stream=log_file) as launcher, \
+            watching(env, keep_frames=False) as watcher:
+        wait_until_up(watcher, launcher.alive)
+        watcher.spin_until(lambda: "planner" in watcher.diagnostics and "encoder" in watcher.diagnostics, 30)
+        with hog(loaded):
+            start, before = time.monotonic(), _counters(watcher)
+            cpu0 = {name: group_usage(launcher.processes[name].pid)[1] for name in launcher.labels}
+            for start_state, goal in goal_pairs(env, 10_000, seed=0):
+                left = start + seconds - time.monotonic()
+                if left <= 0 or not launcher.alive():
+                    break
+                try:
+                    record, _ = watcher.run_goal(start_state, goal, loop.max_steps, loop.success_radius,
+                                                 alive=lambda: launcher.alive() and time.monotonic() < start + seconds)
+                except RuntimeError:  # time ran out mid-goal (or a node died: the summary shows it)
+                    cut = 1
+                    break
+                goals, reached = goals + 1, reached + bool(record.success)
+                if on_goal is not None:
+                    on_goal(goals, reached)
+            elapsed = time.monotonic() - start
+            cpu = {name: round(100.0 * (group_usage(launcher.processes[name].pid)[1] - cpu0[name]) / elapsed, 1)
+                   for name in launcher.labels}
+        watcher.spin_until(lambda: False, 1.5)  # the counters' next /diagnostics (published every second)
+        after = _counters(watcher)
+        died = {name: p.returncode for name, p in launcher.processes.items() if p.poll() is not None}
+        in_run = lambda wall: start <= wall <= start + elapsed  # noqa: E731
+        images = [(w, s) for w, s in watcher.image_times if in_run(w)]
+        latents = [(w, s) for w, s in watcher.latent_times if in_run(w)]
+        plans = [p for p in watcher.plan_times() if in_run(p[0])]
+        commands = [w for w, _ in watcher.commands if in_run(w)]
+    summary = summarize(images, latents, plans, commands, elapsed, camera_hz, before, after, cpu, goals, reached)
+    summary["nodes_died"], summary["goal_cut_short"] = died, cut  # a goal the end of the run interrupted
+    pairs = frame_latencies(images, [(w, s) for w, s, driving, _ in plans if driving])
+    series = {"t_s": [round(w - start, 3) for w, _ in pairs], "latency_ms": [round(lat * 1e3, 2) for _, lat in pairs]}
+    return {"summary": summary, "series": series}
+
+
+def plot(runs: dict, path: Path) -> None:
+    """Frame-to-plan latency: its distribution (CDF) per run, and over time."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (cdf, over) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, result in runs.items():
+        lat = np.sort(result["series"]["latency_ms"])
+        s = result["summary"]
+        label = f"{name}: p50 {s['latency_ms_p50']} ms, p99 {s['latency_ms_p99']} ms"
+        if len(lat):
+            cdf.plot(lat, np.arange(1, len(lat) + 1) / len(lat), label=label)
+        over.plot(result["series"]["t_s"], result["series"]["latency_ms"], ".", ms=2, label=name)
+    camera = next(iter(runs.values()))["summary"]["camera_hz"] if runs else 30.0
+    for ax in (cdf, over):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    cdf.axvline(1e3 / camera, color="k", ls="--", lw=0.8)
+    cdf.set_xscale("log")
+    cdf.set(xlabel="frame -> plan latency (ms, log); dashed: one camera period", ylabel="fraction of frames",
+            title="latency distribution")
+    over.set(xlabel="wall time in the run (s)", ylabel="frame -> plan latency (ms)", title="latency over time")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
