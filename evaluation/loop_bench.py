@@ -6,12 +6,14 @@ machine) driving the robot to random goal images (the soak's start/goal
 pairs) for ``seconds`` of wall time. ``loaded`` is the same run with a CPU
 hog beside it: one process spinning on one core at normal priority.
 
-Per camera frame, on the wall clock of the harness (one more subscriber on
-the same machine, so its arrival times include its own delivery):
+Per camera frame, on this machine's system clock, from the times the
+publishers sent the messages (the DDS source timestamps the harness reads;
+its own delivery delays do not count):
 
-* ``latency``: frame arrival -> arrival of the plan made from the latent of
-  that frame (PlanStatus header = the frame's stamp), plans that drove only;
-* ``encode``: frame arrival -> arrival of its latent;
+* ``latency``: the sim node sends the frame -> the planner sends the plan
+  made from the latent of that frame (PlanStatus header = the frame's
+  stamp); plans that drove only (a command goes out with each);
+* ``encode``: the frame sent -> its latent sent;
 * ``plan_ms``: the planner's own time per plan (``PlanStatus.planning_time``).
 
 For the run: the command rate (``/cmd_vel`` messages per wall second),
@@ -55,26 +57,27 @@ def percentiles_ms(seconds, prefix: str) -> dict:
     return {f"{prefix}_ms_p50": round(float(p50), 2), f"{prefix}_ms_p99": round(float(p99), 2)}
 
 
-def frame_latencies(image_times, arrivals) -> list[tuple[float, float]]:
-    """For each (wall arrival, stamp) in ``arrivals`` whose stamp is a frame's in ``image_times``
-    ((wall arrival, stamp) of the frames): (its arrival, its arrival minus the frame's), in seconds."""
-    frames = {round(stamp, 6): wall for wall, stamp in image_times}
-    return [(wall, wall - frames[key]) for wall, stamp in arrivals if (key := round(stamp, 6)) in frames]
+def frame_latencies(frames, later) -> list[tuple[float, float]]:
+    """For each (time, stamp) in ``later`` whose stamp is a frame's in ``frames`` ((time, stamp) of the
+    frames): (its time, its time minus the frame's), in seconds."""
+    sent = {round(stamp, 6): t for t, stamp in frames}
+    return [(t, t - sent[key]) for t, stamp in later if (key := round(stamp, 6)) in sent]
 
 
-def summarize(image_times, latent_times, plans, commands, seconds: float, camera_hz: float,
+def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float,
               counters_before: dict, counters_after: dict, cpu_pct: dict, goals: int, reached: int) -> dict:
-    """One run's numbers. ``plans``: (wall arrival, stamp, drove, planning_time) per PlanStatus;
-    ``commands``: wall arrivals on /cmd_vel; counters: {summary name: value} at the start and end."""
-    drove = [(wall, stamp) for wall, stamp, driving, _ in plans if driving]
-    latency = [lat for _, lat in frame_latencies(image_times, drove)]
+    """One run's numbers. ``frames``, ``latents``: (time sent, stamp); ``plans``: (time sent, stamp, drove,
+    planning_time) per PlanStatus; ``commands``: arrival times on /cmd_vel; counters: {summary name: value}
+    at the start and the end. Frames lost are frames that never reached the harness."""
+    drove = [(t, stamp) for t, stamp, driving, _ in plans if driving]
+    latency = [lat for _, lat in frame_latencies(frames, drove)]
     out = {"camera_hz": camera_hz, "seconds": round(seconds, 1),
            "command_rate_hz": round(len(commands) / seconds, 2) if seconds > 0 else 0.0,
            **percentiles_ms(latency, "latency"),
-           **percentiles_ms([lat for _, lat in frame_latencies(image_times, latent_times)], "encode"),
+           **percentiles_ms([lat for _, lat in frame_latencies(frames, latents)], "encode"),
            **percentiles_ms([t for _, _, driving, t in plans if driving], "plan"),
            "plans": len(plans), "plans_driving": len(drove), "frames_with_a_plan": len(latency),
-           "camera_at_harness": frame_loss([stamp for _, stamp in image_times], camera_hz),
+           "camera_at_harness": frame_loss([stamp for _, stamp in frames], camera_hz),
            "goals": goals, "goals_reached": reached, "cpu_pct": cpu_pct}
     for name in COUNTERS.values():
         before, after = counters_before.get(name), counters_after.get(name)
@@ -141,15 +144,15 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
         watcher.spin_until(lambda: False, 1.5)  # the counters' next /diagnostics (published every second)
         after = _counters(watcher)
         died = {name: p.returncode for name, p in launcher.processes.items() if p.poll() is not None}
-        in_run = lambda wall: start <= wall <= start + elapsed  # noqa: E731
-        images = [(w, s) for w, s in watcher.image_times if in_run(w)]
-        latents = [(w, s) for w, s in watcher.latent_times if in_run(w)]
-        plans = [p for p in watcher.plan_times() if in_run(p[0])]
+        in_run = lambda wall: start <= wall <= start + elapsed  # noqa: E731  (arrival, monotonic)
+        frames, latents = ([e[1:3] for e in watcher.sent[k] if in_run(e[0])] for k in ("image", "latent"))
+        plans = [e[1:] for e in watcher.sent["plan"] if in_run(e[0])]
         commands = [w for w, _ in watcher.commands if in_run(w)]
-    summary = summarize(images, latents, plans, commands, elapsed, camera_hz, before, after, cpu, goals, reached)
+    summary = summarize(frames, latents, plans, commands, elapsed, camera_hz, before, after, cpu, goals, reached)
     summary["nodes_died"], summary["goal_cut_short"] = died, cut  # a goal the end of the run interrupted
-    pairs = frame_latencies(images, [(w, s) for w, s, driving, _ in plans if driving])
-    series = {"t_s": [round(w - start, 3) for w, _ in pairs], "latency_ms": [round(lat * 1e3, 2) for _, lat in pairs]}
+    pairs = frame_latencies(frames, [(t, s) for t, s, driving, _ in plans if driving])
+    t0 = frames[0][0] if frames else 0.0
+    series = {"t_s": [round(t - t0, 3) for t, _ in pairs], "latency_ms": [round(lat * 1e3, 2) for _, lat in pairs]}
     return {"summary": summary, "series": series}
 
 

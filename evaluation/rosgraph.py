@@ -151,7 +151,10 @@ class GraphWatcher(Node):
         self.states: list[tuple[float, np.ndarray]] = []   # (stamp, env state) from /odom or /joint_states
         self.plans: list[tuple[float, PlanStatus]] = []    # (wall arrival, message)
         self.commands: list[tuple[float, bool]] = []       # (wall arrival, moves the robot) from /cmd_vel
-        self.latent_times: list[tuple[float, float]] = []  # (wall arrival, header stamp) from /jepa/latent
+        # (wall arrival, publication time, header stamp[, ...]): the publisher's own send time (the DDS source
+        # timestamp, this machine's system clock, in s), free of this process's own delivery delays;
+        # plans add (drove, planning time s)
+        self.sent: dict[str, list[tuple]] = {"image": [], "latent": [], "plan": []}
         self.speeds: list[tuple[float, float]] = []        # (wall arrival, base speed m/s) from /odom
         self.diagnostics: dict[str, dict[str, str]] = {}   # node -> its latest /diagnostics values
         # Kept for the whole session (forget leaves them): a run's series.
@@ -180,8 +183,9 @@ class GraphWatcher(Node):
         self.estop_pub = self.create_publisher(Bool, "/jepa/estop", qos("reliable"))
 
     # --- recording ----------------------------------------------------------------
-    def _on_image(self, msg: Image) -> None:
+    def _on_image(self, msg: Image, info) -> None:
         self.image_times.append((time.monotonic(), from_time(msg.header.stamp)))
+        self.sent["image"].append((time.monotonic(), _source_time(info), from_time(msg.header.stamp)))
         if self.relay is not None:
             self._forward(msg)
         if self.keep_frames:
@@ -220,8 +224,10 @@ class GraphWatcher(Node):
     def _on_clock(self, msg: Clock) -> None:
         self.sim_time = from_time(msg.clock)
 
-    def _on_plan(self, msg: PlanStatus) -> None:
+    def _on_plan(self, msg: PlanStatus, info) -> None:
         self.plans.append((time.monotonic(), msg))
+        self.sent["plan"].append((time.monotonic(), _source_time(info), from_time(msg.header.stamp),
+                                  msg.status == PlanStatus.STATUS_PLANNING, float(msg.planning_time)))
 
     def _on_diagnostics(self, msg: DiagnosticArray) -> None:
         for status in msg.status:  # "jepa_pilot: planner" -> "planner"
@@ -231,8 +237,8 @@ class GraphWatcher(Node):
     def _on_surprise(self, msg: Surprise) -> None:
         self.surprises.append((time.monotonic(), float(msg.distance)))
 
-    def _on_latent(self, msg: Latent) -> None:
-        self.latent_times.append((time.monotonic(), from_time(msg.header.stamp)))
+    def _on_latent(self, msg: Latent, info) -> None:
+        self.sent["latent"].append((time.monotonic(), _source_time(info), from_time(msg.header.stamp)))
         if msg.model_id not in self.models_seen:
             self.models_seen[msg.model_id] = (time.monotonic(), from_time(msg.header.stamp))
 
@@ -246,7 +252,7 @@ class GraphWatcher(Node):
     def forget(self, before: float) -> None:
         """Drop what arrived before wall time ``before``, and every recorded state (a long run between
         episodes: what a run keeps would otherwise grow without bound)."""
-        for series in (self.image_times, self.latent_times, self.plans, self.commands, self.speeds):
+        for series in (self.image_times, self.plans, self.commands, self.speeds, *self.sent.values()):
             series[:] = [entry for entry in series if entry[0] >= before]
         self.frames.clear()
         self.states.clear()
@@ -335,12 +341,6 @@ class GraphWatcher(Node):
         end = begin + tracker.steps * period  # the stamp of the last state the episode was judged on
         return record, {"goal_image": image, "goal_stamp": stamp, "end_stamp": end}
 
-    def plan_times(self) -> list[tuple[float, float, bool, float]]:
-        """(wall arrival, stamp of the frame it was made from, whether it drove, planning time in s) of each
-        PlanStatus received."""
-        return [(wall, from_time(m.header.stamp), m.status == PlanStatus.STATUS_PLANNING, float(m.planning_time))
-                for wall, m in self.plans]
-
     def latencies(self, since: float = 0.0) -> np.ndarray:
         """Frame-to-plan latency (s): wall arrival of a plan minus that of the frame with its stamp
         (the plans that arrived after wall time ``since``)."""
@@ -348,6 +348,13 @@ class GraphWatcher(Node):
         out = [wall - frames[key] for wall, m in self.plans if wall >= since
                and (key := round(from_time(m.header.stamp), 6)) in frames and m.status == PlanStatus.STATUS_PLANNING]
         return np.array(out)
+
+
+def _source_time(info) -> float:
+    """When the publisher sent the message (s, system clock), from rclpy's message info; the arrival time
+    where the middleware gives none."""
+    ns = info.get("source_timestamp", 0) if isinstance(info, dict) else 0
+    return ns * 1e-9 if ns else time.time()
 
 
 @contextlib.contextmanager
