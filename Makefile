@@ -73,7 +73,7 @@ test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 55 min on 2 cores)
+bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 65 min on 2 cores)
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
@@ -84,6 +84,7 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
+	$(ENV) jepa-pilot bench loop --json benchmarks/loop.json
 
 soak: $(STAMPS)/colcon  ## one hour driving random goals: memory, CPU, latency, drops per node (benchmarks/soak.json)
 	$(ENV) jepa-pilot bench soak --minutes 60 --json benchmarks/soak.json --log out/bench/soak.log
