@@ -62,6 +62,7 @@ from jepa_pilot.data import Dataset, split_episodes, square_frames
 from jepa_pilot.world_model.export import PARITY_RTOL, OnnxGraphs, _export, _Rollout, parity
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
+from jepa_pilot.world_model.train import _to_torch
 from jepa_pilot.world_model.windows import EpisodeWindows
 
 __all__ = ["FinetuneConfig", "FinetuneError", "GateResult", "FinetuneResult", "LatentWindows", "load_predictor",
@@ -157,8 +158,8 @@ def _onnx_graph(path: Path) -> onnx.GraphProto:
         raise BundleError(f"{path}: not a readable ONNX graph ({exc})") from None
 
 
-def _check_parity(model: WorldModel, bundle: Bundle, which: str, graphs: OnnxGraphs | None = None) -> None:
-    error = parity(model.eval(), graphs or _graphs(bundle), bundle.spec.horizon)[which]
+def _check_parity(model: WorldModel, bundle: Bundle, which: str) -> None:
+    error = parity(model.eval(), _graphs(bundle), bundle.spec.horizon)[which]
     if not error <= PARITY_RTOL:
         raise BundleError(f"{bundle.root}: {which}.onnx does not compute the {'predictor' if which == 'rollout' else which} "
                           f"its weights describe (relative error {error:.3g} > {PARITY_RTOL:g} against PyTorch)")
@@ -453,9 +454,7 @@ class EncoderTuning(_Tuning):
             raise FinetuneError(_too_short(dataset, indices, self.split)) from None
 
     def _tensors(self, batch: tuple[np.ndarray, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        frames, chunks = batch  # (B, L, H, W, 3) uint8, (B, L-1, S, A)
-        x = torch.from_numpy(frames).to(self.device).permute(0, 1, 4, 2, 3).float().div_(255.0)  # (B, L, 3, H, W)
-        return x, torch.from_numpy(chunks).to(self.device)
+        return _to_torch(*batch, self.device)  # (B, L, 3, H, W) in [0, 1], (B, L-1, S, A): as training does
 
     @torch.no_grad()
     def score(self, model: WorldModel, which: str) -> float:
@@ -605,7 +604,8 @@ def finetune(bundle_dir: str | Path, live_dir: str | Path, base_dir: str | Path,
     changed = current_live > cfg.drift_factor * reference  # the base data no longer describes the world
     candidate = copy.deepcopy(current)
     tuning.train(candidate, cfg.replace(base_fraction=0.0) if changed else cfg, progress)
-    ranks = None if tuning.rank(current) is None else (tuning.rank(current), tuning.rank(candidate))
+    rank = tuning.rank(current)
+    ranks = None if rank is None else (rank, tuning.rank(candidate))
     result = gate(current_live, tuning.score(candidate, "live"), current_base, tuning.score(candidate, "base"),
                   cfg.margin, cfg.base_limit, world_changed=changed, base_reference=reference,
                   metric=tuning.metric, ranks=ranks, rank_limit=cfg.rank_limit)
