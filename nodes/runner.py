@@ -18,6 +18,7 @@ import traceback
 from typing import Callable
 
 import rclpy
+from rclpy.exceptions import InvalidHandle
 from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
@@ -25,6 +26,8 @@ from rclpy.signals import SignalHandlerOptions
 from jepa_pilot.common.config import ConfigError
 
 __all__ = ["run_node"]
+
+RESPINS = 10  # executor races on destroyed entities tolerated per process (see run_node)
 
 
 def _interrupt(signum, frame) -> None:
@@ -46,7 +49,17 @@ def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int =
         node = make_node()
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
         executor.add_node(node)
-        executor.spin()
+        for respin in range(RESPINS + 1):
+            try:
+                executor.spin()  # returns at shutdown
+                break
+            except InvalidHandle as exc:
+                # rclpy's own race: an entity destroyed by one executor thread (a lifecycle deactivate
+                # destroys subscriptions and timers) while another was about to use it. Nothing of the
+                # node is lost: spin on, a few times at most (a handle broken for good is an error).
+                if respin == RESPINS:
+                    raise
+                logger.warning(f"executor race on a destroyed entity, spinning on: {exc}")
     except (ConfigError, rclpy.exceptions.ParameterException) as exc:
         logger.fatal(f"invalid parameters: {exc}")
         code = 2

@@ -110,7 +110,7 @@ def test_a_lifecycle_transition_leaves_the_robot_stopped(graph, transition):
                         resend=False)
     assert answer.success
     assert_left_stopped(graph, planner, commands, sub, since)
-    assert planner.proc.poll() is None, "a lifecycle transition does not end the process"
+    assert planner.proc.poll() is None, f"a lifecycle transition does not end the process\n{planner.log()[-3000:]}"
     planner.stop()  # SIGINT now: inactive, already stopped, so nothing more is sent
     assert not moving(commands[-1])
 
