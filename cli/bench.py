@@ -42,7 +42,7 @@ DDS_SCENARIOS = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: simulator cost, image rate through DDS",
+    p = sub.add_parser("bench", help="benchmarks: measured numbers, printed and written as JSON (sim, dds, model, swap, finetune, faults, loop, soak)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak"), help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
