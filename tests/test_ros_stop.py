@@ -73,8 +73,9 @@ def drive(graph, name: str, module: str = "planner_node"):
     shot.image.header.stamp = to_time(from_time(clock[-1].clock) + 0.001)
     # The planner takes the latched goal latent when it comes up; wait until it drives on it.
     assert probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=shot.image)).success
-    assert probe.spin_until(lambda: sum(map(moving, commands)) >= 3 or planner.proc.poll() is not None, 90), \
-        planner.log()[-3000:]
+    if not probe.spin_until(lambda: sum(map(moving, commands)) >= 3 or planner.proc.poll() is not None, 90):
+        planner.stop()  # a planner left running would drive the robot in the next test
+        pytest.fail(f"the planner did not drive:\n{planner.log()[-3000:]}")
     assert module != "planner_node" or planner.proc.poll() is None, planner.log()[-3000:]
     return planner, commands, sub
 
