@@ -61,6 +61,8 @@ def register(sub) -> None:
                    help="soak: the most a node's memory may grow after the warm-up, as a fraction (default 0.05)")
     p.add_argument("--camera-hz", type=float, default=30.0,
                    help="loop, soak: camera rate; the sim steps at 100 Hz (default 30)")
+    p.add_argument("--compose", action="store_true",
+                   help="loop: the encoder, planner and predictor in one process (compose:=true)")
     p.add_argument("--plot", type=Path, help="loop, soak: the plot (default: next to --json, .png)")
     p.add_argument("--scenarios", default="rotation,gain,harmless",
                    help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
@@ -272,7 +274,8 @@ def bench_loop(args: argparse.Namespace) -> dict:
             print(f"{name}: {minutes:g} min at a {args.camera_hz:g} Hz camera"
                   + (", a one-core CPU hog beside it" if name == "loaded" else ""), flush=True)
             runs[name] = loop_bench.run(minutes * 60.0, args.camera_hz, name == "loaded", log,
-                                        on_goal=lambda n, ok: print(f"  goals {ok}/{n}", end="\r", flush=True))
+                                        on_goal=lambda n, ok: print(f"  goals {ok}/{n}", end="\r", flush=True),
+                                        compose=args.compose)
             s = runs[name]["summary"]
             print(f"  {s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "
                   f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops {s['stale_stops']}, "
@@ -280,7 +283,7 @@ def bench_loop(args: argparse.Namespace) -> dict:
     plot_path = args.plot or (args.json.with_suffix(".png") if args.json else Path("out/bench/loop.png"))
     loop_bench.plot(runs, plot_path)
     print(f"plot: {plot_path}")
-    return {"env": "two_rooms", "sim_step_s": loop_bench.SIM_STEP, "minutes_per_run": minutes,
+    return {"env": "two_rooms", "sim_step_s": loop_bench.SIM_STEP, "minutes_per_run": minutes, "compose": args.compose,
             "definitions": loop_bench.__doc__.split("\n\n", 1)[1], "plot": str(plot_path),
             **{name: run["summary"] for name, run in runs.items()}}
 

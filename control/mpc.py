@@ -8,7 +8,8 @@ in three so that planning can run outside the node's lock:
    latent and asks the supervisor. It returns a :class:`Step` to act on now
    (hold, idle, reached) or, when the robot should drive, a step with a
    :class:`Job`: a snapshot (history window, goal, goal version, whether to
-   drop the warm start) that planning needs.
+   drop the warm start, control periods since the previous plan) that
+   planning needs.
 2. ``plan(job)`` (outside the lock) runs the planner on that snapshot and
    times it with ``timer``.
 3. ``on_plan(result, now, wall_now)`` (under the lock) asks the supervisor
@@ -59,6 +60,7 @@ class Job:
     goal_version: int         # the supervisor's goal version when the snapshot was taken
     reset: bool               # drop the warm start before planning
     goal_distance: float      # latent distance from the newest latent to the goal
+    periods: float = 1.0      # control periods (of latent stamps) since the previous plan
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,6 +99,8 @@ class LatentMPC:
         self.planner = Planner(model, planner_config)
         self.supervisor = Supervisor(supervisor_config)
         self.history = LatentHistory(history, model_step)
+        self.period = model_step / model.frameskip  # s: the control period
+        self._plan_stamp: float | None = None  # stamp of the latent the previous plan was made on
         self.timer = timer
         self.last = Decision(Status.IDLE, Cause.NO_GOAL, "no goal")
         self.counts = collections.Counter(plans=0, overruns=0, dropped_plans=0, stops=0,
@@ -165,8 +169,10 @@ class LatentMPC:
             return self._act(decision)
         reset = self._new_goal or self.last.status != Status.PLANNING
         self._new_goal = self._new_goal and not reset
+        periods = 1.0 if self._plan_stamp is None else max(stamp - self._plan_stamp, 0.0) / self.period
+        self._plan_stamp = stamp
         job = Job(self.history.window(), self.supervisor.goal, self.supervisor.goal_version, reset,
-                  decision.goal_distance)
+                  decision.goal_distance, periods)
         return Step(decision, self.last, job=job)
 
     def plan(self, job: Job) -> PlanResult:
@@ -174,7 +180,7 @@ class LatentMPC:
         if job.reset:
             self.planner.reset()
         start = self.timer()
-        plan = self.planner.plan(job.z_hist, job.goal)
+        plan = self.planner.plan(job.z_hist, job.goal, job.periods)
         elapsed = self.timer() - start
         self.counts["plans"] += 1
         return PlanResult(job, plan, elapsed)

@@ -12,6 +12,14 @@ ahead for the cost of 10 predictor steps. The cost of a sequence is the
 smallest latent distance to the goal along it (reaching the goal on the way
 counts; end-only costs stall at walls: docs/design.md), plus optional weight on
 the final distance and a smoothness penalty on action changes.
+
+Planning effort follows time, not calls: ``plan(..., periods)`` says how many
+control periods passed since the previous plan. The warm start is shifted
+by them (one macro step per ``frameskip`` periods), and a warm-started
+search runs ``iterations`` per control period of them (at least one, at
+most ``iterations``): a camera at three times the control rate gets one
+iteration per frame, the same search per second as three per period. A
+cold plan (new goal, after a stop) always runs all ``iterations``.
 """
 from __future__ import annotations
 
@@ -38,7 +46,8 @@ class RolloutModel(Protocol):
 class PlannerConfig(Config):
     method: str = setting("cem", "optimiser", choices=("cem", "mppi"))
     samples: int = setting(256, "action sequences evaluated per iteration", low=4, high=65536)
-    iterations: int = setting(3, "optimiser iterations per control step", low=1, high=100)
+    iterations: int = setting(3, "optimiser iterations per control period (a cold plan runs them all; "
+                              "a warm-started plan made sooner runs its share, at least one)", low=1, high=100)
     elites: int = setting(25, "CEM: best sequences the next distribution is fitted to", low=1, high=65536)
     temperature: float = setting(0.5, "MPPI: softmax temperature on (cost - min cost)", low=1e-6, high=1e6)
     init_std: float = setting(0.7, "initial std of the macro actions (normalised units)", low=0.01, high=2.0)
@@ -76,7 +85,8 @@ class Planner:
         """Forget the previous plan (new goal, or the robot was moved)."""
         self.mean = np.zeros(self.shape)
         self.std = np.full(self.shape, self.config.init_std)
-        self._offset = 0  # control periods executed since the macro grid was last aligned
+        self._offset = 0.0  # control periods executed since the macro grid was last aligned
+        self._warm = False  # mean and std come from a previous plan
 
     def expand(self, macro: np.ndarray) -> np.ndarray:
         """(..., H, A) macro actions -> (..., H*S, A), each held for S control periods."""
@@ -90,11 +100,21 @@ class Planner:
             cost += self.config.smoothness * np.square(np.diff(macro, axis=1)).sum(axis=(1, 2))
         return cost
 
-    def plan(self, z_hist: np.ndarray, goal: np.ndarray) -> Plan:
-        """Search from the latest latents ``z_hist`` (K, D) towards ``goal`` (D,)."""
+    def iterations_for(self, periods: float) -> int:
+        """Optimiser iterations of the next plan, ``periods`` control periods after the previous one."""
+        if not self._warm:
+            return self.config.iterations
+        return int(np.clip(round(self.config.iterations * periods), 1, self.config.iterations))
+
+    def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
+        """Search from the latest latents ``z_hist`` (K, D) towards ``goal`` (D,), ``periods`` control
+        periods after the previous plan (the robot executed that much of it meanwhile)."""
         cfg, lim = self.config, self.config.action_limit
+        iterations = self.iterations_for(periods)
+        if self._warm:
+            self._shift(max(float(periods), 0.0))
         mean, std = self.mean.copy(), self.std.copy()
-        for _ in range(cfg.iterations):
+        for _ in range(iterations):
             noise = self.rng.standard_normal((cfg.samples, *self.shape))
             macro = np.clip(mean + std * noise, -lim, lim)                  # (N, H, A)
             macro[0] = np.clip(mean, -lim, lim)                             # always try the current mean
@@ -110,22 +130,19 @@ class Planner:
                 std = np.maximum(np.sqrt(np.einsum("n,nha->ha", w, (macro - mean) ** 2)), cfg.min_std)
         best = np.clip(mean, -lim, lim)
         final = self.model.rollout(z_hist, self.expand(best[None]).astype(np.float32))[0]
-        self._warm_start(best, std)
+        # Kept to warm-start the next plan, its spread widened again.
+        self.mean, self.std, self._warm = best, np.maximum(std, cfg.init_std * 0.5), True
         return Plan(actions=self.expand(best), latents=final,
                     cost=float(self.costs(final[None], goal, best[None])[0]),
-                    goal_distance=float(np.linalg.norm(z_hist[-1] - goal)), iterations=cfg.iterations)
+                    goal_distance=float(np.linalg.norm(z_hist[-1] - goal)), iterations=iterations)
 
-    def _warm_start(self, best: np.ndarray, std: np.ndarray) -> None:
-        """Keep the plan for the next control step: one period of it will have been executed.
-
-        Macro actions last S periods; after S executed periods the plan shifts by
-        one macro step (the last is repeated) and the spread is widened again.
-        """
-        self._offset += 1
-        self.mean, self.std = best, np.maximum(std, self.config.init_std * 0.5)
-        if self._offset >= self.model.frameskip:
-            self._offset = 0
-            self.mean = np.concatenate([best[1:], best[-1:]])
+    def _shift(self, periods: float) -> None:
+        """``periods`` control periods of the kept plan were executed: macro actions last S periods,
+        so each S executed periods shift the plan by one macro step (the last is repeated)."""
+        self._offset += min(periods, self.model.horizon * self.model.frameskip)
+        while self._offset >= self.model.frameskip - 1e-9:
+            self._offset -= self.model.frameskip
+            self.mean = np.concatenate([self.mean[1:], self.mean[-1:]])
 
 
 def make_planner(model: RolloutModel, **settings) -> Planner:

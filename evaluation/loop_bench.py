@@ -20,7 +20,7 @@ For the run: the command rate (``/cmd_vel`` messages per wall second),
 frames that did not reach the harness against the camera rate, latents the
 planner refused and frames the encoder refused (their ``/diagnostics``
 counters), the planner's stops for stale latents and for overrun plans (its
-counts by cause), CPU per node process group (100 % = one core), goals
+counts by cause), CPU per node process group and of the harness itself (100 % = one core), goals
 finished within the run (reached or out of steps) and reached; the goal the
 end of the run interrupted counts in neither (``goal_cut_short``). :func:`summarize` computes everything from the recorded
 series (no ROS), so it is tested on its own.
@@ -107,7 +107,8 @@ def _counters(watcher) -> dict:
     return out
 
 
-def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Callable[[int, int], None] = None) -> dict:
+def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Callable[[int, int], None] = None,
+        compose: bool = False) -> dict:
     """One run of the sim graph (see the module docstring); returns its summary and latency series."""
     from jepa_pilot import sim
     from jepa_pilot.cli.supervisor import Launcher
@@ -116,7 +117,8 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
     from jepa_pilot.evaluation.rosgraph import sim_graph, wait_until_up, watching
 
     env, loop = sim.make("two_rooms"), LoopConfig()
-    specs = sim_graph("two_rooms", jepa=True, sim=dict(control_period=SIM_STEP, camera_rate_hz=camera_hz))
+    specs = sim_graph("two_rooms", jepa=True, compose=compose,
+                      sim=dict(control_period=SIM_STEP, camera_rate_hz=camera_hz))
     goals = reached = cut = 0
     with Launcher(specs, env=child_environment(os.environ), stream=log_file) as launcher, \
             watching(env, keep_frames=False) as watcher:
@@ -125,6 +127,7 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
         with hog(loaded):
             start, before = time.monotonic(), _counters(watcher)
             cpu0 = {name: group_usage(launcher.processes[name].pid)[1] for name in launcher.labels}
+            harness0 = time.process_time()
             for start_state, goal in goal_pairs(env, 10_000, seed=0):
                 left = start + seconds - time.monotonic()
                 if left <= 0 or not launcher.alive():
@@ -141,6 +144,7 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
             elapsed = time.monotonic() - start
             cpu = {name: round(100.0 * (group_usage(launcher.processes[name].pid)[1] - cpu0[name]) / elapsed, 1)
                    for name in launcher.labels}
+            cpu["harness"] = round(100.0 * (time.process_time() - harness0) / elapsed, 1)
         watcher.spin_until(lambda: False, 1.5)  # the counters' next /diagnostics (published every second)
         after = _counters(watcher)
         died = {name: p.returncode for name, p in launcher.processes.items() if p.poll() is not None}

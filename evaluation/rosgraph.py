@@ -85,14 +85,16 @@ def call_service(client, request, spin_until, timeout: float, resend: bool = Tru
 
 
 def sim_graph(env: str, seed: int = 0, jepa: bool = True, bundle: str | None = None, explore: bool | None = None,
-              learn: bool = False, base_data: str = "", **node_params: dict):
+              learn: bool = False, base_data: str = "", compose: bool = False, **node_params: dict):
     """The node specs of launch/sim.launch.yaml for ``env``, with parameter overrides per node
     (``planner={...}``, ``sim={...}``, ``encoder={...}``, ``trainer={...}``).
 
     The world-model nodes get ``bundle`` (default: the bundle named like the env, as `eval` does);
-    ``learn`` adds the trainer node, fine-tuning on ``base_data`` ('': the launch file's default).
+    ``learn`` adds the trainer node, fine-tuning on ``base_data`` ('': the launch file's default);
+    ``compose`` runs the encoder, planner and predictor in one process (nodes/pilot_node.py).
     """
-    args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower(), "learn": str(learn).lower()}
+    args = {"env": env, "seed": str(seed), "jepa": str(jepa).lower(), "learn": str(learn).lower(),
+            "compose": str(compose).lower()}
     if base_data:
         args["base_data"] = str(base_data)
     if jepa:

@@ -13,4 +13,5 @@ NODES = {
     "predictor_node": "jepa_pilot.nodes.predictor_node",
     "goal_node": "jepa_pilot.nodes.goal_node",
     "trainer_node": "jepa_pilot.nodes.trainer_node",
+    "pilot_node": "jepa_pilot.nodes.pilot_node",  # encoder + planner + predictor in one process
 }

@@ -75,6 +75,7 @@ class EncoderNode(ModelNode):
         self.last_drop, self.last_error, self.error_wall, self.frame_size = "", "", None, None
         self.goal_image: Image | None = None  # the last goal, re-encoded when the model changes
         self.board = ReadyBoard(())
+        self.latent_sinks: list = []  # composed process: nodes each latent is handed to (nodes/pilot_node.py)
 
     def configure(self, engine) -> None:
         self.latent_pub = self.publisher(Latent, "/jepa/latent", qos("reliable"))
@@ -124,12 +125,15 @@ class EncoderNode(ModelNode):
                                       f"{self.engine.spec.image_size}x{self.engine.spec.image_size}",
                                       throttle_duration_sec=5.0)
         self.frame_size = (msg.width, msg.height)
-        self.latent_pub.publish(latent_msg(z, msg.header, self.engine.model_id))
+        latent = latent_msg(z, msg.header, self.engine.model_id)
+        self.latent_pub.publish(latent)
         self.encode_time.add(time.perf_counter() - start)
         self.rate.tick(self.wall())
         now = self.ros_now()
         if now is not None:
             self.latency.add(now - self.stamp_of(msg))
+        for sink in self.latent_sinks:  # composed: the planner plans on it now, in this thread
+            sink(latent)
 
     # --- goals ------------------------------------------------------------------------
     def _set_goal(self, msg: Image) -> tuple[bool, str]:

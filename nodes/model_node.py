@@ -79,6 +79,7 @@ class ModelNode(LifecycleNode):
         self.ready_pub = self.create_publisher(ModelReady, "/jepa/model_ready", qos("latched"))
         self._lifecycle_pubs: list = []
         self._handles: list = []  # what activate() created
+        self.handed_in: set[str] = set()  # topics another node of this process hands in (not subscribed)
         self.steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.diag_pub = self.create_publisher(DiagnosticArray, "/diagnostics", qos("reliable"))
         self.create_timer(1.0, self._publish_diagnostics, clock=self.steady)
@@ -146,7 +147,7 @@ class ModelNode(LifecycleNode):
         return super().on_configure(state)
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
-        self._handles = [*self.activate(),
+        self._handles = [*(h for h in self.activate() if h is not None),
                          self.create_subscription(ModelUpdate, "/jepa/model_update", self._on_model_update,
                                                   qos("latched"))]
         self.state_label = "active"
@@ -236,6 +237,27 @@ class ModelNode(LifecycleNode):
         self.get_logger().warning(f"switched from model {old.model_id} to {engine.model_id} "
                                   f"(swap {self.swaps}; loaded in {self.staging.load_seconds * 1e3:.0f} ms)")
         return True
+
+    # --- composition (nodes/pilot_node.py) ---------------------------------------------
+    def hand_in(self, topic: str, callback, lock: bool = True):
+        """Take ``topic`` from another node of this process instead of subscribing to it: returns
+        the function that node calls with each message. ``callback`` runs only while this node is
+        active, under its lock unless ``lock`` is false (a callback that locks for itself)."""
+        self.handed_in.add(topic)
+
+        def take(msg) -> None:
+            if not lock:
+                return callback(msg) if self.active else None
+            with self.lock:
+                if self.active:
+                    callback(msg)
+        return take
+
+    def subscribe(self, msg_type, topic: str, callback, profile, **kwargs):
+        """A subscription, unless another node of this process hands ``topic`` in (then None)."""
+        if topic in self.handed_in:
+            return None
+        return self.create_subscription(msg_type, topic, callback, profile, **kwargs)
 
     # --- helpers --------------------------------------------------------------------
     def publisher(self, msg_type, topic: str, profile):

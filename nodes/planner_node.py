@@ -72,6 +72,7 @@ class PlannerNode(ModelNode):
         self.goal_header, self.latest_header, self.status_time = None, None, 0.0
         self.out: CommandOutput | None = None
         self.pending_goal: tuple | None = None  # (model id, z, stamp, header): a goal of the staged model
+        self.plan_sinks: list = []  # composed process: nodes the plans are handed to (nodes/pilot_node.py)
 
     def configure(self, engine) -> None:
         cfg, spec = self.cfg, engine.spec
@@ -112,8 +113,8 @@ class PlannerNode(ModelNode):
 
     def activate(self) -> list:
         planning, control = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
-        return [self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable", depth=1),
-                                         callback_group=planning),
+        return [self.subscribe(Latent, "/jepa/latent", self.on_latent, qos("reliable", depth=1),
+                               callback_group=planning),
                 self.create_subscription(Latent, "/jepa/goal_latent", self._on_goal, qos("latched"),
                                          callback_group=control),
                 self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"), callback_group=control),
@@ -199,7 +200,7 @@ class PlannerNode(ModelNode):
         self.get_logger().info(response.message)
         return response
 
-    def _on_latent(self, msg: Latent) -> None:
+    def on_latent(self, msg: Latent) -> None:
         with self.lock:
             if self.active and msg.model_id != self.engine.model_id:
                 self.switch_engine(msg.model_id)  # the first latent of the staged model: switch now
@@ -246,8 +247,10 @@ class PlannerNode(ModelNode):
         if header is None:  # from the watchdog: now, in the newest latent's frame
             header = Header(stamp=self.get_clock().now().to_msg(),
                             frame_id=self.latest_header.frame_id if self.latest_header else "")
-        self.plan_pub.publish(plan_status_msg(step, header, self.engine.model_id, self.cfg.method, self.space.dim,
-                                              self.goal_header))
+        msg = plan_status_msg(step, header, self.engine.model_id, self.cfg.method, self.space.dim, self.goal_header)
+        self.plan_pub.publish(msg)
+        for sink in self.plan_sinks:
+            sink(msg)
 
     def _command(self, action: np.ndarray, header=None) -> None:
         """Publish a normalised action in the robot's command type; ``header``: the latent it acts on."""

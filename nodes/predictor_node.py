@@ -63,14 +63,14 @@ class PredictorNode(ModelNode):
                 self.switch_engine(model_id)
 
     def activate(self) -> list:
-        return [self.create_subscription(Latent, "/jepa/latent", self._on_latent, qos("reliable")),
-                self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable"))]
+        return [self.subscribe(Latent, "/jepa/latent", self.on_latent, qos("reliable")),
+                self.subscribe(PlanStatus, "/jepa/plan", self.on_plan, qos("reliable"))]
 
     def _drop(self, what: str, problem: str) -> None:
         self.counts["dropped"] += 1
         self.get_logger().warning(f"{what} dropped: {problem}", throttle_duration_sec=2.0)
 
-    def _on_latent(self, msg: Latent) -> None:
+    def on_latent(self, msg: Latent) -> None:
         self._follow(msg.model_id)
         spec = self.engine.spec
         problem = latent_problem(spec, msg.model_id, msg.shape, len(msg.data))
@@ -84,7 +84,7 @@ class PredictorNode(ModelNode):
             self.surprise_pub.publish(Surprise(header=msg.header, model_id=spec.model_id, distance=distance,
                                                horizon_s=spec.model_step))
 
-    def _on_plan(self, msg: PlanStatus) -> None:
+    def on_plan(self, msg: PlanStatus) -> None:
         self._follow(msg.model_id)
         spec = self.engine.spec
         if msg.status != Status.PLANNING or not len(msg.actions):

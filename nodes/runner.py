@@ -35,8 +35,9 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int = 1) -> int:
-    """Spin the node ``make_node()`` until a signal, an exception or shutdown; returns the exit code.
+def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None, threads: int = 1) -> int:
+    """Spin the node ``make_node()`` (or the nodes, for a composed process) until a signal, an
+    exception or shutdown; returns the exit code.
 
     0 after a signal or shutdown, 1 after an exception (logged with its traceback), 2 for
     invalid parameters. ``threads`` > 1 spins a MultiThreadedExecutor (for nodes whose
@@ -44,11 +45,13 @@ def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int =
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = signal.signal(signal.SIGTERM, _interrupt)
-    logger, node, code = rclpy.logging.get_logger(name), None, 0
+    logger, nodes, code = rclpy.logging.get_logger(name), [], 0
     try:
-        node = make_node()
+        made = make_node()
+        nodes = made if isinstance(made, list) else [made]
         executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
-        executor.add_node(node)
+        for node in nodes:
+            executor.add_node(node)
         for respin in range(RESPINS + 1):
             try:
                 executor.spin()  # returns at shutdown
@@ -70,10 +73,11 @@ def run_node(make_node: Callable[[], Node], name: str, args=None, threads: int =
         code = 1
     finally:
         signal.signal(signal.SIGTERM, previous)
-        if node is not None and hasattr(node, "safe_stop"):
-            try:
-                node.safe_stop()
-            except Exception:  # noqa: BLE001 - best effort: shutting down must go on
-                logger.error(f"safe stop failed:\n{traceback.format_exc()}")
+        for node in nodes:
+            if hasattr(node, "safe_stop"):
+                try:
+                    node.safe_stop()
+                except Exception:  # noqa: BLE001 - best effort: shutting down must go on
+                    logger.error(f"safe stop failed:\n{traceback.format_exc()}")
         rclpy.try_shutdown()
     return code

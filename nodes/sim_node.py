@@ -57,6 +57,9 @@ class SimNodeConfig(Config):
     control_period: float = setting(0.1, "simulated seconds per step (one timer tick)", low=0.001, high=1.0)
     camera_rate_hz: float = setting(10.0, "camera images per simulated second (<= 1/control_period)",
                                     low=0.1, high=1000.0)
+    state_rate_hz: float = setting(30.0, "/clock and /odom (or /joint_states) messages per simulated second, "
+                                   "at most one per step and one with every image (each costs every "
+                                   "use_sim_time node a callback)", low=0.1, high=1000.0)
     real_time_factor: float = setting(1.0, "simulated seconds per wall second", low=0.01, high=100.0,
                                       dynamic=True)
     cmd_timeout: float = setting(0.5, "s (sim) without a valid command before the robot stops",
@@ -109,7 +112,7 @@ class SimNode(Node):
                                                 self.env.robot_state().joint_names)
         self.gate = CommandGate(self.space, cfg.gate_config())
         self.monitor = LoopMonitor(cfg.control_period / cfg.real_time_factor)  # wall-clock budget per step
-        self.sim_time, self.next_image_time = 0.0, 0.0
+        self.sim_time, self.next_image_time, self.next_state_time = 0.0, 0.0, 0.0
         self._change_world(cfg)
         self.obs, _ = self.env.reset(seed=cfg.seed)
 
@@ -176,6 +179,19 @@ class SimNode(Node):
 
     def _publish_state(self) -> None:
         cfg, stamp, now = self.params.config, to_time(self.sim_time), self.sim_time
+        image_due = self.obs.image is not None and now + 1e-9 >= self.next_image_time
+        if image_due or now + 1e-9 >= self.next_state_time:
+            self.next_state_time = max(self.next_state_time + 1.0 / cfg.state_rate_hz, now)
+            self._publish_clock_and_robot(stamp)
+        if image_due:
+            self.next_image_time = max(self.next_image_time + 1.0 / cfg.camera_rate_hz, now)
+            frame = self.env.camera_frame_id
+            self.image_pub.publish(image_to_msg(self.obs.image, now, frame))
+            self.info_pub.publish(camera_info(cfg.image_width, cfg.image_height,
+                                              *self.env.camera_intrinsics(), now, frame))
+
+    def _publish_clock_and_robot(self, stamp) -> None:
+        cfg = self.params.config
         self.clock_pub.publish(Clock(clock=stamp))
         state = self.env.robot_state()
         if self.space.is_twist:
@@ -193,12 +209,6 @@ class SimNode(Node):
                                 velocity=state.joint_velocities.tolist())
             joints.header.stamp = stamp
             self.joint_pub.publish(joints)
-        if self.obs.image is not None and now + 1e-9 >= self.next_image_time:
-            self.next_image_time = max(self.next_image_time + 1.0 / cfg.camera_rate_hz, now)
-            frame = self.env.camera_frame_id
-            self.image_pub.publish(image_to_msg(self.obs.image, now, frame))
-            self.info_pub.publish(camera_info(cfg.image_width, cfg.image_height,
-                                              *self.env.camera_intrinsics(), now, frame))
 
     # --- services and parameters --------------------------------------------------
     def _on_reset(self, request: ResetSim.Request, response: ResetSim.Response) -> ResetSim.Response:
@@ -212,7 +222,7 @@ class SimNode(Node):
         self.gate.reset()
         if request.restart_clock:
             self.sim_time = 0.0
-        self.next_image_time = self.sim_time  # publish the new view on the next tick
+        self.next_image_time = self.next_state_time = self.sim_time  # the new view and state on the next tick
         response.success, response.message = True, f"reset with seed {request.seed}"
         response.state = self.obs.state.tolist()
         return response

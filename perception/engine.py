@@ -43,6 +43,9 @@ class WorldModelEngine:
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
+        # ORT's worker threads spin after each run by default, waiting for the next one: CPU that the
+        # camera, the simulator and the other nodes of a robot need. They sleep instead.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         names = resolve_providers(providers)
         self.sessions = {}
         for name in ("encoder", "rollout"):

@@ -92,6 +92,12 @@ def test_every_interface_is_generated():
         assert f'"{path.parent.name}/{path.name}"' in cmake, f"{path} is not in rosidl_generate_interfaces"
 
 
+def node_configs(executable: str, name: str | None) -> dict:
+    """{node name: its config class} of the nodes an executable runs (several for a composed process)."""
+    module = importlib.import_module(NODES[executable])
+    return getattr(module, "CONFIGS", None) or {name: module.CONFIG}
+
+
 @pytest.mark.parametrize("launch_file", LAUNCH_FILES, ids=lambda p: p.name)
 def test_launch_files_name_real_nodes_and_real_parameters(launch_file):
     pytest.importorskip("rclpy")
@@ -107,19 +113,21 @@ def test_launch_files_name_real_nodes_and_real_parameters(launch_file):
             continue
         assert spec.executable in NODES, spec.executable
         spec.validate()  # parameter files exist and are well formed
-        declared = {f.name for f, _, _ in importlib.import_module(NODES[spec.executable]).CONFIG.settings()}
+        configs = node_configs(spec.executable, spec.name)  # a composed process: one per node it holds
+        declared = {f.name for config in configs.values() for f, _, _ in config.settings()}
         given = set(spec.params)
         for params_file in spec.param_files:
             sections = yaml.safe_load(Path(params_file).read_text())
-            for key in (spec.name, f"/{spec.name}", "/**"):
+            for key in (*configs, *(f"/{name}" for name in configs), "/**"):
                 given |= set((sections.get(key) or {}).get("ros__parameters", {}))
         unknown = given - declared - ROS_BUILTIN_PARAMS
         assert not unknown, f"{launch_file.name}: {spec.name} does not declare {sorted(unknown)}"
 
 
 def test_parameter_files_only_configure_nodes_that_some_launch_file_starts():
-    started = {spec.name for f in LAUNCH_FILES for args in argument_variants(f)
-               for spec in parse_launch_file(f, args, resolve_external=False)}
+    started = {name for f in LAUNCH_FILES for args in argument_variants(f)
+               for spec in parse_launch_file(f, args, resolve_external=False)
+               for name in (node_configs(spec.executable, spec.name) if spec.package == "jepa_pilot" else [spec.name])}
     for path in (ROOT / "config").glob("*.yaml"):
         sections = set(yaml.safe_load(path.read_text()))
         assert sections <= started | {"/**"}, f"{path.name} configures unknown nodes {sections - started}"
@@ -129,6 +137,6 @@ def test_parameter_files_only_configure_nodes_that_some_launch_file_starts():
 def test_readme_documents_every_node_parameter(executable):
     pytest.importorskip("rclpy")
     readme = (ROOT / "README.md").read_text()
-    config = importlib.import_module(NODES[executable]).CONFIG
-    missing = [f.name for f, _, _ in config.settings() if f"`{f.name}`" not in readme]
+    missing = [f.name for config in node_configs(executable, None).values() for f, _, _ in config.settings()
+               if f"`{f.name}`" not in readme]
     assert not missing, f"README.md does not document {executable} parameters {missing}"

@@ -61,6 +61,30 @@ def test_warm_start_keeps_a_good_plan():
     assert plan.cost <= cold.cost
 
 
+def test_a_warm_plan_runs_its_share_of_the_iterations_and_a_cold_one_all():
+    planner, z, goal = make_planner(PointMass(), iterations=3, seed=0), np.zeros((2, 2)), np.ones(2)
+    assert planner.plan(z, goal, periods=1 / 3).iterations == 3   # cold: all of them
+    assert planner.plan(z, goal, periods=1 / 3).iterations == 1   # a frame a third of a period later
+    assert planner.plan(z, goal, periods=2 / 3).iterations == 2
+    assert planner.plan(z, goal, periods=5.0).iterations == 3     # never more than a cold plan
+    assert planner.plan(z, goal, periods=0.0).iterations == 1     # never none
+    planner.reset()
+    assert planner.plan(z, goal, periods=1 / 3).iterations == 3
+
+
+def test_the_warm_start_shifts_one_macro_step_per_frameskip_periods_however_they_come():
+    model = TimedPointMass(FakeClock())
+    planner, z, goal, s = make_planner(model, iterations=1, seed=0), np.zeros((2, 2)), np.array([0.8, -0.3]), 4
+    previous, thirds = planner.plan(z, goal).actions, 0  # (H*S, A); time in thirds of a period
+    for periods in [3.0, 1.0] + [1 / 3] * 12 + [2.0, 2.0]:
+        shifted = (thirds + round(3 * periods)) // (3 * s) > thirds // (3 * s)
+        thirds += round(3 * periods)
+        plan = planner.plan(z, goal, periods=periods)
+        expected = np.concatenate([previous[s:], previous[-s:]]) if shifted else previous
+        np.testing.assert_allclose(model.starts[-1], expected, atol=1e-6, err_msg=f"after {thirds / 3} periods")
+        previous = plan.actions
+
+
 def test_limits_and_settings_are_validated():
     plan = make_planner(PointMass(), action_limit=0.3).plan(np.zeros((2, 2)), np.ones(2) * 5)
     assert np.abs(plan.actions).max() <= 0.3 + 1e-9
@@ -166,6 +190,19 @@ def test_a_new_goal_drops_the_warm_start():
     assert step.job.reset
     mpc.plan(step.job)
     assert not model.starts[-1].any(), "a new goal must start from a cold plan"
+
+
+def test_mpc_plans_a_camera_faster_than_the_control_rate_at_its_share_of_the_iterations():
+    mpc, _ = make_mpc()  # control period 0.05 s (model step 0.2 s / frameskip 4), iterations 1 ...
+    mpc.planner.config = PlannerConfig(samples=64, elites=8, iterations=3, seed=0)  # ... made 3
+    mpc.set_goal(np.array([0.8, 0.0]))
+    done = []
+    for i in range(4):  # latents three times per control period
+        step = mpc.on_latent(np.zeros(2), i * 0.05 / 3, i * 0.05 / 3, 100.0)
+        result = mpc.plan(step.job)
+        done.append((round(step.job.periods, 6), result.plan.iterations))
+        mpc.on_plan(result, i * 0.05 / 3, 100.0)
+    assert done == [(1.0, 3), (round(1 / 3, 6), 1), (round(1 / 3, 6), 1), (round(1 / 3, 6), 1)]
 
 
 @pytest.mark.parametrize("stop", ["estop", "stale"])
