@@ -21,16 +21,19 @@ from jepa_pilot.evaluation.rosgraph import ServiceTimeout, call_service
 class NodeProcess:
     """A jepa_pilot node started as ``python -m jepa_pilot.nodes.<module>`` with a params file."""
 
-    def __init__(self, module: str, name: str, params: dict, workdir: Path) -> None:
+    def __init__(self, module: str, name: str, params: dict, workdir: Path, composed: bool = False) -> None:
+        """``composed``: a process of several nodes (nodes/pilot_node.py); ``params`` then maps each
+        node's name to its parameters, and no node is renamed."""
         self.name = name
         params_file = workdir / f"{name}.params.yaml"
-        params_file.write_text(yaml.safe_dump({name: {"ros__parameters": params}}))
+        sections = params if composed else {name: params}
+        params_file.write_text(yaml.safe_dump({node: {"ros__parameters": p} for node, p in sections.items()}))
         self.log_path = workdir / f"{name}.log"
         self._log = open(self.log_path, "w")
         program = [module] if module.endswith(".py") else ["-m", f"jepa_pilot.nodes.{module}"]  # a script, or a node
         self.proc = subprocess.Popen(
-            [sys.executable, *program, "--ros-args",
-             "-r", f"__node:={name}", "--params-file", str(params_file)],
+            [sys.executable, *program, "--ros-args", *([] if composed else ["-r", f"__node:={name}"]),
+             "--params-file", str(params_file)],
             stdout=self._log, stderr=subprocess.STDOUT, env=dict(os.environ), start_new_session=True)
 
     def log(self) -> str:
