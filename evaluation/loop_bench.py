@@ -16,7 +16,10 @@ its own delivery delays do not count):
 * ``encode``: the frame sent -> its latent sent;
 * ``plan_ms``: the planner's own time per plan (``PlanStatus.planning_time``).
 
-For the run: the command rate (``/cmd_vel`` messages per wall second),
+For the run: the command rate (``/cmd_vel`` messages per wall second), the
+command rate while driving (plans that drove per wall second, over the
+spans of driving plans with no gap over 0.5 s: the resets between goals
+left out),
 frames that did not reach the harness against the camera rate, latents the
 planner refused and frames the encoder refused (their ``/diagnostics``
 counters), the planner's stops for stale latents and for overrun plans (its
@@ -40,7 +43,8 @@ import numpy as np
 from jepa_pilot.evaluation.rosgraph import frame_loss
 from jepa_pilot.evaluation.soak import group_usage
 
-__all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "summarize", "hog", "run", "plot"]
+__all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "driving_rate", "summarize", "hog", "run",
+           "plot"]
 
 SIM_STEP = 0.01  # s: the sim node steps at 100 Hz, the camera at camera_hz within it
 # (node, /diagnostics key) -> the summary's name for the counter's change over the run
@@ -64,6 +68,18 @@ def frame_latencies(frames, later) -> list[tuple[float, float]]:
     return [(t, t - sent[key]) for t, stamp in later if (key := round(stamp, 6)) in sent]
 
 
+def driving_rate(times, camera_hz: float, gap: float = 0.5) -> float:
+    """Plans that drove per wall second while the robot was driving: the spans of driving plans with
+    no gap over ``gap`` s (between goals the harness resets the robot and nothing drives), each span
+    from its first plan to one camera period after its last."""
+    times = np.sort(np.asarray(times, dtype=float))
+    if not len(times):
+        return 0.0
+    breaks = np.flatnonzero(np.diff(times) > gap)
+    firsts, lasts = times[np.r_[0, breaks + 1]], times[np.r_[breaks, len(times) - 1]]
+    return round(float(len(times) / np.sum(lasts - firsts + 1.0 / camera_hz)), 2)
+
+
 def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float,
               counters_before: dict, counters_after: dict, cpu_pct: dict, goals: int, reached: int) -> dict:
     """One run's numbers. ``frames``, ``latents``: (time sent, stamp); ``plans``: (time sent, stamp, drove,
@@ -73,6 +89,7 @@ def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float
     latency = [lat for _, lat in frame_latencies(frames, drove)]
     out = {"camera_hz": camera_hz, "seconds": round(seconds, 1),
            "command_rate_hz": round(len(commands) / seconds, 2) if seconds > 0 else 0.0,
+           "command_rate_driving_hz": driving_rate([t for t, _ in drove], camera_hz),
            **percentiles_ms(latency, "latency"),
            **percentiles_ms([lat for _, lat in frame_latencies(frames, latents)], "encode"),
            **percentiles_ms([t for _, _, driving, t in plans if driving], "plan"),

@@ -33,12 +33,14 @@ def test_summarize_measures_each_frame_from_its_arrival_to_its_latent_and_its_pl
     assert s["plan_ms_p50"] == pytest.approx(12.0) and s["plan_ms_p99"] > 12.0  # the 0.5 s plan drove too
     assert s["plans"] == 60 and s["plans_driving"] == 59 - 6 + 1 and s["frames_with_a_plan"] == 53
     assert s["command_rate_hz"] == 30.0  # 60 commands in 2 s
+    # 53 driving plans over 59 camera periods, and the one at wall 200 s alone over one period
+    assert s["command_rate_driving_hz"] == pytest.approx(54 / (60 / 30.0), abs=0.01)
     assert s["camera_at_harness"]["lost"] == 1  # frame 7
     assert (s["stale_stops"], s["overrun_stops"], s["frames_refused_by_encoder"]) == (3, 1, 4)
     assert s["latents_refused_by_planner"] is None  # never reported: unknown, not zero
     assert (s["goals"], s["goals_reached"], s["cpu_pct"]) == (3, 2, {"planner": 90.0})
     empty = loop_bench.summarize([], [], [], [], 0.0, 30.0, {}, {}, {}, 0, 0)
-    assert empty["latency_ms_p50"] is None and empty["command_rate_hz"] == 0.0
+    assert empty["latency_ms_p50"] is None and empty["command_rate_hz"] == empty["command_rate_driving_hz"] == 0.0
 
 
 @pytest.mark.unit
@@ -64,10 +66,12 @@ def test_the_plot_writes_an_image(tmp_path):
 
 
 @pytest.mark.ros
-def test_a_short_loop_benchmark_through_the_graph_measures_both_runs(tmp_path):
+@pytest.mark.parametrize("compose", [False, True], ids=["processes", "composed"])
+def test_a_short_loop_benchmark_through_the_graph_measures_both_runs(tmp_path, compose):
     out = tmp_path / "loop.json"
     done = subprocess.run(["jepa-pilot", "bench", "loop", "--minutes", "0.3", "--json", str(out),
-                           "--log", str(tmp_path / "nodes.log")], capture_output=True, text=True, timeout=400)
+                           "--log", str(tmp_path / "nodes.log"), *(["--compose"] if compose else [])],
+                          capture_output=True, text=True, timeout=400)
     assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
     result = json.loads(out.read_text())
     assert result["command"].startswith("jepa-pilot bench loop") and result["machine"]["cpus"] >= 1
@@ -78,5 +82,8 @@ def test_a_short_loop_benchmark_through_the_graph_measures_both_runs(tmp_path):
         assert s["latency_ms_p99"] >= s["latency_ms_p50"] >= s["encode_ms_p50"], s  # a plan follows its latent
         assert s["command_rate_hz"] > 0 and s["plan_ms_p50"] > 0 and s["goals"] + s["goal_cut_short"] >= 1, s
         assert s["stale_stops"] is not None and s["overrun_stops"] is not None, s  # the planner's counters came
-        assert set(s["cpu_pct"]) >= {"sim", "encoder", "planner", "predictor"}, s
+        assert 0 < s["command_rate_driving_hz"] <= 1.05 * s["camera_hz"], s  # at most one plan per frame
+        nodes = {"pilot_node"} if compose else {"encoder", "planner", "predictor"}
+        assert set(s["cpu_pct"]) >= {"sim", "harness", *nodes}, s
+    assert result["compose"] is compose
     assert (tmp_path / "loop.png").exists()
