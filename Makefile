@@ -17,18 +17,24 @@ ENV := source scripts/env.sh &&
 export ROS_AUTOMATIC_DISCOVERY_RANGE ?= LOCALHOST
 export ROS_DOMAIN_ID ?= $(shell echo $$(( $$$$ % 100 + 1 )))
 
+# ONNX Runtime follows the hardware: onnxruntime-gpu where nvidia-smi finds a GPU (or GPU=1),
+# else onnxruntime (GPU=0 forces it). Never both in one venv: they install the same module.
+GPU ?= $(shell nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+ORT := $(if $(filter 1,$(GPU)),gpu,cpu)
+ORT_OTHER := $(if $(filter 1,$(GPU)),onnxruntime,onnxruntime-gpu)
+
 APT_PACKAGES := cmake g++ make libegl1 libegl-mesa0 libgl1-mesa-dri libopengl0 libsdformat-dev ignition-tools
 # The stamp's name carries the package list, so adding a package reinstalls.
 APT_STAMP := $(STAMPS)/apt-$(shell echo $(APT_PACKAGES) | md5sum | cut -c1-8)
 PY_SOURCES := $(shell find common sim control data world_model perception evaluation nodes cli -name '*.py' 2>/dev/null)
 ROS_SOURCES := package.xml CMakeLists.txt $(wildcard msg/*.msg srv/*.srv action/*.action launch/* config/*.yaml config/*/*.yaml models/*/* gazebo/* gazebo/*/* gazebo/*/*/*)
 
-.PHONY: help setup build test test-unit test-sim test-ros demo bench soak train clean distclean
+.PHONY: help setup build test test-unit test-sim test-ros test-gpu demo bench soak train clean distclean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
-setup: $(STAMPS)/venv  ## apt packages + .venv with pinned pip packages (+ ROS 2 wheels)
+setup: $(STAMPS)/venv $(STAMPS)/ort-$(ORT)  ## apt packages + .venv with pinned pip packages (+ ROS 2 wheels; onnxruntime-gpu with GPU=1)
 build: $(STAMPS)/colcon  ## setup + colcon build of the jepa_pilot package in ros_ws/
 
 $(APT_STAMP):
@@ -51,7 +57,17 @@ $(STAMPS)/venv: $(APT_STAMP) requirements/base.txt requirements/ros-jazzy.txt py
 	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check --no-deps --no-build-isolation -e .
 	@touch $@
 
-$(STAMPS)/colcon: $(STAMPS)/venv $(ROS_SOURCES) $(PY_SOURCES)
+# Switching flavour uninstalls the other one, then reinstalls this one over the files they shared.
+$(STAMPS)/ort-$(ORT): $(STAMPS)/venv requirements/ort-$(ORT).txt
+	@if $(VENV)/bin/python -m pip show -q $(ORT_OTHER) >/dev/null 2>&1; then \
+	  echo ">> replacing $(ORT_OTHER) with requirements/ort-$(ORT).txt"; \
+	  $(VENV)/bin/python -m pip uninstall -y -q $(ORT_OTHER); \
+	  $(VENV)/bin/python -m pip install -qq --disable-pip-version-check --force-reinstall --no-deps -r requirements/ort-$(ORT).txt; \
+	fi
+	$(VENV)/bin/python -m pip install -qq --disable-pip-version-check -r requirements/ort-$(ORT).txt
+	@rm -f $(STAMPS)/ort-*; touch $@
+
+$(STAMPS)/colcon: $(STAMPS)/venv $(STAMPS)/ort-$(ORT) $(ROS_SOURCES) $(PY_SOURCES)
 	@echo ">> colcon build (ros_ws/)"
 	@mkdir -p ros_ws/src ros_ws/log && ln -sfn ../.. ros_ws/src/jepa_pilot
 	@$(ENV) cd ros_ws && colcon --log-base log build --symlink-install \
@@ -59,7 +75,7 @@ $(STAMPS)/colcon: $(STAMPS)/venv $(ROS_SOURCES) $(PY_SOURCES)
 	  > $(CURDIR)/ros_ws/log/last_build.txt 2>&1 || { tail -n 40 $(CURDIR)/ros_ws/log/last_build.txt; exit 1; }
 	@touch $@
 
-test: $(STAMPS)/colcon  ## run every test tier that needs no GPU (unit, sim, ros)
+test: $(STAMPS)/colcon  ## run every test tier: unit, sim, ros, slow, and gpu (skipped without CUDA)
 	@echo ">> pytest (ROS_DOMAIN_ID=$$ROS_DOMAIN_ID, discovery $$ROS_AUTOMATIC_DISCOVERY_RANGE)"
 	$(ENV) python -m pytest $(PYTEST_ARGS)
 
@@ -69,11 +85,13 @@ test-sim: $(STAMPS)/colcon  ## only the MuJoCo tests
 	$(ENV) python -m pytest -m sim $(PYTEST_ARGS)
 test-ros: $(STAMPS)/colcon  ## only the ROS 2 graph tests
 	$(ENV) python -m pytest -m ros $(PYTEST_ARGS)
+test-gpu: $(STAMPS)/colcon  ## only the CUDA tests (make test-gpu GPU=1 on a machine with an NVIDIA GPU)
+	$(ENV) python -m pytest -m gpu $(PYTEST_ARGS)
 
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 65 min on 2 cores)
+bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 80 min on 2 cores)
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
@@ -85,6 +103,8 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
 	$(ENV) jepa-pilot bench loop --json benchmarks/loop.json
+	$(ENV) jepa-pilot bench loop --compose --json benchmarks/loop_composed.json
+	$(ENV) jepa-pilot bench gpu --json benchmarks/gpu.json
 
 soak: $(STAMPS)/colcon  ## one hour driving random goals: memory, CPU, latency, drops per node (benchmarks/soak.json)
 	$(ENV) jepa-pilot bench soak --minutes 60 --json benchmarks/soak.json --log out/bench/soak.log

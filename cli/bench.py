@@ -17,6 +17,9 @@
   soak   the sim graph driving to random goals for --minutes (60) at a 30 Hz camera; every node's memory,
          CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
          memory grows more than --max-growth after --warmup minutes, or a node dies
+  gpu    a bundle's encoder, rollout (N 256, 4096) and full plan (default, 4096 samples) on every path
+         this machine offers: ORT CPU, ORT CUDA, ORT CUDA with IO binding and CUDA graphs, the PyTorch
+         CUDA-graph floor, plus a DINO-WM-sized planning reference; paths that cannot run say why
 """
 from __future__ import annotations
 
@@ -42,9 +45,10 @@ DDS_SCENARIOS = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: measured numbers, printed and written as JSON (sim, dds, model, swap, finetune, faults, loop, soak)",
+    p = sub.add_parser("bench", help="benchmarks: measured numbers, printed and written as JSON (sim, dds, model, swap, finetune, faults, loop, soak, gpu)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak"), help="which benchmark")
+    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak", "gpu"),
+                   help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
@@ -75,8 +79,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "finetune": bench_finetune,
-               "faults": bench_faults, "loop": bench_loop,
-               "soak": bench_soak}
+               "faults": bench_faults, "loop": bench_loop, "soak": bench_soak, "gpu": bench_gpu}
     results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
                **results}
@@ -286,6 +289,23 @@ def bench_loop(args: argparse.Namespace) -> dict:
     return {"env": "two_rooms", "sim_step_s": loop_bench.SIM_STEP, "minutes_per_run": minutes, "compose": args.compose,
             "definitions": loop_bench.__doc__.split("\n\n", 1)[1], "plot": str(plot_path),
             **{name: run["summary"] for name, run in runs.items()}}
+
+
+def bench_gpu(args: argparse.Namespace) -> dict:
+    from jepa_pilot.evaluation import gpu_bench
+
+    out = gpu_bench.run(args.bundle or "two_rooms", calls=50 * args.repeats)
+    cuda = out["cuda"]
+    print(f"{out['model_id']}; CUDA: " + (cuda.get("device", "") if cuda["available"] else f"not measured ({cuda['why']})"))
+    for name, path in out["paths"].items():
+        if "skipped" in path:
+            continue
+        plans = ", ".join(f"{k} {v['ms_p50']:.3f}" for k, v in path["plan"].items())
+        rollouts = ", ".join(f"{k} {v['ms_p50']:.3f}" for k, v in path["rollout"].items())
+        print(f"  {name:22s} encoder {path['encoder']['ms_p50']:.3f} ms; rollout {rollouts} ms; plan {plans} ms")
+    if "ms_p50" in out["dino_wm_reference"]:
+        print(f"  DINO-WM-sized plan: {out['dino_wm_reference']['ms_p50']:.1f} ms")
+    return out
 
 
 def bench_soak(args: argparse.Namespace) -> dict:

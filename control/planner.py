@@ -30,7 +30,7 @@ import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["RolloutModel", "PlannerConfig", "Plan", "Planner", "make_planner"]
+__all__ = ["RolloutModel", "PlannerConfig", "Plan", "WarmStart", "Planner", "make_planner"]
 
 
 class RolloutModel(Protocol):
@@ -72,6 +72,38 @@ class Plan:
     iterations: int
 
 
+class WarmStart:
+    """The previous plan's macro actions (mean, std; arrays of any kind that index like NumPy's),
+    kept to start the next search from: the bookkeeping both planners share."""
+
+    def __init__(self, horizon: int, frameskip: int) -> None:
+        self.horizon, self.frameskip = horizon, frameskip
+        self.mean = self.std = None
+        self.offset = 0.0   # control periods executed since the macro grid was last aligned
+        self.warm = False   # mean and std come from a previous plan
+
+    def reset(self, mean, std) -> None:
+        self.mean, self.std, self.offset, self.warm = mean, std, 0.0, False
+
+    def begin(self, periods: float, iterations: int) -> int:
+        """A plan starts ``periods`` control periods after the previous one: shift the kept plan by
+        what was executed meanwhile (one macro step per S periods, the last repeated) and return how
+        many of ``iterations`` (per control period) to run: all of them cold; warm, their share of
+        ``periods``, at least one."""
+        if not self.warm:
+            return iterations
+        self.offset += min(max(float(periods), 0.0), self.horizon * self.frameskip)
+        steps = int((self.offset + 1e-9) // self.frameskip)
+        if steps:
+            self.offset -= steps * self.frameskip
+            self.mean = self.mean[np.minimum(np.arange(self.horizon) + steps, self.horizon - 1).tolist()]
+        return int(np.clip(round(iterations * periods), 1, iterations))
+
+    def keep(self, best, std) -> None:
+        """The plan just made (its spread widened again by the caller) starts the next search."""
+        self.mean, self.std, self.warm = best, std, True
+
+
 class Planner:
     """CEM or MPPI over macro actions, warm-started from the previous plan."""
 
@@ -79,14 +111,12 @@ class Planner:
         self.model, self.config = model, config or PlannerConfig()
         self.rng = np.random.default_rng(self.config.seed)
         self.shape = (model.horizon, model.action_dim)  # macro actions (H, A)
+        self.warm = WarmStart(model.horizon, model.frameskip)
         self.reset()
 
     def reset(self) -> None:
         """Forget the previous plan (new goal, or the robot was moved)."""
-        self.mean = np.zeros(self.shape)
-        self.std = np.full(self.shape, self.config.init_std)
-        self._offset = 0.0  # control periods executed since the macro grid was last aligned
-        self._warm = False  # mean and std come from a previous plan
+        self.warm.reset(np.zeros(self.shape), np.full(self.shape, self.config.init_std))
 
     def expand(self, macro: np.ndarray) -> np.ndarray:
         """(..., H, A) macro actions -> (..., H*S, A), each held for S control periods."""
@@ -100,20 +130,12 @@ class Planner:
             cost += self.config.smoothness * np.square(np.diff(macro, axis=1)).sum(axis=(1, 2))
         return cost
 
-    def iterations_for(self, periods: float) -> int:
-        """Optimiser iterations of the next plan, ``periods`` control periods after the previous one."""
-        if not self._warm:
-            return self.config.iterations
-        return int(np.clip(round(self.config.iterations * periods), 1, self.config.iterations))
-
     def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
         """Search from the latest latents ``z_hist`` (K, D) towards ``goal`` (D,), ``periods`` control
         periods after the previous plan (the robot executed that much of it meanwhile)."""
         cfg, lim = self.config, self.config.action_limit
-        iterations = self.iterations_for(periods)
-        if self._warm:
-            self._shift(max(float(periods), 0.0))
-        mean, std = self.mean.copy(), self.std.copy()
+        iterations = self.warm.begin(periods, cfg.iterations)
+        mean, std = self.warm.mean.copy(), self.warm.std.copy()
         for _ in range(iterations):
             noise = self.rng.standard_normal((cfg.samples, *self.shape))
             macro = np.clip(mean + std * noise, -lim, lim)                  # (N, H, A)
@@ -130,19 +152,10 @@ class Planner:
                 std = np.maximum(np.sqrt(np.einsum("n,nha->ha", w, (macro - mean) ** 2)), cfg.min_std)
         best = np.clip(mean, -lim, lim)
         final = self.model.rollout(z_hist, self.expand(best[None]).astype(np.float32))[0]
-        # Kept to warm-start the next plan, its spread widened again.
-        self.mean, self.std, self._warm = best, np.maximum(std, cfg.init_std * 0.5), True
+        self.warm.keep(best, np.maximum(std, cfg.init_std * 0.5))
         return Plan(actions=self.expand(best), latents=final,
                     cost=float(self.costs(final[None], goal, best[None])[0]),
                     goal_distance=float(np.linalg.norm(z_hist[-1] - goal)), iterations=iterations)
-
-    def _shift(self, periods: float) -> None:
-        """``periods`` control periods of the kept plan were executed: macro actions last S periods,
-        so each S executed periods shift the plan by one macro step (the last is repeated)."""
-        self._offset += min(periods, self.model.horizon * self.model.frameskip)
-        while self._offset >= self.model.frameskip - 1e-9:
-            self._offset -= self.model.frameskip
-            self.mean = np.concatenate([self.mean[1:], self.mean[-1:]])
 
 
 def make_planner(model: RolloutModel, **settings) -> Planner:

@@ -24,7 +24,9 @@ frames that did not reach the harness against the camera rate, latents the
 planner refused and frames the encoder refused (their ``/diagnostics``
 counters), the planner's stops for stale latents and for overrun plans (its
 counts by cause), CPU per node process group and of the harness itself (100 % = one core), goals
-finished within the run (reached or out of steps) and reached; the goal the
+finished within the run (reached or out of steps) and reached, the median
+simulated time to reach one, and the sim's real-time factor at the end (a
+sim that cannot keep up stretches every goal in wall time); the goal the
 end of the run interrupted counts in neither (``goal_cut_short``). :func:`summarize` computes everything from the recorded
 series (no ROS), so it is tested on its own.
 """
@@ -50,6 +52,7 @@ SIM_STEP = 0.01  # s: the sim node steps at 100 Hz, the camera at camera_hz with
 # (node, /diagnostics key) -> the summary's name for the counter's change over the run
 COUNTERS = {("planner", "stops_stale"): "stale_stops", ("planner", "stops_overrun"): "overrun_stops",
             ("planner", "dropped_latents"): "latents_refused_by_planner", ("encoder", "dropped"): "frames_refused_by_encoder"}
+GAUGES = {("sim", "real_time_factor"): "sim_real_time_factor"}  # values at the end of the run (not differences)
 
 
 def percentiles_ms(seconds, prefix: str) -> dict:
@@ -81,7 +84,8 @@ def driving_rate(times, camera_hz: float, gap: float = 0.5) -> float:
 
 
 def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float,
-              counters_before: dict, counters_after: dict, cpu_pct: dict, goals: int, reached: int) -> dict:
+              counters_before: dict, counters_after: dict, cpu_pct: dict, goals: int, reached: int,
+              times_to_goal=()) -> dict:
     """One run's numbers. ``frames``, ``latents``: (time sent, stamp); ``plans``: (time sent, stamp, drove,
     planning_time) per PlanStatus; ``commands``: arrival times on /cmd_vel; counters: {summary name: value}
     at the start and the end. Frames lost are frames that never reached the harness."""
@@ -95,10 +99,14 @@ def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float
            **percentiles_ms([t for _, _, driving, t in plans if driving], "plan"),
            "plans": len(plans), "plans_driving": len(drove), "frames_with_a_plan": len(latency),
            "camera_at_harness": frame_loss([stamp for _, stamp in frames], camera_hz),
-           "goals": goals, "goals_reached": reached, "cpu_pct": cpu_pct}
+           "goals": goals, "goals_reached": reached,
+           "time_to_goal_s_p50": round(float(np.median(times_to_goal)), 2) if len(times_to_goal) else None,
+           "cpu_pct": cpu_pct}
     for name in COUNTERS.values():
         before, after = counters_before.get(name), counters_after.get(name)
         out[name] = None if after is None else int(after - (before or 0))
+    for name in GAUGES.values():
+        out[name] = None if counters_after.get(name) is None else round(counters_after[name], 3)
     return out
 
 
@@ -116,7 +124,7 @@ def hog(on: bool):
 
 def _counters(watcher) -> dict:
     out = {}
-    for (node, key), name in COUNTERS.items():
+    for (node, key), name in {**COUNTERS, **GAUGES}.items():
         try:
             out[name] = float(watcher.diagnostics.get(node, {})[key])
         except (KeyError, ValueError):
@@ -137,6 +145,7 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
     specs = sim_graph("two_rooms", jepa=True, compose=compose,
                       sim=dict(control_period=SIM_STEP, camera_rate_hz=camera_hz))
     goals = reached = cut = 0
+    times: list[float] = []  # simulated seconds to each goal reached
     with Launcher(specs, env=child_environment(os.environ), stream=log_file) as launcher, \
             watching(env, keep_frames=False) as watcher:
         wait_until_up(watcher, launcher.alive)
@@ -156,6 +165,8 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
                     cut = 1
                     break
                 goals, reached = goals + 1, reached + bool(record.success)
+                if record.success:
+                    times.append(record.time_to_goal)
                 if on_goal is not None:
                     on_goal(goals, reached)
             elapsed = time.monotonic() - start
@@ -169,7 +180,8 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
         frames, latents = ([e[1:3] for e in watcher.sent[k] if in_run(e[0])] for k in ("image", "latent"))
         plans = [e[1:] for e in watcher.sent["plan"] if in_run(e[0])]
         commands = [w for w, _ in watcher.commands if in_run(w)]
-    summary = summarize(frames, latents, plans, commands, elapsed, camera_hz, before, after, cpu, goals, reached)
+    summary = summarize(frames, latents, plans, commands, elapsed, camera_hz, before, after, cpu, goals, reached,
+                        times)
     summary["nodes_died"], summary["goal_cut_short"] = died, cut  # a goal the end of the run interrupted
     pairs = frame_latencies(frames, [(t, s) for t, s, driving, _ in plans if driving])
     t0 = frames[0][0] if frames else 0.0

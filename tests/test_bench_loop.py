@@ -26,8 +26,9 @@ def test_summarize_measures_each_frame_from_its_arrival_to_its_latent_and_its_pl
     images, latents, plans, commands = series()
     s = loop_bench.summarize(images, latents, plans, commands, seconds=2.0, camera_hz=30.0,
                              counters_before={"stale_stops": 2, "overrun_stops": 0},
-                             counters_after={"stale_stops": 5, "overrun_stops": 1, "frames_refused_by_encoder": 4},
-                             cpu_pct={"planner": 90.0}, goals=3, reached=2)
+                             counters_after={"stale_stops": 5, "overrun_stops": 1, "frames_refused_by_encoder": 4,
+                                             "sim_real_time_factor": 0.9871},
+                             cpu_pct={"planner": 90.0}, goals=3, reached=2, times_to_goal=[3.0, 5.0])
     assert s["latency_ms_p50"] == pytest.approx(20.0) and s["latency_ms_p99"] == pytest.approx(20.0)
     assert s["encode_ms_p50"] == pytest.approx(5.0)
     assert s["plan_ms_p50"] == pytest.approx(12.0) and s["plan_ms_p99"] > 12.0  # the 0.5 s plan drove too
@@ -39,7 +40,9 @@ def test_summarize_measures_each_frame_from_its_arrival_to_its_latent_and_its_pl
     assert (s["stale_stops"], s["overrun_stops"], s["frames_refused_by_encoder"]) == (3, 1, 4)
     assert s["latents_refused_by_planner"] is None  # never reported: unknown, not zero
     assert (s["goals"], s["goals_reached"], s["cpu_pct"]) == (3, 2, {"planner": 90.0})
+    assert s["time_to_goal_s_p50"] == 4.0 and s["sim_real_time_factor"] == 0.987
     empty = loop_bench.summarize([], [], [], [], 0.0, 30.0, {}, {}, {}, 0, 0)
+    assert empty["time_to_goal_s_p50"] is None and empty["sim_real_time_factor"] is None
     assert empty["latency_ms_p50"] is None and empty["command_rate_hz"] == empty["command_rate_driving_hz"] == 0.0
 
 

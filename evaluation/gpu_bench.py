@@ -1,0 +1,234 @@
+"""`jepa-pilot bench gpu`: encoder, rollout and full-plan latency on every path this machine offers.
+
+One run measures, for one bundle, each path where it runs and records why
+not where it does not (no CUDA device, no onnxruntime-gpu):
+
+* ``ort_cpu``: ONNX Runtime on the CPU, host arrays in and out, the NumPy
+  planner (control.planner.Planner): what a robot without a GPU runs;
+* ``ort_cuda``: the same engine on the CUDA provider, host arrays (each
+  call uploads its inputs and downloads its outputs);
+* ``ort_cuda_bound_graph``: IO binding on device buffers, captured as CUDA
+  graphs (perception/bound.py); the plan on the device
+  (control.device_planner.DevicePlanner around the bound rollout);
+* ``torch_cuda_graph``: the same weights in PyTorch (read back from the
+  ONNX files), captured as CUDA graphs: the floor; the plan on the device
+  around the captured rollout.
+
+Measured per path: the encoder on one prepared frame, the rollout at
+N = 256 and 4096 sequences, and a full plan (a cold plan: all iterations)
+with the default PlannerConfig and with 4096 samples. On CUDA, a
+DINO-WM-sized reference too: a 6-layer transformer predictor over 196
+patch tokens x 384 dims, CEM with 300 samples x horizon 5 x 30 iterations,
+bf16, in PyTorch (random weights: only its cost is measured).
+
+Every number is the median wall time in ms of repeated calls after a
+warm-up (a CUDA graph is captured then), each call ending with its result
+on the host or the device synchronised.
+"""
+from __future__ import annotations
+
+import time
+from typing import Callable
+
+import numpy as np
+
+from jepa_pilot.control.planner import Planner, PlannerConfig
+from jepa_pilot.perception.engine import WorldModelEngine
+
+__all__ = ["timed_ms", "cuda_status", "run"]
+
+ROLLOUT_N = (256, 4096)
+PLANS = {"default": {}, "samples4096": {"samples": 4096}}
+DINO = dict(tokens=196, dim=384, layers=6, heads=6, samples=300, horizon=5, iterations=30, elites=30, action_dim=2)
+
+
+def timed_ms(fn: Callable[[], object], calls: int, budget_s: float = 20.0) -> dict:
+    """Median and p90 ms of ``fn()`` over ``calls`` calls (fewer when one call would overrun
+    ``budget_s``; at least 5) after two warm-up calls."""
+    fn()
+    start = time.perf_counter()
+    fn()
+    first = time.perf_counter() - start
+    calls = max(5, min(calls, int(budget_s / max(first, 1e-6))))
+    times = []
+    for _ in range(calls):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    p50, p90 = np.percentile(times, [50, 90]) * 1e3
+    return {"ms_p50": round(float(p50), 4), "ms_p90": round(float(p90), 4), "calls": calls}
+
+
+def cuda_status() -> dict:
+    """Whether the CUDA paths can run here: torch sees a CUDA device and ONNX Runtime has its CUDA
+    provider; else why not."""
+    import onnxruntime as ort
+
+    try:
+        import torch
+    except ImportError:
+        return {"available": False, "why": "torch is not installed"}
+    if not torch.cuda.is_available():
+        return {"available": False, "why": "no CUDA device (torch.cuda.is_available() is false)"}
+    status = {"device": torch.cuda.get_device_name(0), "torch": torch.__version__, "onnxruntime": ort.__version__}
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        return {"available": False, "why": "ONNX Runtime has no CUDA provider (install onnxruntime-gpu: make setup "
+                                           "GPU=1)", **status}
+    return {"available": True, **status}
+
+
+def _host_inputs(spec, rng):
+    frame = rng.random((1, 3, spec.image_size, spec.image_size), dtype=np.float32)
+    z = rng.standard_normal((spec.history, spec.latent_dim)).astype(np.float32)
+    goal = rng.standard_normal(spec.latent_dim).astype(np.float32)
+    actions = {n: rng.uniform(-1, 1, (n, spec.horizon * spec.frameskip, spec.action_dim)).astype(np.float32)
+               for n in ROLLOUT_N}
+    return frame, z, goal, actions
+
+
+def _cold_plan(planner, z, goal) -> Callable[[], object]:
+    def plan():
+        planner.reset()
+        return planner.plan(z, goal)
+    return plan
+
+
+def ort_path(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
+    """ONNX Runtime with host arrays and the NumPy planner, on whichever provider ``engine`` runs."""
+    frame, z, goal, actions = _host_inputs(spec, rng)
+    out = {"provider": engine.providers[0], "encoder": timed_ms(lambda: engine.encode_prepared(frame), calls),
+           "rollout": {f"N{n}": timed_ms(lambda a=a: engine.rollout(z, a), calls) for n, a in actions.items()}}
+    out["plan"] = {name: timed_ms(_cold_plan(Planner(engine, PlannerConfig(**cfg)), z, goal), calls)
+                   for name, cfg in PLANS.items()}
+    return out
+
+
+def _graphed(fn, *static):
+    """``fn(*static)`` captured as a CUDA graph: returns f(*args) that copies args into the static
+    tensors, replays, and returns the static output."""
+    import torch
+
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        for _ in range(3):
+            fn(*static)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        out = fn(*static)
+
+    def replay(*args):
+        for dst, src in zip(static, args):
+            if dst.data_ptr() != src.data_ptr():
+                dst.copy_(src)
+        graph.replay()
+        return out
+    return replay
+
+
+class _GraphedRollout:
+    """A device rollout (control.device_planner) replayed from a CUDA graph of fixed shapes."""
+
+    def __init__(self, rollout, z, actions) -> None:
+        self.horizon, self.frameskip, self.action_dim = rollout.horizon, rollout.frameskip, rollout.action_dim
+        self._replay = _graphed(rollout, z.clone(), actions.clone())
+
+    def __call__(self, z_hist, actions):
+        return self._replay(z_hist, actions)
+
+
+def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
+    """The bound + CUDA-graph ONNX Runtime path and the PyTorch CUDA-graph floor."""
+    import torch
+
+    from jepa_pilot.control.device_planner import DevicePlanner, OrtDeviceRollout, TorchRollout
+    from jepa_pilot.perception.bound import BoundSession, cuda_session
+    from jepa_pilot.world_model.finetune import load_world_model
+
+    frame, z, goal, actions = _host_inputs(spec, rng)
+    sync = torch.cuda.synchronize
+    dims = dict(history=spec.history, latent_dim=spec.latent_dim, horizon=spec.horizon, frameskip=spec.frameskip,
+                action_dim=spec.action_dim, device="cuda")
+    bound, floor = {}, {}
+
+    encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True),
+                           {"frames": frame.shape, "latent": (1, spec.latent_dim)})
+    bound["encoder"] = timed_ms(lambda: encoder.run(frames=frame), calls)
+    model = load_world_model(engine.bundle.root).cuda().eval()
+    x = torch.as_tensor(frame, device="cuda")
+    encode = _graphed(model.encoder, x.clone())
+    floor["encoder"] = timed_ms(lambda: (encode(x), sync()), calls)
+
+    zt = torch.as_tensor(z, device="cuda")
+    bound["rollout"], floor["rollout"], bound["plan"], floor["plan"] = {}, {}, {}, {}
+    rollouts = {}
+    for n in sorted({*ROLLOUT_N, *(PlannerConfig(**cfg).samples for cfg in PLANS.values())}):
+        session = cuda_session(engine.bundle.path("rollout"), cuda_graph=True)
+        a = torch.zeros((n, spec.horizon * spec.frameskip, spec.action_dim), device="cuda")
+        rollouts[n] = (OrtDeviceRollout(session, n, **dims),
+                       _GraphedRollout(TorchRollout(model, spec.horizon), zt, a))
+    for n in ROLLOUT_N:
+        at = torch.as_tensor(actions[n], device="cuda")
+        ort_rollout, torch_rollout = rollouts[n]
+        bound["rollout"][f"N{n}"] = timed_ms(lambda: (ort_rollout(zt, at), sync()), calls)
+        floor["rollout"][f"N{n}"] = timed_ms(lambda: (torch_rollout(zt, at), sync()), calls)
+    for name, cfg in PLANS.items():
+        config = PlannerConfig(**cfg)
+        for out, rollout in zip((bound, floor), rollouts[config.samples]):
+            out["plan"][name] = timed_ms(_cold_plan(DevicePlanner(rollout, config, "cuda"), z, goal), calls)
+    return {"ort_cuda_bound_graph": bound, "torch_cuda_graph": floor}
+
+
+def dino_wm_reference(calls: int) -> dict:
+    """CEM over a DINO-WM-sized predictor (random weights), bf16 on CUDA: ms per plan."""
+    import torch
+    from torch import nn
+
+    d = DINO
+    layer = nn.TransformerEncoderLayer(d["dim"], d["heads"], 4 * d["dim"], batch_first=True, norm_first=True)
+    predictor = nn.TransformerEncoder(layer, d["layers"], enable_nested_tensor=False).cuda().eval()
+    act = nn.Linear(d["action_dim"], d["dim"]).cuda()
+    z0 = torch.randn(1, d["tokens"], d["dim"], device="cuda")
+    goal = torch.randn(d["tokens"], d["dim"], device="cuda")
+
+    @torch.no_grad()
+    def plan():
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            mean = torch.zeros(d["horizon"], d["action_dim"], device="cuda")
+            std = torch.ones_like(mean)
+            for _ in range(d["iterations"]):
+                macro = (mean + std * torch.randn(d["samples"], *mean.shape, device="cuda")).clamp(-1, 1)
+                z = z0.expand(d["samples"], -1, -1)
+                cost = torch.zeros(d["samples"], device="cuda")
+                for t in range(d["horizon"]):
+                    z = predictor(z + act(macro[:, t])[:, None])               # (N, tokens, dim)
+                    cost = cost + (z.float() - goal).square().mean(dim=(1, 2))
+                elite = macro[torch.topk(cost, d["elites"], largest=False).indices]
+                mean, std = elite.mean(0), elite.std(0).clamp_min(0.05)
+        torch.cuda.synchronize()
+        return mean
+
+    return {"setting": dict(d), **timed_ms(plan, calls, budget_s=60.0)}
+
+
+def run(bundle: str, calls: int = 50, seed: int = 0) -> dict:
+    """Every path this machine offers, for ``bundle`` (a name in models/ or a path)."""
+    from jepa_pilot.perception.latents import resolve_bundle
+
+    rng = np.random.default_rng(seed)
+    cpu = WorldModelEngine(resolve_bundle(bundle), providers=["cpu"])
+    spec, cuda = cpu.spec, cuda_status()
+    out = {"bundle": str(bundle), "model_id": spec.model_id, "cuda": cuda,
+           "planner_default": PlannerConfig().to_dict(), "plans": PLANS,
+           "paths": {"ort_cpu": ort_path(cpu, spec, calls, rng)}}
+    if not cuda["available"]:
+        for name in ("ort_cuda", "ort_cuda_bound_graph", "torch_cuda_graph"):
+            out["paths"][name] = {"skipped": cuda["why"]}
+        out["dino_wm_reference"] = {"skipped": cuda["why"]}
+        return out
+    gpu = WorldModelEngine(resolve_bundle(bundle), providers=["cuda"])
+    out["paths"]["ort_cuda"] = ort_path(gpu, spec, calls, rng)
+    out["paths"].update(cuda_paths(gpu, spec, calls, rng))
+    out["dino_wm_reference"] = dino_wm_reference(max(5, calls // 10))
+    return out

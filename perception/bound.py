@@ -1,0 +1,91 @@
+"""ONNX Runtime sessions run through IO binding: the GPU path's building blocks.
+
+A plain ``session.run`` copies every input from the host to the device and
+every output back, and allocates both each call. With IO binding the
+buffers are allocated once and bound by address:
+
+* :class:`BoundSession` owns its buffers (one OrtValue per input and output,
+  on the session's device): ``run(name=array)`` uploads each input once, in
+  place, and returns the first output on the host.
+* :func:`bind_tensors` binds buffers someone else owns by their address
+  (torch tensors in control/device_planner.py): the rollout reads and writes
+  device memory the planner samples in and scores, nothing crosses to the host.
+
+Fixed addresses are also what CUDA graphs need: a session made with
+``cuda_graph=True`` (:func:`cuda_session`) is captured by ONNX Runtime on its
+first runs and replayed after, so it must always be run through the same
+binding, from one thread. On the CPU the same code runs with host buffers,
+which is how it is tested without a GPU.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+import onnxruntime as ort
+
+__all__ = ["BoundSession", "bind_tensors", "cuda_session", "on_cuda"]
+
+
+def on_cuda(session: ort.InferenceSession) -> bool:
+    return session.get_providers()[0] == "CUDAExecutionProvider"
+
+
+def cuda_session(path: str | Path, cuda_graph: bool = False, device_id: int = 0) -> ort.InferenceSession:
+    """A session on the CUDA provider (RuntimeError when it cannot run there), optionally captured as
+    a CUDA graph: then every run must go through one binding of fixed shapes and addresses."""
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise RuntimeError("ONNX Runtime has no CUDA provider here (the onnxruntime-gpu package is not installed)")
+    options = {"device_id": str(device_id), **({"enable_cuda_graph": "1"} if cuda_graph else {})}
+    session = ort.InferenceSession(str(path), providers=[("CUDAExecutionProvider", options)])
+    if not on_cuda(session):
+        raise RuntimeError(f"{path}: ONNX Runtime fell back to {session.get_providers()[0]}")
+    return session
+
+
+class BoundSession:
+    """``session`` with float32 buffers of fixed ``shapes`` (every input and output name) bound once,
+    on the session's device."""
+
+    def __init__(self, session: ort.InferenceSession, shapes: Mapping[str, tuple[int, ...]], device_id: int = 0):
+        self.session = session
+        self.inputs = [a.name for a in session.get_inputs()]
+        self.outputs = [a.name for a in session.get_outputs()]
+        missing = [n for n in self.inputs + self.outputs if n not in shapes]
+        if missing:
+            raise ValueError(f"no shape given for {missing}: a bound session needs every input and output's")
+        device = "cuda" if on_cuda(session) else "cpu"
+        self.values = {n: ort.OrtValue.ortvalue_from_shape_and_type(tuple(shapes[n]), np.float32, device, device_id)
+                       for n in self.inputs + self.outputs}
+        self.binding = session.io_binding()
+        for name in self.inputs:
+            self.binding.bind_ortvalue_input(name, self.values[name])
+        for name in self.outputs:
+            self.binding.bind_ortvalue_output(name, self.values[name])
+
+    def run(self, **feeds: np.ndarray) -> np.ndarray:
+        """Upload the inputs given (the others keep their last values), run, return the first output."""
+        for name, array in feeds.items():
+            value = self.values[name]
+            array = np.ascontiguousarray(array, np.float32)
+            if array.shape != tuple(value.shape()):
+                raise ValueError(f"{name}: shape {array.shape}, the binding's is {tuple(value.shape())}")
+            value.update_inplace(array)
+        self.session.run_with_iobinding(self.binding)
+        return self.values[self.outputs[0]].numpy()
+
+
+def bind_tensors(session: ort.InferenceSession, tensors: Mapping[str, object]):
+    """An IO binding of ``session`` to float32 buffers owned by the caller (torch tensors: anything
+    with ``data_ptr()``, ``shape``, ``is_cuda`` and ``is_contiguous()``), every input and output by
+    name. The caller keeps the tensors alive, and fills and reads them in place."""
+    binding = session.io_binding()
+    names = {a.name: "input" for a in session.get_inputs()} | {a.name: "output" for a in session.get_outputs()}
+    for name, kind in names.items():
+        t = tensors.get(name)
+        if t is None or not t.is_contiguous():
+            raise ValueError(f"{name}: bind_tensors needs a contiguous tensor for every input and output")
+        args = ("cuda" if t.is_cuda else "cpu", t.device.index or 0, np.float32, tuple(t.shape), t.data_ptr())
+        (binding.bind_input if kind == "input" else binding.bind_output)(name, *args)
+    return binding

@@ -1,0 +1,81 @@
+"""gpu tier: the GPU path on CUDA (skipped without a CUDA device; see tests/conftest.py). Parity
+between the CPU and CUDA providers, IO binding with CUDA graphs, the device planner, `bench gpu`."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+
+from jepa_pilot.common.paths import package_share
+from jepa_pilot.control.planner import PlannerConfig
+from jepa_pilot.evaluation.gpu_bench import cuda_status
+from jepa_pilot.perception.engine import WorldModelEngine
+
+pytestmark = pytest.mark.gpu
+
+BUNDLE = package_share() / "models" / "two_rooms"
+
+
+@pytest.fixture(scope="module")
+def engines():
+    status = cuda_status()
+    if not status["available"]:
+        pytest.skip(status["why"])
+    return WorldModelEngine(BUNDLE, providers=["cpu"]), WorldModelEngine(BUNDLE, providers=["cuda"])
+
+
+def test_cpu_and_cuda_providers_agree(engines):
+    cpu, cuda = engines
+    assert cuda.providers[0] == "CUDAExecutionProvider", cuda.providers
+    rng = np.random.default_rng(0)
+    frames = rng.random((4, 3, 64, 64), dtype=np.float32)
+    np.testing.assert_allclose(cuda.encode_prepared(frames), cpu.encode_prepared(frames), rtol=1e-3, atol=1e-3)
+    z = rng.standard_normal((2, 32)).astype(np.float32)
+    a = rng.uniform(-1, 1, (256, 40, 2)).astype(np.float32)
+    np.testing.assert_allclose(cuda.rollout(z, a), cpu.rollout(z, a), rtol=1e-3, atol=1e-3)
+
+
+def test_a_cuda_graph_replays_with_new_inputs(engines):
+    from jepa_pilot.perception.bound import BoundSession, cuda_session
+
+    cpu, _ = engines
+    bound = BoundSession(cuda_session(BUNDLE / "encoder.onnx", cuda_graph=True),
+                         {"frames": (1, 3, 64, 64), "latent": (1, 32)})
+    rng = np.random.default_rng(1)
+    for _ in range(4):  # captured on the first runs, replayed after: each answer must be its input's
+        frame = rng.random((1, 3, 64, 64), dtype=np.float32)
+        np.testing.assert_allclose(bound.run(frames=frame), cpu.encode_prepared(frame), rtol=1e-3, atol=1e-3)
+
+
+def test_the_device_planner_on_cuda_plans_like_the_cpu_planner(engines):
+    import torch
+
+    from jepa_pilot.control.device_planner import DevicePlanner, OrtDeviceRollout
+    from jepa_pilot.control.planner import Planner
+    from jepa_pilot.perception.bound import cuda_session
+
+    cpu, _ = engines
+    spec, config = cpu.spec, PlannerConfig(samples=1024, elites=64)
+    rollout = OrtDeviceRollout(cuda_session(BUNDLE / "rollout.onnx", cuda_graph=True), config.samples, spec.history,
+                               spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim, "cuda")
+    rng = np.random.default_rng(2)
+    z, goal = rng.standard_normal((2, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    device = DevicePlanner(rollout, config, "cuda").plan(z, goal)
+    host = Planner(cpu, config).plan(z, goal)
+    assert torch.cuda.is_available() and device.actions.shape == host.actions.shape
+    assert device.cost < device.goal_distance  # it found a way closer to the goal
+    assert abs(device.cost - host.cost) < 0.25 * host.goal_distance, (device.cost, host.cost)
+
+
+def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
+    out = tmp_path / "gpu.json"
+    done = subprocess.run(["jepa-pilot", "bench", "gpu", "--repeats", "1", "--json", str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert out.exists(), done.stdout[-3000:] + done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    for name in ("ort_cpu", "ort_cuda", "ort_cuda_bound_graph", "torch_cuda_graph"):
+        path = result["paths"][name]
+        assert "skipped" not in path and path["plan"]["default"]["ms_p50"] > 0, (name, path)
+    assert result["dino_wm_reference"]["ms_p50"] > 0
