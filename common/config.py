@@ -53,6 +53,12 @@ def setting(default: Any, doc: str, *, low: float | None = None, high: float | N
     return dataclasses.field(default=default, metadata=meta)
 
 
+def _optional(annotation: Any) -> bool:
+    """float | None -> True; float -> False."""
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType) and \
+        type(None) in typing.get_args(annotation)
+
+
 def _base_type(annotation: Any) -> type:
     """float | None -> float; tuple[float, ...] -> tuple."""
     origin = typing.get_origin(annotation)
@@ -75,6 +81,8 @@ class Config:
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             kind = _base_type(hints[f.name])
+            if value is None and not _optional(hints[f.name]):
+                self._fail(f.name, value, f"a value is required ({kind.__name__})")
             value = self._coerce(f.name, value, kind)
             object.__setattr__(self, f.name, value)
             spec: Setting | None = f.metadata.get("setting")

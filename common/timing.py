@@ -67,6 +67,38 @@ class LoopMonitor:
         return float(p50), float(p99)
 
 
+class Pacer:
+    """How many fixed steps a loop paced to the wall clock owes at each tick.
+
+    A timer that fires late (a busy machine) would otherwise lose the time:
+    a simulator stepped once per tick then runs slower than real time, and
+    the world it simulates slows down with the computer, which a real robot's
+    world never does. ``due(now)`` returns the steps owed since the last call
+    (0 for a tick that came early), at most ``burst``: a loop further behind
+    gives up the rest of the lost time and falls behind real time.
+    """
+
+    def __init__(self, period: float, burst: int = 2) -> None:
+        self.period, self.burst = period, max(int(burst), 1)
+        self.origin: float | None = None  # wall time of step 0
+        self.done = 0
+
+    def restart(self, period: float | None = None) -> None:
+        """Pace from the next tick on (a new period, or after a pause)."""
+        self.period, self.origin = period or self.period, None
+
+    def due(self, now: float) -> int:
+        if self.origin is None:  # the first tick steps once
+            self.origin, self.done = now - self.period, 0
+        owed = round((now - self.origin) / self.period) - self.done
+        if owed > self.burst:
+            self.origin += (owed - self.burst) * self.period  # the time given up
+            owed = self.burst
+        steps = max(owed, 0)
+        self.done += steps
+        return steps
+
+
 class SampleWindow:
     """The last ``size`` samples of a quantity (a latency, a planning time) and their percentiles."""
 

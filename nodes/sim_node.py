@@ -9,7 +9,9 @@ Subscribes /cmd_vel (geometry_msgs/TwistStamped, or Twist with cmd_vel_stamped:=
 Services   ~/reset (jepa_pilot/srv/ResetSim), ~/get_goal_image (jepa_pilot/srv/GetGoalImage).
 
 The simulator steps in simulated time, one control period per timer tick,
-paced to wall time by real_time_factor; sim time starts at 0 and goes back
+paced to wall time by real_time_factor: a tick that comes late (a busy
+machine) takes the steps it owes, up to CATCH_UP_S of wall time at once, so
+the simulated world does not slow down with the computer; sim time starts at 0 and goes back
 only on a reset with restart_clock (a plain reset moves the robot, not the clock). Commands pass through a
 CommandGate: broken ones are dropped with a throttled warning, values beyond
 the robot's limits are clamped, and the robot stops when none arrive for
@@ -35,7 +37,7 @@ from std_msgs.msg import Float64MultiArray
 
 from jepa_pilot import sim
 from jepa_pilot.common.config import Config, ConfigError, setting
-from jepa_pilot.common.timing import LoopMonitor
+from jepa_pilot.common.timing import LoopMonitor, Pacer
 from jepa_pilot.control.action_space import ActionSpace
 from jepa_pilot.control.command_gate import CommandGate, CommandGateConfig
 from jepa_pilot.nodes.contract import robot_topics
@@ -99,6 +101,7 @@ class SimNodeConfig(Config):
 
 
 CONFIG = SimNodeConfig  # parameters this node declares (checked against launch files by tests)
+CATCH_UP_S = 0.2  # wall s of steps one late tick may catch up at most (further behind, the sim slows down)
 
 
 class SimNode(Node):
@@ -112,6 +115,7 @@ class SimNode(Node):
                                                 self.env.robot_state().joint_names)
         self.gate = CommandGate(self.space, cfg.gate_config())
         self.monitor = LoopMonitor(cfg.control_period / cfg.real_time_factor)  # wall-clock budget per step
+        self.pacer = self._pacer()
         self.sim_time, self.next_image_time, self.next_state_time = 0.0, 0.0, 0.0
         self._change_world(cfg)
         self.obs, _ = self.env.reset(seed=cfg.seed)
@@ -164,7 +168,15 @@ class SimNode(Node):
             self.get_logger().warning(f"command {verdict.reason}", throttle_duration_sec=1.0)
 
     # --- stepping ---------------------------------------------------------------
+    def _pacer(self) -> Pacer:
+        return Pacer(self.monitor.period, burst=max(2, round(CATCH_UP_S / self.monitor.period)))
+
     def _tick(self) -> None:
+        """The steps the wall clock says are owed: one per tick, more after a late tick."""
+        for _ in range(self.pacer.due(time.monotonic())):
+            self._step()
+
+    def _step(self) -> None:
         start = time.perf_counter()
         next_time = self.sim_time + self.params.config.control_period
         render = next_time + 1e-9 >= self.next_image_time  # render only frames that get published
@@ -246,6 +258,7 @@ class SimNode(Node):
     def _on_params(self, cfg: SimNodeConfig) -> None:
         self.gate.config = cfg.gate_config()
         self.monitor.period = cfg.control_period / cfg.real_time_factor
+        self.pacer = self._pacer()
         self.timer.timer_period_ns = int(self.monitor.period * 1e9)
         self.timer.reset()
         self._change_world(cfg)

@@ -6,7 +6,10 @@ toy model can stand in for it in tests.
 
 Providers: CUDA then CPU by default (TensorRT when asked for); the ones
 actually in use are in ``providers`` — report them, since ONNX Runtime
-silently falls back to the CPU when CUDA cannot load.
+silently falls back to the CPU when CUDA cannot load. TensorRT keeps the
+engines it builds on disk (``TRT_CACHE``/<model id>), and ``warm()`` runs
+each graph once, so a node builds and allocates at configure, never on its
+first frame.
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ __all__ = ["PROVIDERS", "WorldModelEngine", "resolve_providers"]
 
 PROVIDERS = {"tensorrt": "TensorrtExecutionProvider", "cuda": "CUDAExecutionProvider",
              "cpu": "CPUExecutionProvider"}
+TRT_CACHE = Path("~/.cache/jepa_pilot/tensorrt").expanduser()  # TensorRT engines, one folder per model id
 
 
 def resolve_providers(wanted: Sequence[str]) -> list[str]:
@@ -47,10 +51,16 @@ class WorldModelEngine:
         # camera, the simulator and the other nodes of a robot need. They sleep instead.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         names = resolve_providers(providers)
+        cache = TRT_CACHE / self.spec.model_id
+        if PROVIDERS["tensorrt"] in names:
+            cache.mkdir(parents=True, exist_ok=True)
+        chosen = [(n, {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True",
+                       "trt_engine_cache_path": str(cache), "trt_timing_cache_path": str(cache)})
+                  if n == PROVIDERS["tensorrt"] else n for n in names]
         self.sessions = {}
         for name in ("encoder", "rollout"):
             try:
-                self.sessions[name] = ort.InferenceSession(str(self.bundle.path(name)), options, providers=names)
+                self.sessions[name] = ort.InferenceSession(str(self.bundle.path(name)), options, providers=chosen)
             except Exception as exc:  # ORT raises its own types for corrupt or invalid graphs
                 raise BundleError(f"{self.bundle.path(name)}: ONNX Runtime cannot load it: {exc}") from None
             self._check_io(name)
@@ -83,6 +93,13 @@ class WorldModelEngine:
                     isinstance(w, int) and g != w for w, g in zip(shape, got)):
                 raise BundleError(f"{self.bundle.path(name)}: {arg} has shape {got}, bundle.yaml says {shape} "
                                   f"(encoder and predictor from different bundles?)")
+
+    def warm(self) -> None:
+        """Run each graph once: the first call allocates (and TensorRT builds its engines)."""
+        spec = self.spec
+        self.encode_prepared(np.zeros((1, 3, spec.image_size, spec.image_size), np.float32))
+        self.rollout(np.zeros((spec.history, spec.latent_dim), np.float32),
+                     np.zeros((1, spec.horizon * spec.frameskip, spec.action_dim), np.float32))
 
     # --- encoder ----------------------------------------------------------------
     def encode_prepared(self, frames: np.ndarray) -> np.ndarray:

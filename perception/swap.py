@@ -29,7 +29,6 @@ import time
 import traceback
 from typing import Callable
 
-import numpy as np
 
 from jepa_pilot.perception.bundle import BundleError
 from jepa_pilot.perception.engine import WorldModelEngine
@@ -48,10 +47,7 @@ def load_engine(bundle: str, providers, threads: int, check: Callable[[WorldMode
     if expected_id and engine.model_id != expected_id:
         raise BundleError(f"{bundle}: holds model {engine.model_id!r}, announced as {expected_id!r}")
     check(engine)
-    spec = engine.spec
-    engine.encode_prepared(np.zeros((1, 3, spec.image_size, spec.image_size), np.float32))  # first calls are slow
-    engine.rollout(np.zeros((spec.history, spec.latent_dim), np.float32),
-                   np.zeros((1, spec.horizon * spec.frameskip, spec.action_dim), np.float32))
+    engine.warm()
     return engine
 
 

@@ -285,6 +285,16 @@ def test_config_regressions(data, message):
 
 
 @pytest.mark.unit
+def test_config_regression_none_for_a_required_setting():
+    """Found by the fuzzer: a YAML null passed every check of a setting that is not optional, and
+    PlannerConfig's own check then raised TypeError comparing it."""
+    from jepa_pilot.control.planner import PlannerConfig
+
+    with pytest.raises(ConfigError, match=r"PlannerConfig.samples = None: a value is required \(int\)"):
+        PlannerConfig.from_dict({"samples": None})
+
+
+@pytest.mark.unit
 @pytest.mark.parametrize("text", ["5\n", "- 1\n- 2\n", "just text\n"])
 def test_config_from_yaml_regression_section_of_a_non_mapping(tmp_path, text):
     """Regression: asking a scalar document for a section raised TypeError (``'s' in 5``)."""
