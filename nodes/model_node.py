@@ -40,6 +40,7 @@ from jepa_pilot.msg import ModelReady, ModelUpdate
 from jepa_pilot.nodes.params import ConfigParameters
 from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import diagnostics, from_time
+from jepa_pilot.nodes.runner import raise_priority
 from jepa_pilot.perception.engine import PROVIDERS, WorldModelEngine
 from jepa_pilot.perception.latents import resolve_bundle
 from jepa_pilot.perception.swap import Staging, load_engine
@@ -56,6 +57,8 @@ class ModelNodeConfig(Config):
                                f"({', '.join(PROVIDERS)}); CPU is always the last resort")
     threads: int = setting(0, "ONNX Runtime intra-op threads (0: its default, one per core)", low=0, high=256)
     autostart: bool = setting(True, "configure and activate at startup (false: wait for lifecycle transitions)")
+    nice: int = setting(0, "process niceness asked for at startup (< 0: the loop preempts the rest of the "
+                        "machine; needs CAP_SYS_NICE, else a warning); never raised", low=-20, high=19)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -70,6 +73,9 @@ class ModelNode(LifecycleNode):
     def __init__(self, name: str, config_class: type[ModelNodeConfig]) -> None:
         super().__init__(name)
         self.params = ConfigParameters(self, config_class, on_change=self.on_params)
+        why_not = raise_priority(self.cfg.nice)
+        if why_not:
+            self.get_logger().warning(why_not)
         self.engine: WorldModelEngine | None = None
         self.lock = threading.RLock()  # transitions vs. callbacks in other executor threads
         self.state_label = "unconfigured"

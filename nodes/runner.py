@@ -13,6 +13,7 @@ drive on after the stack stopped.
 """
 from __future__ import annotations
 
+import os
 import signal
 import traceback
 from typing import Callable
@@ -25,9 +26,23 @@ from rclpy.signals import SignalHandlerOptions
 
 from jepa_pilot.common.config import ConfigError
 
-__all__ = ["run_node"]
+__all__ = ["run_node", "raise_priority"]
 
 RESPINS = 10  # executor races on destroyed entities tolerated per process (see run_node)
+
+
+def raise_priority(nice: int) -> str:
+    """Lower this process's niceness to ``nice``: every thread it has now (DDS's, the executor's), and
+    the threads it starts later inherit it from the main thread. Never lowers the priority. Returns
+    '' or why it could not (below 0 needs CAP_SYS_NICE: root, or a ``nice`` entry in limits.conf)."""
+    if nice >= os.getpriority(os.PRIO_PROCESS, 0):
+        return ""
+    try:
+        for tid in sorted(os.listdir("/proc/self/task"), key=lambda t: t != str(os.getpid())):  # main first
+            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+    except (PermissionError, FileNotFoundError, ProcessLookupError) as exc:
+        return f"cannot run at nice {nice} ({exc}); running at {os.getpriority(os.PRIO_PROCESS, 0)}"
+    return ""
 
 
 def _interrupt(signum, frame) -> None:

@@ -70,6 +70,12 @@ class Probe:
         self.node.create_subscription(msg_type, topic, self.received[topic].append, qos)
         return self.received[topic]
 
+    def subscribe_timed(self, msg_type, topic: str, qos) -> list:
+        """(wall-clock arrival, message) pairs of ``topic``."""
+        timed: list = []
+        self.node.create_subscription(msg_type, topic, lambda m: timed.append((time.monotonic(), m)), qos)
+        return timed
+
     def spin_for(self, seconds: float) -> None:
         end = time.monotonic() + seconds
         while time.monotonic() < end:

@@ -4,25 +4,18 @@ from __future__ import annotations
 
 import signal
 import time
-import types
 
 import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
-from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
-from geometry_msgs.msg import TwistStamped  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
-from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import Image  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 
-from jepa_pilot.msg import Forecast, Latent, PlanStatus, Surprise  # noqa: E402
-from jepa_pilot.nodes.qos import qos  # noqa: E402
 from jepa_pilot.nodes.ros_io import to_time  # noqa: E402
 from rosgraph import NodeProcess, Probe  # noqa: E402
 from test_ros_jepa import (BUNDLE, FAR_GOAL, NEAR_GOAL, PLANNING, REACHED, STOPPED, diagnostic,  # noqa: E402
-                           goal_image, is_zero, model_params, now, pursuing, reset, set_goal, speed, wait_sim)
+                           goal_image, is_zero, model_params, now, pursuing, reset, set_goal, speed, wait_sim,
+                           watch)
 
 pytestmark = pytest.mark.ros
 
@@ -36,32 +29,9 @@ def c(tmp_path_factory):
     pilot = NodeProcess("pilot_node", "pilot", dict(
         encoder=model_params(), predictor=model_params(),
         planner=model_params(max_latent_age=0.3, max_plan_time=1.0)), work, composed=True)
-    probe = Probe("probe_compose")
-    timed: dict[str, list] = {}
-
-    def subscribe_timed(msg_type, topic, profile):
-        timed[topic] = []
-        probe.node.create_subscription(msg_type, topic, lambda m: timed[topic].append((time.monotonic(), m)), profile)
-        return timed[topic]
-
-    c = types.SimpleNamespace(
-        work=work, nodes={"sim": sim, "pilot": pilot}, probe=probe,
-        latents=probe.subscribe(Latent, "/jepa/latent", qos("reliable")),
-        plans=subscribe_timed(PlanStatus, "/jepa/plan", qos("reliable", depth=100)),
-        cmds=subscribe_timed(TwistStamped, "/cmd_vel", qos("reliable", depth=100)),
-        odom=subscribe_timed(Odometry, "/odom", qos("reliable")),
-        forecasts=probe.subscribe(Forecast, "/jepa/forecast", qos("reliable")),
-        surprises=probe.subscribe(Surprise, "/jepa/surprise", qos("reliable")),
-        diagnostics=probe.subscribe(DiagnosticArray, "/diagnostics", qos("reliable", depth=100)),
-        clock=probe.subscribe(Clock, "/clock", qos("reliable")),
-        goal_image=probe.node.create_publisher(Image, "/jepa/goal_image", qos("latched")),
-        estop=probe.node.create_publisher(Bool, "/jepa/estop", qos("reliable")),
-    )
-    alive = lambda: sim.proc.poll() is None and pilot.proc.poll() is None  # noqa: E731
-    ok = probe.spin_until(lambda: (len(c.latents) >= 3 and c.odom and c.clock) or not alive(), 90)
-    assert ok and alive(), f"the graph did not come up; pilot log:\n{pilot.log()[-3000:]}"
+    c = watch(Probe("probe_compose"), work, {"sim": sim, "pilot": pilot})
     yield c
-    probe.close()
+    c.probe.close()
     sim.stop()
     pilot.stop()
 

@@ -45,33 +45,16 @@ def model_params(**extra) -> dict:
     return dict(bundle=str(BUNDLE), providers=["cpu"], threads=1, use_sim_time=True, **extra)
 
 
-@pytest.fixture(scope="module")
-def g(tmp_path_factory):
-    if not (BUNDLE / "bundle.yaml").is_file():
-        pytest.skip(f"no model bundle at {BUNDLE} (make train, or set JEPA_PILOT_TEST_BUNDLE)")
-    work = tmp_path_factory.mktemp("ros_jepa")
-    nodes = dict(
-        sim=NodeProcess("sim_node", "sim", dict(env="two_rooms", seed=1, cmd_timeout=0.5), work),
-        encoder=NodeProcess("encoder_node", "encoder", model_params(), work),
-        planner=NodeProcess("planner_node", "planner", model_params(max_latent_age=MAX_LATENT_AGE,
-                                                                    max_plan_time=1.0), work),
-        predictor=NodeProcess("predictor_node", "predictor", model_params(), work))
-    probe = Probe("probe_jepa")
-    timed: dict[str, list] = {}
-
-    def subscribe_timed(msg_type, topic, profile):
-        """Messages with their wall-clock arrival time."""
-        timed[topic] = []
-        probe.node.create_subscription(msg_type, topic, lambda m: timed[topic].append((time.monotonic(), m)), profile)
-        return timed[topic]
-
+def watch(probe: Probe, work: Path, nodes: dict) -> types.SimpleNamespace:
+    """What the world-model graph of ``nodes`` (NodeProcess by name) publishes, recorded by ``probe``,
+    and publishers of what it takes; returns once the graph is up (else fails with the nodes' logs)."""
     g = types.SimpleNamespace(
         work=work, nodes=nodes, probe=probe, model_id=load_bundle(BUNDLE).spec.model_id,
         images=probe.subscribe(Image, "/camera/image_raw", qos("sensor_data")),
         latents=probe.subscribe(Latent, "/jepa/latent", qos("reliable")),
-        plans=subscribe_timed(PlanStatus, "/jepa/plan", qos("reliable", depth=100)),
-        cmds=subscribe_timed(TwistStamped, "/cmd_vel", qos("reliable", depth=100)),
-        odom=subscribe_timed(Odometry, "/odom", qos("reliable")),
+        plans=probe.subscribe_timed(PlanStatus, "/jepa/plan", qos("reliable", depth=100)),
+        cmds=probe.subscribe_timed(TwistStamped, "/cmd_vel", qos("reliable", depth=100)),
+        odom=probe.subscribe_timed(Odometry, "/odom", qos("reliable")),
         forecasts=probe.subscribe(Forecast, "/jepa/forecast", qos("reliable")),
         surprises=probe.subscribe(Surprise, "/jepa/surprise", qos("reliable")),
         diagnostics=probe.subscribe(DiagnosticArray, "/diagnostics", qos("reliable", depth=100)),
@@ -86,6 +69,21 @@ def g(tmp_path_factory):
     ok = probe.spin_until(lambda: (len(g.latents) >= 3 and g.odom and g.clock) or not alive(), 90)
     logs = "\n".join(f"--- {n.name}\n{n.log()[-3000:]}" for n in nodes.values())
     assert ok and alive(), f"the graph did not come up; logs:\n{logs}"
+    return g
+
+
+@pytest.fixture(scope="module")
+def g(tmp_path_factory):
+    if not (BUNDLE / "bundle.yaml").is_file():
+        pytest.skip(f"no model bundle at {BUNDLE} (make train, or set JEPA_PILOT_TEST_BUNDLE)")
+    work = tmp_path_factory.mktemp("ros_jepa")
+    nodes = dict(
+        sim=NodeProcess("sim_node", "sim", dict(env="two_rooms", seed=1, cmd_timeout=0.5), work),
+        encoder=NodeProcess("encoder_node", "encoder", model_params(), work),
+        planner=NodeProcess("planner_node", "planner", model_params(max_latent_age=MAX_LATENT_AGE,
+                                                                    max_plan_time=1.0), work),
+        predictor=NodeProcess("predictor_node", "predictor", model_params(), work))
+    g = watch(Probe("probe_jepa"), work, nodes)
     yield g
     probe.close()
     for node in nodes.values():
