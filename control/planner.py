@@ -15,9 +15,10 @@ the final distance and a smoothness penalty on action changes.
 
 Planning effort follows time, not calls: ``plan(..., periods)`` says how many
 control periods passed since the previous plan. The warm start is shifted
-by them (one macro step per ``frameskip`` periods), and a warm-started
-search runs ``iterations`` per control period of them (at least one, at
-most ``iterations``): a camera at three times the control rate gets one
+by them (one macro step per ``frameskip`` periods), its spread is widened
+back by their share of a period, and a warm-started search runs
+``iterations`` per control period of them (at least one, at most
+``iterations``): a camera at three times the control rate gets one
 iteration per frame, the same search per second as three per period. A
 cold plan (new goal, after a stop) always runs all ``iterations``.
 """
@@ -78,20 +79,21 @@ class WarmStart:
 
     def __init__(self, horizon: int, frameskip: int) -> None:
         self.horizon, self.frameskip = horizon, frameskip
-        self.mean = self.std = None
+        self.mean = self.std = self.widened = None
         self.offset = 0.0   # control periods executed since the macro grid was last aligned
         self.warm = False   # mean and std come from a previous plan
 
     def reset(self, mean, std) -> None:
-        self.mean, self.std, self.offset, self.warm = mean, std, 0.0, False
+        self.mean, self.std, self.widened, self.offset, self.warm = mean, std, std, 0.0, False
 
     def begin(self, periods: float, iterations: int) -> int:
-        """A plan starts ``periods`` control periods after the previous one: shift the kept plan by
-        what was executed meanwhile (one macro step per S periods, the last repeated) and return how
-        many of ``iterations`` (per control period) to run: all of them cold; warm, their share of
-        ``periods``, at least one."""
+        """A plan starts ``periods`` control periods after the previous one: widen the kept spread
+        back by that share of a period, shift the kept plan by what was executed meanwhile (one
+        macro step per S periods, the last repeated) and return how many of ``iterations`` (per
+        control period) to run: all of them cold; warm, their share of ``periods``, at least one."""
         if not self.warm:
             return iterations
+        self.std = self.std + (self.widened - self.std) * min(max(float(periods), 0.0), 1.0)  # fully per period
         self.offset += min(max(float(periods), 0.0), self.horizon * self.frameskip)
         steps = int((self.offset + 1e-9) // self.frameskip)
         if steps:
@@ -99,9 +101,10 @@ class WarmStart:
             self.mean = self.mean[np.minimum(np.arange(self.horizon) + steps, self.horizon - 1).tolist()]
         return int(np.clip(round(iterations * periods), 1, iterations))
 
-    def keep(self, best, std) -> None:
-        """The plan just made (its spread widened again by the caller) starts the next search."""
-        self.mean, self.std, self.warm = best, std, True
+    def keep(self, best, std, widened) -> None:
+        """The plan just made starts the next search: its mean, its spread ``std``, and the spread
+        ``widened`` it is widened back to over one control period (new uncertainty as the robot moves)."""
+        self.mean, self.std, self.widened, self.warm = best, std, widened, True
 
 
 class Planner:
@@ -152,7 +155,7 @@ class Planner:
                 std = np.maximum(np.sqrt(np.einsum("n,nha->ha", w, (macro - mean) ** 2)), cfg.min_std)
         best = np.clip(mean, -lim, lim)
         final = self.model.rollout(z_hist, self.expand(best[None]).astype(np.float32))[0]
-        self.warm.keep(best, np.maximum(std, cfg.init_std * 0.5))
+        self.warm.keep(best, std, np.maximum(std, cfg.init_std * 0.5))
         return Plan(actions=self.expand(best), latents=final,
                     cost=float(self.costs(final[None], goal, best[None])[0]),
                     goal_distance=float(np.linalg.norm(z_hist[-1] - goal)), iterations=iterations)

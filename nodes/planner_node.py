@@ -1,6 +1,7 @@
 """planner_node: latent MPC. Plans toward the goal latent on each new latent and commands the robot.
 
-Subscribes /jepa/latent (jepa_pilot/Latent), /jepa/goal_latent (Latent, latched),
+Subscribes /jepa/latent (jepa_pilot/Latent; handed in by the encoder instead in one process:
+           nodes/pilot_node.py), /jepa/goal_latent (Latent, latched),
            /jepa/estop (std_msgs/Bool: true latches a stop until false)
            /jepa/explore (std_msgs/Bool: true takes or renews an exploration lease of
            ``explore_lease`` s: random actions instead of plans; the online learner's)

@@ -1,6 +1,7 @@
 """predictor_node: the world model's monitor. Forecasts the executed plan, measures surprise.
 
-Subscribes /jepa/latent (jepa_pilot/Latent), /jepa/plan (jepa_pilot/PlanStatus)
+Subscribes /jepa/latent (jepa_pilot/Latent), /jepa/plan (jepa_pilot/PlanStatus); both handed in
+           by the encoder and the planner instead in one process (nodes/pilot_node.py)
 Publishes  /jepa/forecast (jepa_pilot/Forecast: the latents the bundle forecasts for the plan
            being executed, from the latent the plan was made from; one per model step)
            /jepa/surprise (jepa_pilot/Surprise: distance between the forecast made one model

@@ -73,7 +73,7 @@ class BoundSession:
                 raise ValueError(f"{name}: shape {array.shape}, the binding's is {tuple(value.shape())}")
             value.update_inplace(array)
         self.session.run_with_iobinding(self.binding)
-        return self.values[self.outputs[0]].numpy()
+        return self.binding.copy_outputs_to_cpu()[0]
 
 
 def bind_tensors(session: ort.InferenceSession, tensors: Mapping[str, object]):

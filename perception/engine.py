@@ -36,6 +36,11 @@ def resolve_providers(wanted: Sequence[str]) -> list[str]:
         raise ValueError(f"unknown provider(s) {unknown}; choose from {', '.join(PROVIDERS)}")
     available = set(ort.get_available_providers())
     chosen = [PROVIDERS[w] for w in wanted if PROVIDERS[w] in available]
+    if chosen and chosen[0] != PROVIDERS["cpu"] and hasattr(ort, "preload_dlls"):
+        try:  # the CUDA and cuDNN libraries from the nvidia-* pip packages (or torch's), if they are there
+            ort.preload_dlls()
+        except Exception:  # noqa: BLE001 - missing ones show as the CPU provider in use (reported)
+            pass
     return [p for p in chosen if p != PROVIDERS["cpu"]] + [PROVIDERS["cpu"]]
 
 

@@ -66,7 +66,7 @@ def test_the_device_planner_on_cuda_plans_like_the_cpu_planner(engines):
     host = Planner(cpu, config).plan(z, goal)
     assert torch.cuda.is_available() and device.actions.shape == host.actions.shape
     assert device.cost < device.goal_distance  # it found a way closer to the goal
-    assert abs(device.cost - host.cost) < 0.25 * host.goal_distance, (device.cost, host.cost)
+    assert host.cost < host.goal_distance and device.cost <= 1.25 * host.cost + 1e-6, (device.cost, host.cost)
 
 
 def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
