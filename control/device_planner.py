@@ -73,7 +73,7 @@ class DevicePlanner:
         self.model, self.config, self.device = model, config or PlannerConfig(), torch.device(device)
         self.gen = torch.Generator(device=self.device).manual_seed(self.config.seed)
         self.shape = (model.horizon, model.action_dim)  # macro actions (H, A)
-        self.warm = WarmStart(model.horizon, model.frameskip)
+        self.warm = WarmStart(model.horizon, model.frameskip, self.config.init_std * 0.5)
         self.reset()
 
     def reset(self) -> None:
@@ -116,7 +116,7 @@ class DevicePlanner:
         best = mean.clamp(-lim, lim)                                          # (H, A)
         batch = self.expand(best).expand(cfg.samples, -1, -1)                 # fixed N: the rollout's shape
         final = self.model(z, batch)[0]                                       # (H, D)
-        self.warm.keep(best, std, std.clamp_min(cfg.init_std * 0.5))
+        self.warm.keep(best, std)
         cost = float(self.costs(final[None], g, best[None])[0])
         return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=final.cpu().numpy(),
                     cost=cost, goal_distance=float(torch.linalg.vector_norm(z[-1] - g)), iterations=iterations)

@@ -77,8 +77,8 @@ class WarmStart:
     """The previous plan's macro actions (mean, std; arrays of any kind that index like NumPy's),
     kept to start the next search from: the bookkeeping both planners share."""
 
-    def __init__(self, horizon: int, frameskip: int) -> None:
-        self.horizon, self.frameskip = horizon, frameskip
+    def __init__(self, horizon: int, frameskip: int, floor: float) -> None:
+        self.horizon, self.frameskip, self.floor = horizon, frameskip, floor  # floor: of the widened spread
         self.mean = self.std = self.widened = None
         self.offset = 0.0   # control periods executed since the macro grid was last aligned
         self.warm = False   # mean and std come from a previous plan
@@ -101,10 +101,10 @@ class WarmStart:
             self.mean = self.mean[np.minimum(np.arange(self.horizon) + steps, self.horizon - 1).tolist()]
         return int(np.clip(round(iterations * periods), 1, iterations))
 
-    def keep(self, best, std, widened) -> None:
-        """The plan just made starts the next search: its mean, its spread ``std``, and the spread
-        ``widened`` it is widened back to over one control period (new uncertainty as the robot moves)."""
-        self.mean, self.std, self.widened, self.warm = best, std, widened, True
+    def keep(self, best, std) -> None:
+        """The plan just made starts the next search: its mean and its spread ``std``, widened back
+        to at least ``floor`` over one control period (new uncertainty as the robot moves)."""
+        self.mean, self.std, self.widened, self.warm = best, std, std.clip(min=self.floor), True
 
 
 class Planner:
@@ -114,7 +114,7 @@ class Planner:
         self.model, self.config = model, config or PlannerConfig()
         self.rng = np.random.default_rng(self.config.seed)
         self.shape = (model.horizon, model.action_dim)  # macro actions (H, A)
-        self.warm = WarmStart(model.horizon, model.frameskip)
+        self.warm = WarmStart(model.horizon, model.frameskip, self.config.init_std * 0.5)
         self.reset()
 
     def reset(self) -> None:
@@ -155,7 +155,7 @@ class Planner:
                 std = np.maximum(np.sqrt(np.einsum("n,nha->ha", w, (macro - mean) ** 2)), cfg.min_std)
         best = np.clip(mean, -lim, lim)
         final = self.model.rollout(z_hist, self.expand(best[None]).astype(np.float32))[0]
-        self.warm.keep(best, std, np.maximum(std, cfg.init_std * 0.5))
+        self.warm.keep(best, std)
         return Plan(actions=self.expand(best), latents=final,
                     cost=float(self.costs(final[None], goal, best[None])[0]),
                     goal_distance=float(np.linalg.norm(z_hist[-1] - goal)), iterations=iterations)

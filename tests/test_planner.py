@@ -88,13 +88,13 @@ def test_the_warm_start_shifts_one_macro_step_per_frameskip_periods_however_they
 def test_the_kept_spread_is_widened_back_by_the_share_of_a_period_that_passed():
     from jepa_pilot.control.planner import WarmStart
 
-    warm = WarmStart(horizon=2, frameskip=4)
+    warm = WarmStart(horizon=2, frameskip=4, floor=0.4)
     warm.reset(np.zeros((2, 1)), np.ones((2, 1)))
     assert warm.begin(1 / 3, 3) == 3 and warm.std[0, 0] == 1.0   # cold: as reset
-    warm.keep(np.zeros((2, 1)), np.full((2, 1), 0.1), np.full((2, 1), 0.4))
+    warm.keep(np.zeros((2, 1)), np.full((2, 1), 0.1))
     assert warm.begin(1 / 3, 3) == 1
     np.testing.assert_allclose(warm.std, 0.2)                    # a third of the way back to 0.4
-    warm.keep(np.zeros((2, 1)), np.full((2, 1), 0.1), np.full((2, 1), 0.4))
+    warm.keep(np.zeros((2, 1)), np.full((2, 1), 0.1))
     warm.begin(2.0, 3)
     np.testing.assert_allclose(warm.std, 0.4)                    # a period or more: all the way
 
