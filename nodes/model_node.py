@@ -137,7 +137,6 @@ class ModelNode(LifecycleNode):
         try:
             self.engine = WorldModelEngine(resolve_bundle(cfg.bundle), cfg.providers, cfg.threads)
             self.configure(self.engine)
-            self.engine.warm()  # allocations (and TensorRT's engines) now, not on the first frame
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it silently
             self.fault = f"cannot configure with bundle {cfg.bundle!r}: {exc}"
             detail = "" if isinstance(exc, ValueError) else "\n" + traceback.format_exc()

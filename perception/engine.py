@@ -7,9 +7,9 @@ toy model can stand in for it in tests.
 Providers: CUDA then CPU by default (TensorRT when asked for); the ones
 actually in use are in ``providers`` — report them, since ONNX Runtime
 silently falls back to the CPU when CUDA cannot load. TensorRT keeps the
-engines it builds on disk (``TRT_CACHE``/<model id>), and ``warm()`` runs
-each graph once, so a node builds and allocates at configure, never on its
-first frame.
+engines it builds on disk (``TRT_CACHE``/<model id>), so only the first run
+ever builds them; ``warm()`` runs each graph once (the hot-swap loader warms
+a bundle before the graph switches to it).
 """
 from __future__ import annotations
 

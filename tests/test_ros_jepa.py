@@ -85,7 +85,7 @@ def g(tmp_path_factory):
         predictor=NodeProcess("predictor_node", "predictor", model_params(), work))
     g = watch(Probe("probe_jepa"), work, nodes)
     yield g
-    probe.close()
+    g.probe.close()
     for node in nodes.values():
         node.stop()
 
