@@ -8,8 +8,8 @@ in three so that planning can run outside the node's lock:
    latent and asks the supervisor. It returns a :class:`Step` to act on now
    (hold, idle, reached) or, when the robot should drive, a step with a
    :class:`Job`: a snapshot (history window, goal, goal version, whether to
-   drop the warm start, control periods since the previous plan) that
-   planning needs.
+   drop the warm start, control periods since the previous plan, or for a
+   cold plan since the previous latent) that planning needs.
 2. ``plan(job)`` (outside the lock) runs the planner on that snapshot and
    times it with ``timer``.
 3. ``on_plan(result, now, wall_now)`` (under the lock) asks the supervisor
@@ -60,7 +60,7 @@ class Job:
     goal_version: int         # the supervisor's goal version when the snapshot was taken
     reset: bool               # drop the warm start before planning
     goal_distance: float      # latent distance from the newest latent to the goal
-    periods: float = 1.0      # control periods (of latent stamps) since the previous plan
+    periods: float = 1.0      # control periods (of latent stamps) since the previous plan (reset: latent)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,6 +101,7 @@ class LatentMPC:
         self.history = LatentHistory(history, model_step)
         self.period = model_step / model.frameskip  # s: the control period
         self._plan_stamp: float | None = None  # stamp of the latent the previous plan was made on
+        self._latent_stamp: float | None = None  # stamp of the previous latent
         self.timer = timer
         self.last = Decision(Status.IDLE, Cause.NO_GOAL, "no goal")
         self.counts = collections.Counter(plans=0, overruns=0, dropped_plans=0, stops=0,
@@ -162,6 +163,7 @@ class LatentMPC:
     def on_latent(self, z: np.ndarray, stamp: float, now: float | None, wall_now: float) -> Step:
         """A new latent. The step either says what to do now, or carries a ``job`` to plan."""
         self.history.add(stamp, z)
+        previous_latent, self._latent_stamp = self._latent_stamp, stamp
         decision = self.supervisor.on_latent(z, stamp, now, wall_now)
         if decision.status == Status.EXPLORING:
             return self._act(decision, explore=self._explore_step(stamp))
@@ -169,7 +171,8 @@ class LatentMPC:
             return self._act(decision)
         reset = self._new_goal or self.last.status != Status.PLANNING
         self._new_goal = self._new_goal and not reset
-        periods = 1.0 if self._plan_stamp is None else max(stamp - self._plan_stamp, 0.0) / self.period
+        since = previous_latent if reset else self._plan_stamp  # cold: the frame's time; warm: since the plan
+        periods = 1.0 if since is None else max(stamp - since, 0.0) / self.period
         self._plan_stamp = stamp
         job = Job(self.history.window(), self.supervisor.goal, self.supervisor.goal_version, reset,
                   decision.goal_distance, periods)

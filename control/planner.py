@@ -87,19 +87,22 @@ class WarmStart:
         self.mean, self.std, self.widened, self.offset, self.warm = mean, std, std, 0.0, False
 
     def begin(self, periods: float, iterations: int) -> int:
-        """A plan starts ``periods`` control periods after the previous one: widen the kept spread
-        back by that share of a period, shift the kept plan by what was executed meanwhile (one
-        macro step per S periods, the last repeated) and return how many of ``iterations`` (per
-        control period) to run: all of them cold; warm, their share of ``periods``, at least one."""
+        """A plan starts ``periods`` control periods after the previous one (a cold plan: after the
+        previous frame). Warm: widen the kept spread back by that share of a period and shift the
+        kept plan by what was executed meanwhile (one macro step per S periods, the last repeated).
+        Returns how many of ``iterations`` (per control period) to run, cold or warm: their share
+        of ``periods``, at least one, at most all. A search is spread over the frames it has, so a
+        new goal does not cost a faster camera a late command: the next frames go on searching."""
+        budget = int(np.clip(round(iterations * periods), 1, iterations))
         if not self.warm:
-            return iterations
+            return budget
         self.std = self.std + (self.widened - self.std) * min(max(float(periods), 0.0), 1.0)  # fully per period
         self.offset += min(max(float(periods), 0.0), self.horizon * self.frameskip)
         steps = int((self.offset + 1e-9) // self.frameskip)
         if steps:
             self.offset -= steps * self.frameskip
             self.mean = self.mean[np.minimum(np.arange(self.horizon) + steps, self.horizon - 1).tolist()]
-        return int(np.clip(round(iterations * periods), 1, iterations))
+        return budget
 
     def keep(self, best, std) -> None:
         """The plan just made starts the next search: its mean and its spread ``std``, widened back

@@ -21,8 +21,8 @@ import time
 from rcl_interfaces.srv import GetParameters, SetParameters
 from rclpy.action import ActionServer, CancelResponse, GoalResponse
 from rclpy.clock import Clock, ClockType
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup, ReentrantCallbackGroup
 from rclpy.node import Node
+from rclpy.task import Future
 from rclpy.parameter import Parameter, parameter_value_to_python
 from std_msgs.msg import Bool
 from std_srvs.srv import Trigger
@@ -58,25 +58,24 @@ class GoalNode(Node):
     def __init__(self) -> None:
         super().__init__("goal")
         self.params = ConfigParameters(self, GoalNodeConfig, self._on_params)
-        cfg, services = self.params.config, ReentrantCallbackGroup()
+        cfg = self.params.config
         self.cond = threading.Condition()        # guards the fields below; notified on every event
         self.exclusive = threading.Lock()        # one goal at a time talks to the encoder and the planner
         self.session: GoalSession | None = None  # the goal being set or followed
         self.latest = None                       # the newest accepted goal handle
         self.estop, self.newest_stamp, self.last_stamp, self.stopping = False, 0.0, 0.0, False
         self.saved_tolerance: float | None = None  # the planner's goal_tolerance before a goal's own
-        self.set_goal = self.create_client(SetGoal, f"{cfg.encoder}/set_goal", callback_group=services)
-        self.clear_goal = self.create_client(Trigger, f"{cfg.planner}/clear_goal", callback_group=services)
-        self.get_params = self.create_client(GetParameters, f"{cfg.planner}/get_parameters", callback_group=services)
-        self.set_params = self.create_client(SetParameters, f"{cfg.planner}/set_parameters", callback_group=services)
-        inputs = MutuallyExclusiveCallbackGroup()
-        self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable", depth=50),
-                                 callback_group=inputs)
-        self.create_subscription(Surprise, "/jepa/surprise", self._on_surprise, qos("reliable"), callback_group=inputs)
-        self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"), callback_group=inputs)
+        self.set_goal = self.create_client(SetGoal, f"{cfg.encoder}/set_goal")
+        self.clear_goal = self.create_client(Trigger, f"{cfg.planner}/clear_goal")
+        self.get_params = self.create_client(GetParameters, f"{cfg.planner}/get_parameters")
+        self.set_params = self.create_client(SetParameters, f"{cfg.planner}/set_parameters")
+        self.create_subscription(PlanStatus, "/jepa/plan", self._on_plan, qos("reliable", depth=50))
+        self.create_subscription(Surprise, "/jepa/surprise", self._on_surprise, qos("reliable"))
+        self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"))
+        self.wake = self.create_guard_condition(lambda: None)  # a goal's thread has ended (_execute)
         # rclpy's signal handlers are off (nodes/runner.py): a steady tick lets the executor see Ctrl-C.
         self.create_timer(0.2, lambda: None, clock=Clock(clock_type=ClockType.STEADY_TIME))
-        self.server = ActionServer(self, ReachGoal, "/jepa/reach_goal", self._execute, callback_group=services,
+        self.server = ActionServer(self, ReachGoal, "/jepa/reach_goal", self._execute,
                                    goal_callback=self._check_goal, handle_accepted_callback=self._accepted,
                                    cancel_callback=self._cancel)
         self.get_logger().info(f"serving /jepa/reach_goal: goals through {self.set_goal.srv_name}, "
@@ -149,7 +148,22 @@ class GoalNode(Node):
             self.cond.notify_all()
         return CancelResponse.ACCEPT
 
-    def _execute(self, handle) -> ReachGoal.Result:
+    async def _execute(self, handle) -> ReachGoal.Result:
+        """The action's execute callback. The goal runs in a thread of its own (it waits for services
+        and for the planner's reports), so the executor's one thread keeps taking those meanwhile."""
+        done = Future()
+
+        def drive() -> None:
+            try:
+                done.set_result(self._drive(handle))
+            except BaseException as exc:  # noqa: BLE001 - raised again in the executor, as from a callback
+                done.set_exception(exc)
+            self.wake.trigger()  # the executor resumes this coroutine
+
+        threading.Thread(target=drive, name="goal", daemon=True).start()
+        return await done
+
+    def _drive(self, handle) -> ReachGoal.Result:
         goal = handle.request
         with self.exclusive:  # the previous goal has ended and reported
             with self.cond:
@@ -219,7 +233,7 @@ class GoalNode(Node):
 
     # --- services -----------------------------------------------------------------------
     def _call(self, client, request, what: str):
-        """A service call from a goal's thread (the executor's other threads take the answer)."""
+        """A service call from a goal's thread (the executor's thread takes the answer)."""
         timeout, future = self.params.config.service_timeout, None
         end = time.monotonic() + timeout
         while time.monotonic() < end and not self.stopping:
@@ -256,7 +270,7 @@ class GoalNode(Node):
             self.saved_tolerance = None
 
 def main(args=None) -> int:
-    return run_node(GoalNode, "goal", args, threads=6)
+    return run_node(GoalNode, "goal", args)
 
 
 if __name__ == "__main__":

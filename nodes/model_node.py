@@ -77,7 +77,7 @@ class ModelNode(LifecycleNode):
         if why_not:
             self.get_logger().warning(why_not)
         self.engine: WorldModelEngine | None = None
-        self.lock = threading.RLock()  # transitions vs. callbacks in other executor threads
+        self.lock = threading.RLock()  # transitions vs. work in other threads (the planning thread)
         self.state_label = "unconfigured"
         self.fault = ""  # why the last configure failed
         self.staging: Staging | None = None

@@ -10,10 +10,10 @@ hands its plans to the predictor. No serialisation, no DDS hop and no
 executor wake-up lie between a frame and its command, and two processes
 fewer compete for the CPU.
 
-The planner plans in the encoder's camera callback, so while it plans, new
-frames wait in the camera subscription (depth 1: the newest replaces the
-older): frames that no plan would use are never encoded. The watchdog and
-the e-stop run in other executor threads, as in the planner's own process.
+The planner plans in its own thread, as in its own process: while it plans,
+the encoder encodes the next frame, and the newest latent waits for the
+planner (a newer one replaces it). The watchdog, the e-stop and the services
+run in the executor's thread.
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def compose() -> list:
 
 
 def main(args=None) -> int:
-    return run_node(compose, "pilot", args, threads=3)
+    return run_node(compose, "pilot", args)
 
 
 if __name__ == "__main__":

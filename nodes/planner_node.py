@@ -12,9 +12,12 @@ Services   ~/clear_goal (std_srvs/Trigger): drop the goal, zero command, IDLE
 
 Every decision is control.mpc.LatentMPC's (supervisor, latent history, CEM/MPPI
 planner, warm start); this node converts messages, calls it and publishes.
-Planning runs outside the lock on a snapshot, in its own callback group, so the
-wall-clock watchdog (``watchdog_rate_hz``) and the e-stop act during a long
-plan. Latents and goals of another model id are dropped with a message.
+Latents are planned on in a thread of their own (common/worker.py): the newest
+latent waits while a plan runs, and replaces an older one still waiting
+(``latents_replaced`` in /diagnostics). Planning runs outside the lock on a
+snapshot, so the executor's one thread keeps serving the wall-clock watchdog
+(``watchdog_rate_hz``), the e-stop and the services during a long plan; a
+failure in the planning thread ends the process as a failed callback does. Latents and goals of another model id are dropped with a message.
 Hot-swap: a goal latent of the staged model is kept for the switch, which
 happens on the first latent of that model; a plan still running on the old
 model when it comes is dropped, so no command mixes the two.
@@ -27,7 +30,6 @@ import dataclasses
 
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticStatus
-from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
 from std_msgs.msg import Bool, Header
 from std_srvs.srv import Trigger
 
@@ -43,7 +45,7 @@ from jepa_pilot.nodes.model_node import ModelNode, ModelNodeConfig
 from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.commands import CommandOutput
 from jepa_pilot.nodes.ros_io import from_time
-from jepa_pilot.nodes.runner import run_node
+from jepa_pilot.nodes.runner import node_worker, run_node
 from jepa_pilot.perception.latents import latent_problem
 
 
@@ -74,6 +76,7 @@ class PlannerNode(ModelNode):
         self.out: CommandOutput | None = None
         self.pending_goal: tuple | None = None  # (model id, z, stamp, header): a goal of the staged model
         self.plan_sinks: list = []  # composed process: nodes the plans are handed to (nodes/pilot_node.py)
+        self.planning = node_worker(self, self._plan_on, "planning")
 
     def configure(self, engine) -> None:
         cfg, spec = self.cfg, engine.spec
@@ -113,17 +116,12 @@ class PlannerNode(ModelNode):
             self._act(self.mpc.clear_goal(), None, force=True)
 
     def activate(self) -> list:
-        planning, control = MutuallyExclusiveCallbackGroup(), MutuallyExclusiveCallbackGroup()
-        return [self.subscribe(Latent, "/jepa/latent", self.on_latent, qos("reliable", depth=1),
-                               callback_group=planning),
-                self.create_subscription(Latent, "/jepa/goal_latent", self._on_goal, qos("latched"),
-                                         callback_group=control),
-                self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable"), callback_group=control),
-                self.create_subscription(Bool, "/jepa/explore", self._on_explore, qos("latched"),
-                                         callback_group=control),
-                self.create_service(Trigger, "~/clear_goal", self._on_clear_goal, callback_group=control),
-                self.create_timer(1.0 / self.cfg.watchdog_rate_hz, self._watchdog, callback_group=control,
-                                  clock=self.steady)]
+        return [self.subscribe(Latent, "/jepa/latent", self.on_latent, qos("reliable", depth=1)),
+                self.create_subscription(Latent, "/jepa/goal_latent", self._on_goal, qos("latched")),
+                self.create_subscription(Bool, "/jepa/estop", self._on_estop, qos("reliable")),
+                self.create_subscription(Bool, "/jepa/explore", self._on_explore, qos("latched")),
+                self.create_service(Trigger, "~/clear_goal", self._on_clear_goal),
+                self.create_timer(1.0 / self.cfg.watchdog_rate_hz, self._watchdog, clock=self.steady)]
 
     def deactivate(self) -> None:
         self.out.hold()  # leave the robot stopped
@@ -138,6 +136,7 @@ class PlannerNode(ModelNode):
         finally:
             if locked:
                 self.lock.release()
+        self.planning.close(timeout=1.0)  # a waiting latent is dropped; a plan in progress commands nothing now
 
     def on_params(self, cfg) -> None:
         with self.lock:
@@ -202,6 +201,11 @@ class PlannerNode(ModelNode):
         return response
 
     def on_latent(self, msg: Latent) -> None:
+        """A latent (subscribed, or handed in by the encoder): the planning thread takes the newest."""
+        self.planning.put(msg)
+
+    def _plan_on(self, msg: Latent) -> None:
+        """In the planning thread: one control step on ``msg``."""
         with self.lock:
             if self.active and msg.model_id != self.engine.model_id:
                 self.switch_engine(msg.model_id)  # the first latent of the staged model: switch now
@@ -267,7 +271,7 @@ class PlannerNode(ModelNode):
         (l50, l99), (p50, p99) = self.latency.percentiles(50, 99), self.plan_time.percentiles(50, 99)
         return {**self.mpc.report(), "command_rate_hz": self.rate.rate(self.wall()), "latency_ms_p50": l50 * 1e3,
                 "latency_ms_p99": l99 * 1e3, "plan_ms_p50": p50 * 1e3, "plan_ms_p99": p99 * 1e3,
-                "dropped_latents": self.dropped_latents}
+                "dropped_latents": self.dropped_latents, "latents_replaced": self.planning.replaced}
 
     def diagnostic_level(self) -> tuple[int, str]:
         status, reason = self.mpc.last.status, self.mpc.last.reason
@@ -276,7 +280,7 @@ class PlannerNode(ModelNode):
 
 
 def main(args=None) -> int:
-    return run_node(lambda: PlannerNode().start(), "planner", args, threads=2)
+    return run_node(lambda: PlannerNode().start(), "planner", args)
 
 
 if __name__ == "__main__":

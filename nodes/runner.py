@@ -20,13 +20,14 @@ from typing import Callable
 
 import rclpy
 from rclpy.exceptions import InvalidHandle
-from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor, SingleThreadedExecutor
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from jepa_pilot.common.config import ConfigError
+from jepa_pilot.common.worker import LatestWorker
 
-__all__ = ["run_node", "raise_priority"]
+__all__ = ["run_node", "raise_priority", "node_worker"]
 
 RESPINS = 10  # executor races on destroyed entities tolerated per process (see run_node)
 
@@ -45,18 +46,32 @@ def raise_priority(nice: int) -> str:
     return ""
 
 
+def node_worker(node: Node, work: Callable[[object], None], name: str) -> LatestWorker:
+    """A LatestWorker (common/worker.py) of ``node`` whose failure ends the process as a failed
+    callback does: its exception is raised again in the executor's thread, where run_node logs it,
+    stops the robot and exits with 1."""
+    def raise_failure() -> None:
+        raise worker.failed
+
+    guard = node.create_guard_condition(raise_failure)
+    worker = LatestWorker(work, name, on_error=lambda exc: guard.trigger())
+    return worker
+
+
 def _interrupt(signum, frame) -> None:
     """SIGTERM ends the node like Ctrl-C does (Python's default would kill it with no cleanup)."""
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None, threads: int = 1) -> int:
+def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -> int:
     """Spin the node ``make_node()`` (or the nodes, for a composed process) until a signal, an
     exception or shutdown; returns the exit code.
 
     0 after a signal or shutdown, 1 after an exception (logged with its traceback), 2 for
-    invalid parameters. ``threads`` > 1 spins a MultiThreadedExecutor (for nodes whose
-    callback groups must not block each other, such as a watchdog next to a planner).
+    invalid parameters. One executor thread: work that must not hold it up runs in a thread
+    of its own (the planner's plans: ``node_worker``; the goal node's goals). rclpy's
+    MultiThreadedExecutor is not used: it spends milliseconds of CPU on each event, more than
+    a 30 Hz loop on two cores can spare.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     previous = signal.signal(signal.SIGTERM, _interrupt)
@@ -64,7 +79,7 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None, t
     try:
         made = make_node()
         nodes = made if isinstance(made, list) else [made]
-        executor = MultiThreadedExecutor(num_threads=threads) if threads > 1 else SingleThreadedExecutor()
+        executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
         for respin in range(RESPINS + 1):
@@ -72,8 +87,8 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None, t
                 executor.spin()  # returns at shutdown
                 break
             except InvalidHandle as exc:
-                # rclpy's own race: an entity destroyed by one executor thread (a lifecycle deactivate
-                # destroys subscriptions and timers) while another was about to use it. Nothing of the
+                # rclpy's own race: an entity destroyed by a callback (a lifecycle deactivate destroys
+                # subscriptions and timers) that the executor had found ready already. Nothing of the
                 # node is lost: spin on, a few times at most (a handle broken for good is an error).
                 if respin == RESPINS:
                     raise

@@ -29,4 +29,4 @@ class FailingPlanner(PlannerNode):
 
 
 if __name__ == "__main__":
-    sys.exit(run_node(lambda: FailingPlanner().start(), "planner", threads=2))
+    sys.exit(run_node(lambda: FailingPlanner().start(), "planner"))

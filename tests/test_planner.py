@@ -61,15 +61,16 @@ def test_warm_start_keeps_a_good_plan():
     assert plan.cost <= cold.cost
 
 
-def test_a_warm_plan_runs_its_share_of_the_iterations_and_a_cold_one_all():
+def test_a_plan_cold_or_warm_runs_its_share_of_the_iterations():
     planner, z, goal = make_planner(PointMass(), iterations=3, seed=0), np.zeros((2, 2)), np.ones(2)
-    assert planner.plan(z, goal, periods=1 / 3).iterations == 3   # cold: all of them
+    assert planner.plan(z, goal, periods=1.0).iterations == 3     # cold, a period after the previous frame
     assert planner.plan(z, goal, periods=1 / 3).iterations == 1   # a frame a third of a period later
     assert planner.plan(z, goal, periods=2 / 3).iterations == 2
     assert planner.plan(z, goal, periods=5.0).iterations == 3     # never more than a cold plan
     assert planner.plan(z, goal, periods=0.0).iterations == 1     # never none
     planner.reset()
-    assert planner.plan(z, goal, periods=1 / 3).iterations == 3
+    assert planner.plan(z, goal, periods=1 / 3).iterations == 1   # cold at a third of a period: no more
+    assert planner.plan(z, goal, periods=1 / 3).iterations == 1   # ... and the next frames search on
 
 
 def test_the_warm_start_shifts_one_macro_step_per_frameskip_periods_however_they_come():
@@ -90,7 +91,7 @@ def test_the_kept_spread_is_widened_back_by_the_share_of_a_period_that_passed():
 
     warm = WarmStart(horizon=2, frameskip=4, floor=0.4)
     warm.reset(np.zeros((2, 1)), np.ones((2, 1)))
-    assert warm.begin(1 / 3, 3) == 3 and warm.std[0, 0] == 1.0   # cold: as reset
+    assert warm.begin(1 / 3, 3) == 1 and warm.std[0, 0] == 1.0   # cold: as reset, its share of the iterations
     warm.keep(np.zeros((2, 1)), np.full((2, 1), 0.1))
     assert warm.begin(1 / 3, 3) == 1
     np.testing.assert_allclose(warm.std, 0.2)                    # a third of the way back to 0.4
@@ -217,6 +218,10 @@ def test_mpc_plans_a_camera_faster_than_the_control_rate_at_its_share_of_the_ite
         done.append((round(step.job.periods, 6), result.plan.iterations))
         mpc.on_plan(result, i * 0.05 / 3, 100.0)
     assert done == [(1.0, 3), (round(1 / 3, 6), 1), (round(1 / 3, 6), 1), (round(1 / 3, 6), 1)]
+    mpc.set_goal(np.array([-0.8, 0.0]))  # a new goal: a cold plan with the share of a frame's time
+    step = mpc.on_latent(np.zeros(2), 4 * 0.05 / 3, 4 * 0.05 / 3, 100.0)
+    assert step.job.reset and round(step.job.periods, 6) == round(1 / 3, 6)
+    assert mpc.plan(step.job).plan.iterations == 1
 
 
 @pytest.mark.parametrize("stop", ["estop", "stale"])

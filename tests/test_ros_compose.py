@@ -65,7 +65,7 @@ def test_the_composed_graph_drives_to_a_goal_image_and_the_predictor_forecasts_i
     assert c.surprises, "no surprise: the predictor did not get the latents handed to it"
 
 
-def test_the_estop_acts_while_the_camera_callback_plans(c):
+def test_the_estop_acts_while_the_planner_plans(c):
     reset(c)
     goal = set_goal(c, FAR_GOAL)
     assert c.probe.spin_until(lambda: len(pursuing(c, goal, PLANNING)) >= 3, 20), "the planner does not plan"
