@@ -115,6 +115,19 @@ class ModelNode(LifecycleNode):
     def on_params(self, cfg) -> None:
         """A dynamic parameter changed (already validated)."""
 
+    def rollout_batches(self) -> tuple[int, ...]:
+        """The rollout batch sizes this node runs (warmed at configure)."""
+        return (1,)
+
+    def _warm(self, engine: WorldModelEngine) -> None:
+        """Run the graphs once now, so that the first frame does not pay for allocation or a TensorRT
+        build. A graph that fails here is only warned about: it fails again, and is reported as an
+        engine error, when it runs for real (a node whose bundle loads stays configurable)."""
+        try:
+            engine.warm(self.rollout_batches())
+        except Exception as exc:  # noqa: BLE001 - reported where it matters: at run time
+            self.get_logger().warning(f"warm-up run failed, the first run will fail the same way: {exc}")
+
     def check_fit(self, engine: WorldModelEngine) -> None:
         """Raise ValueError if a new bundle cannot replace the current one in this node."""
         old, new = self.engine.spec, engine.spec
@@ -137,6 +150,7 @@ class ModelNode(LifecycleNode):
         try:
             self.engine = WorldModelEngine(resolve_bundle(cfg.bundle), cfg.providers, cfg.threads)
             self.configure(self.engine)
+            self._warm(self.engine)
         except Exception as exc:  # noqa: BLE001 - rclpy would swallow it silently
             self.fault = f"cannot configure with bundle {cfg.bundle!r}: {exc}"
             detail = "" if isinstance(exc, ValueError) else "\n" + traceback.format_exc()
@@ -220,7 +234,7 @@ class ModelNode(LifecycleNode):
     def _load_announced(self, bundle: str, model_id: str) -> WorldModelEngine:
         """In the loading thread: the announced bundle, checked against this node and warmed."""
         cfg = self.cfg
-        return load_engine(bundle, cfg.providers, cfg.threads, self.check_fit, model_id)
+        return load_engine(bundle, cfg.providers, cfg.threads, self.check_fit, model_id, self.rollout_batches())
 
     def _report_staged(self, model_id: str, ready: bool, message: str) -> None:
         if ready:  # one call site per severity: rclpy refuses to change it between calls

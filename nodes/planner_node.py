@@ -98,6 +98,9 @@ class PlannerNode(ModelNode):
         return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig),
                          explore_period=spec.control_period)
 
+    def rollout_batches(self) -> tuple[int, ...]:
+        return (self.cfg.samples, 1)  # each iteration's candidates, then the chosen plan
+
     def check_fit(self, engine) -> None:
         super().check_fit(engine)
         robot_fit(self.profile, engine.spec, self.cfg.command_type)

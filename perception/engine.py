@@ -99,12 +99,14 @@ class WorldModelEngine:
                 raise BundleError(f"{self.bundle.path(name)}: {arg} has shape {got}, bundle.yaml says {shape} "
                                   f"(encoder and predictor from different bundles?)")
 
-    def warm(self) -> None:
-        """Run each graph once: the first call allocates (and TensorRT builds its engines)."""
+    def warm(self, rollout_batches: Sequence[int] = (1,)) -> None:
+        """Run each graph once, the rollout once per batch size: the first call of a shape allocates
+        (and TensorRT builds its engine for it, or loads it from its cache)."""
         spec = self.spec
         self.encode_prepared(np.zeros((1, 3, spec.image_size, spec.image_size), np.float32))
-        self.rollout(np.zeros((spec.history, spec.latent_dim), np.float32),
-                     np.zeros((1, spec.horizon * spec.frameskip, spec.action_dim), np.float32))
+        for n in dict.fromkeys(rollout_batches):
+            self.rollout(np.zeros((spec.history, spec.latent_dim), np.float32),
+                         np.zeros((n, spec.horizon * spec.frameskip, spec.action_dim), np.float32))
 
     # --- encoder ----------------------------------------------------------------
     def encode_prepared(self, frames: np.ndarray) -> np.ndarray:

@@ -38,16 +38,17 @@ __all__ = ["load_engine", "Staging", "ReadyBoard"]
 
 
 def load_engine(bundle: str, providers, threads: int, check: Callable[[WorldModelEngine], None],
-                expected_id: str = "") -> WorldModelEngine:
+                expected_id: str = "", rollout_batches: tuple[int, ...] = (1,)) -> WorldModelEngine:
     """Load, check and warm a bundle's engine. Raises BundleError or ValueError saying why not.
 
     ``check(engine)`` raises ValueError when the bundle does not fit the node;
-    ``expected_id``: the model id the bundle was announced with (it must match)."""
+    ``expected_id``: the model id the bundle was announced with (it must match);
+    ``rollout_batches``: the rollout shapes to warm (WorldModelEngine.warm)."""
     engine = WorldModelEngine(resolve_bundle(bundle), providers, threads)
     if expected_id and engine.model_id != expected_id:
         raise BundleError(f"{bundle}: holds model {engine.model_id!r}, announced as {expected_id!r}")
     check(engine)
-    engine.warm()
+    engine.warm(rollout_batches)
     return engine
 
 

@@ -375,6 +375,7 @@ def test_an_engine_error_is_reported_as_an_error_not_as_a_bad_frame(g, tmp_path)
         assert status.level == status.ERROR and "engine error" in status.message, status
         assert "Reshape" in errors["last_error"] and errors["dropped"] == "0", errors
         assert g.probe.spin_until(lambda: "Traceback" in node.log(), 10), node.log()[-3000:]
+        assert "warm-up run failed" in node.log()  # at configure: warned, the node configured all the same
         assert node.proc.poll() is None
 
         before = settled(lambda: values()["engine_errors"])  # frames in flight, the latched goal image
