@@ -17,7 +17,8 @@ latent waits while a plan runs, and replaces an older one still waiting
 (``latents_replaced`` in /diagnostics). Planning runs outside the lock on a
 snapshot, so the executor's one thread keeps serving the wall-clock watchdog
 (``watchdog_rate_hz``), the e-stop and the services during a long plan; a
-failure in the planning thread ends the process as a failed callback does. Latents and goals of another model id are dropped with a message.
+failure in the planning thread ends the process as a failed callback does.
+Latents and goals of another model id are dropped with a message.
 Hot-swap: a goal latent of the staged model is kept for the switch, which
 happens on the first latent of that model; a plan still running on the old
 model when it comes is dropped, so no command mixes the two.
