@@ -147,8 +147,7 @@ class GraphWatcher(Node):
 
     def __init__(self, env, keep_frames: bool = True, relay_to: str | None = None) -> None:
         super().__init__("jepa_pilot_harness")
-        # One executor for the session: rclpy.spin_once(node) adds and removes the node on each call,
-        # which costs more CPU than the messages themselves (the loop benchmark's harness shares the CPU).
+        # One executor for the session (rclpy.spin_once(node) adds and removes the node on every call).
         self.spinner = SingleThreadedExecutor()
         self.spinner.add_node(self)
         self.env, self.keep_frames = env, keep_frames
