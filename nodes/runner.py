@@ -9,7 +9,11 @@ command if they last commanded motion), and only then is ROS shut down.
 rclpy's own signal handlers are not installed: they shut the context down
 inside the handler, before any Python code could still publish, so a robot
 that keeps its last command (Gazebo's DiffDrive, many base drivers) would
-drive on after the stack stopped.
+drive on after the stack stopped. Nor is Python's: its KeyboardInterrupt is
+raised in whatever Python code runs when the signal lands, and when that is
+code rclpy calls from C (building a received message) it comes out as an
+unrelated RuntimeError. Once spinning, a signal only wakes the executor
+(``_Signals``), which stops the node between callbacks.
 """
 from __future__ import annotations
 
@@ -58,9 +62,44 @@ def node_worker(node: Node, work: Callable[[object], None], name: str) -> Latest
     return worker
 
 
-def _interrupt(signum, frame) -> None:
-    """SIGTERM ends the node like Ctrl-C does (Python's default would kill it with no cleanup)."""
-    raise KeyboardInterrupt(f"signal {signum}")
+class _Signals:
+    """SIGINT and SIGTERM end the node the same way (Python's default for SIGTERM would kill it with
+    no cleanup), without raising inside code that rclpy runs from C.
+
+    Before ``arm`` (building the nodes, loading models) a signal raises KeyboardInterrupt at once.
+    Once armed it triggers a guard condition: the executor wakes and raises KeyboardInterrupt
+    between callbacks. After ``disarm`` (stopping the robot, shutting down) signals are ignored,
+    so a second Ctrl-C cannot cut the zero command short.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self) -> None:
+        self.received: int | None = None
+        self.guard = None
+        self.armed = True
+        self.previous = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
+
+    def arm(self, node: Node) -> None:
+        self.guard = node.create_guard_condition(self._interrupt)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+    def _handle(self, signum, frame) -> None:
+        self.received = signum
+        if not self.armed:
+            return
+        if self.guard is None:
+            raise KeyboardInterrupt(signal.Signals(signum).name)
+        self.guard.trigger()
+
+    def _interrupt(self) -> None:
+        raise KeyboardInterrupt(signal.Signals(self.received).name)
 
 
 def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -> int:
@@ -74,7 +113,7 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -
     a 30 Hz loop on two cores can spare.
     """
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
-    previous = signal.signal(signal.SIGTERM, _interrupt)
+    signals = _Signals()
     logger, nodes, code = rclpy.logging.get_logger(name), [], 0
     try:
         made = make_node()
@@ -82,6 +121,7 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -
         executor = SingleThreadedExecutor()
         for node in nodes:
             executor.add_node(node)
+        signals.arm(nodes[0])
         for respin in range(RESPINS + 1):
             try:
                 executor.spin()  # returns at shutdown
@@ -102,7 +142,7 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -
         logger.fatal(f"{name} failed:\n{traceback.format_exc()}")
         code = 1
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        signals.disarm()
         for node in nodes:
             if hasattr(node, "safe_stop"):
                 try:
@@ -110,4 +150,5 @@ def run_node(make_node: Callable[[], Node | list[Node]], name: str, args=None) -
                 except Exception:  # noqa: BLE001 - best effort: shutting down must go on
                     logger.error(f"safe stop failed:\n{traceback.format_exc()}")
         rclpy.try_shutdown()
+        signals.restore()
     return code

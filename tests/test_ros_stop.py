@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from geometry_msgs.msg import TwistStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
@@ -36,6 +38,7 @@ pytestmark = pytest.mark.ros
 BUNDLE = Path(os.environ.get("JEPA_PILOT_TEST_BUNDLE") or package_share() / "models" / "two_rooms")
 START, FAR_GOAL = (-0.5, -0.5, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0)
 FAILING_PLANNER = str(Path(__file__).with_name("failing_planner.py"))
+FLOODED_NODE = str(Path(__file__).with_name("flooded_node.py"))
 
 
 def model_params(**extra) -> dict:
@@ -167,3 +170,43 @@ def test_an_exploration_lease_drives_random_actions_and_ends_when_not_renewed(gr
         probe.node.destroy_publisher(explore)
         probe.node.destroy_subscription(sub)
         planner.stop()
+
+
+def flood_message() -> DiagnosticArray:
+    """A message with many small fields: building it on receipt runs much Python code."""
+    values = [KeyValue(key=f"k{i}", value=str(i)) for i in range(20)]
+    return DiagnosticArray(status=[DiagnosticStatus(name=f"s{i}", values=values) for i in range(20)])
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_a_signal_while_messages_pour_in_ends_the_node_cleanly(tmp_path, sig):
+    """A signal lands wherever the node's one thread is; most often here, while rclpy builds a received
+    message. Python's own KeyboardInterrupt, raised there, came out as an unrelated RuntimeError
+    ("Unable to convert call argument '0' to Python object") and the node ended as failed (exit 1)."""
+    probe = Probe(f"probe_flood_{sig.name}")
+    publisher = probe.node.create_publisher(DiagnosticArray, "/flood", qos("reliable", depth=100))
+    msg, stop = flood_message(), threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            publisher.publish(msg)
+
+    flooder = threading.Thread(target=flood, daemon=True)
+    flooder.start()
+    try:
+        for trial in range(5):
+            node = NodeProcess(FLOODED_NODE, "flooded", {}, tmp_path)
+            try:
+                deadline = time.monotonic() + 60
+                while "taking messages" not in node.log() and node.proc.poll() is None and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                assert "taking messages" in node.log(), node.log()[-3000:]
+                time.sleep(0.05 * trial)  # a different moment of its work each time
+                node.proc.send_signal(sig)
+                assert node.wait(20) == 0, f"trial {trial}:\n{node.log()[-3000:]}"
+            finally:
+                node.stop()
+    finally:
+        stop.set()
+        flooder.join(5)
+        probe.close()
