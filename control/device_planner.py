@@ -26,9 +26,9 @@ import numpy as np
 import torch
 
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
-from jepa_pilot.perception.bound import bind_tensors
+from jepa_pilot.perception.bound import bind_tensors, on_cuda
 
-__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout"]
+__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "engine_planner"]
 
 
 class OrtDeviceRollout:
@@ -120,3 +120,17 @@ class DevicePlanner:
         cost = float(self.costs(final[None], g, best[None])[0])
         return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=final.cpu().numpy(),
                     cost=cost, goal_distance=float(torch.linalg.vector_norm(z[-1] - g)), iterations=iterations)
+
+
+def engine_planner(engine, config: PlannerConfig) -> DevicePlanner:
+    """A DevicePlanner on a WorldModelEngine's rollout session, on the device that session runs on:
+    CUDA (IO-bound to torch CUDA tensors) when ONNX Runtime placed it there, else the CPU (the same
+    code on host tensors). Raises RuntimeError when the session is on CUDA and torch cannot use it."""
+    session, spec = engine.sessions["rollout"], engine.spec
+    device = "cuda" if on_cuda(session) else "cpu"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("search: device needs torch with CUDA when the rollout runs on CUDA "
+                           f"(torch {torch.__version__} sees no GPU); use search: host")
+    rollout = OrtDeviceRollout(session, config.samples, spec.history, spec.latent_dim, spec.horizon,
+                               spec.frameskip, spec.action_dim, device)
+    return DevicePlanner(rollout, config, device)

@@ -94,9 +94,11 @@ class LatentMPC:
     def __init__(self, model: RolloutModel, history: int, model_step: float,
                  planner_config: PlannerConfig | None = None, supervisor_config: SupervisorConfig | None = None,
                  timer: Callable[[], float] = time.perf_counter, explore_period: float = 0.1,
-                 explorer: Callable[[], np.ndarray] | None = None) -> None:
+                 explorer: Callable[[], np.ndarray] | None = None, planner=None) -> None:
+        """``planner``: anything with Planner's ``plan`` and ``reset`` (control/device_planner.py's
+        DevicePlanner); by default a Planner on ``model`` with ``planner_config``."""
         self.action_dim = model.action_dim
-        self.planner = Planner(model, planner_config)
+        self.planner = planner or Planner(model, planner_config)
         self.supervisor = Supervisor(supervisor_config)
         self.history = LatentHistory(history, model_step)
         self.period = model_step / model.frameskip  # s: the control period

@@ -58,6 +58,9 @@ class PlannerNodeConfig(ModelNodeConfig, SupervisorConfig, PlannerConfig):
     command_topic: str = setting("", "command topic ('' : the profile's, e.g. /cmd_vel)")
     watchdog_rate_hz: float = setting(20.0, "wall-clock checks per second for stale latents and overruns",
                                       low=1.0, high=1000.0)
+    search: str = setting("host", "where candidates are sampled, rolled out and scored: host (NumPy; each "
+                          "rollout's inputs and outputs cross to the provider) or device (torch on the device "
+                          "the rollout runs on, IO-bound: for a GPU; needs torch)", choices=("host", "device"))
 
     def part(self, cls):
         """The PlannerConfig or SupervisorConfig inside this config."""
@@ -96,10 +99,17 @@ class PlannerNode(ModelNode):
 
     def _new_mpc(self, engine) -> LatentMPC:
         cfg, spec = self.cfg, engine.spec
+        planner = None
+        if cfg.search == "device":
+            from jepa_pilot.control.device_planner import engine_planner  # torch: only on this path
+            planner = engine_planner(engine, cfg.part(PlannerConfig))
+            self.get_logger().info(f"search on the device: torch tensors on {planner.device}")
         return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig),
-                         explore_period=spec.control_period)
+                         explore_period=spec.control_period, planner=planner)
 
     def rollout_batches(self) -> tuple[int, ...]:
+        if self.cfg.search == "device":
+            return (self.cfg.samples,)  # the device rollout's one fixed batch
         return (self.cfg.samples, 1)  # each iteration's candidates, then the chosen plan
 
     def check_fit(self, engine) -> None:

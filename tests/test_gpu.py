@@ -69,6 +69,19 @@ def test_the_device_planner_on_cuda_plans_like_the_cpu_planner(engines):
     assert host.cost < host.goal_distance and device.cost <= 1.25 * host.cost + 1e-6, (device.cost, host.cost)
 
 
+def test_the_planner_nodes_device_search_runs_on_the_engines_cuda_session(engines):
+    """search: device (nodes/planner_node.py) on an engine whose rollout ONNX Runtime put on CUDA."""
+    from jepa_pilot.control.device_planner import engine_planner
+
+    _, cuda = engines
+    planner = engine_planner(cuda, PlannerConfig())
+    assert planner.device.type == "cuda"
+    rng = np.random.default_rng(3)
+    z, goal = rng.standard_normal((2, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+    plan = planner.plan(z, goal)
+    assert plan.actions.shape == (40, 2) and plan.cost < plan.goal_distance
+
+
 def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
     out = tmp_path / "gpu.json"
     done = subprocess.run(["jepa-pilot", "bench", "gpu", "--repeats", "1", "--json", str(out)],

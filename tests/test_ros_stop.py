@@ -20,6 +20,7 @@ rclpy = pytest.importorskip("rclpy")
 
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
@@ -36,7 +37,7 @@ from rosgraph import NodeProcess, Probe  # noqa: E402
 pytestmark = pytest.mark.ros
 
 BUNDLE = Path(os.environ.get("JEPA_PILOT_TEST_BUNDLE") or package_share() / "models" / "two_rooms")
-START, FAR_GOAL = (-0.5, -0.5, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0)
+START, NEAR_GOAL, FAR_GOAL = (-0.5, -0.5, 0.0, 0.0), (-0.5, -0.15, 0.0, 0.0), (0.5, 0.5, 0.0, 0.0)
 FAILING_PLANNER = str(Path(__file__).with_name("failing_planner.py"))
 FLOODED_NODE = str(Path(__file__).with_name("flooded_node.py"))
 
@@ -65,14 +66,15 @@ def moving(msg: TwistStamped) -> bool:
     return bool(np.any(np.abs([t.linear.x, t.linear.y, t.angular.z]) > 1e-9))
 
 
-def drive(graph, name: str, module: str = "planner_node"):
-    """A fresh planner, driving the robot towards a goal in the other room. Returns (node, commands)."""
+def drive(graph, name: str, module: str = "planner_node", goal=FAR_GOAL, **params):
+    """A fresh planner (``params`` on top of the defaults), driving the robot towards ``goal`` (by
+    default in the other room). Returns (node, commands, the probe's /cmd_vel subscription)."""
     work, probe, clock = graph
     commands = probe.received[f"/cmd_vel#{name}"] = []
     sub = probe.node.create_subscription(TwistStamped, "/cmd_vel", commands.append, qos("reliable", depth=100))
-    planner = NodeProcess(module, "planner", model_params(max_plan_time=1.0, max_latent_age=1.0), work)
+    planner = NodeProcess(module, "planner", model_params(max_plan_time=1.0, max_latent_age=1.0, **params), work)
     probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(START)))
-    shot = probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=list(FAR_GOAL)))
+    shot = probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=list(goal)))
     shot.image.header.stamp = to_time(from_time(clock[-1].clock) + 0.001)
     # The planner takes the latched goal latent when it comes up; wait until it drives on it.
     assert probe.call(SetGoal, "/encoder/set_goal", SetGoal.Request(image=shot.image)).success
@@ -170,6 +172,26 @@ def test_an_exploration_lease_drives_random_actions_and_ends_when_not_renewed(gr
         probe.node.destroy_publisher(explore)
         probe.node.destroy_subscription(sub)
         planner.stop()
+
+
+def test_a_planner_searching_on_the_device_drives_to_a_goal_image(graph):
+    """search: device runs the sampling, the IO-bound rollout and the CEM update on torch tensors of the
+    rollout's device; here the CPU (a GPU machine runs the same code on CUDA: tests/test_gpu.py)."""
+    _, probe, _ = graph
+    odom = probe.subscribe(Odometry, "/odom", qos("reliable"))
+    planner, commands, sub = drive(graph, "device", goal=NEAR_GOAL, search="device")
+    assert "search on the device: torch tensors on cpu" in planner.log(), planner.log()[-3000:]
+    position = lambda: np.array([odom[-1].pose.pose.position.x, odom[-1].pose.pose.position.y])  # noqa: E731
+    distance = lambda: float(np.linalg.norm(position() - np.asarray(NEAR_GOAL[:2])))  # noqa: E731
+    start = float(np.linalg.norm(np.asarray(START[:2]) - np.asarray(NEAR_GOAL[:2])))
+    probe.spin_until(lambda: distance() < 0.5 * start, 30)
+    assert distance() < 0.5 * start, f"robot at {position()}, goal {NEAR_GOAL[:2]}\n{planner.log()[-3000:]}"
+    planner.proc.send_signal(signal.SIGINT)
+    assert planner.wait(20) == 0, planner.log()[-3000:]
+    probe.spin_for(1.0)
+    probe.node.destroy_subscription(sub)
+    assert not moving(commands[-1]), f"last command: {commands[-1]}\n{planner.log()[-3000:]}"
+    planner.stop()
 
 
 def flood_message() -> DiagnosticArray:
