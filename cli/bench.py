@@ -12,8 +12,9 @@
          the encoder, as the online trainer runs it: time, steps/s, peak memory, the gate's verdict, and a
          score that compares latent spaces (rollout/copy-last MSE on held-out frames)
   loop   the sim graph's control loop at --camera-hz (30) driving to goals for --minutes (5), idle and
-         beside a one-core CPU hog: frame -> latent -> plan latency, command rate, planning time, dropped
-         frames, stale stops, CPU per node, goals reached; a latency plot
+         beside a one-core CPU hog, --repeats (3) runs of each in turn: frame -> latent -> plan latency,
+         command rate, planning time, dropped frames, stale stops, CPU per node, goals reached; the median
+         of each over the runs, and each run's own; a latency plot
   soak   the sim graph driving to random goals for --minutes (60) at a 30 Hz camera; every node's memory,
          CPU, p99 latency and dropped messages each minute (--every); fails (exit 1) if a node's
          memory grows more than --max-growth after --warmup minutes, or a node dies
@@ -268,27 +269,32 @@ def bench_loop(args: argparse.Namespace) -> dict:
     from jepa_pilot.evaluation import loop_bench
 
     minutes = 5.0 if args.minutes is None else args.minutes
-    if minutes <= 0 or not 1.0 <= args.camera_hz <= 100.0:
-        raise SystemExit("jepa-pilot bench loop: --minutes must be > 0 and --camera-hz in [1, 100]")
+    if minutes <= 0 or not 1.0 <= args.camera_hz <= 100.0 or args.repeats < 1:
+        raise SystemExit("jepa-pilot bench loop: --minutes must be > 0, --camera-hz in [1, 100], --repeats >= 1")
     args.log.parent.mkdir(parents=True, exist_ok=True)
-    runs = {}
+    runs: dict[str, list] = {"idle": [], "loaded": []}
+    report = lambda s: (f"{s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "  # noqa: E731
+                        f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops "
+                        f"{s['stale_stops']}, overrun stops {s['overrun_stops']}; goals {s['goals_reached']}/{s['goals']}")
     with open(args.log, "w") as log:
-        for name in ("idle", "loaded"):
-            print(f"{name}: {minutes:g} min at a {args.camera_hz:g} Hz camera"
-                  + (", a one-core CPU hog beside it" if name == "loaded" else ""), flush=True)
-            runs[name] = loop_bench.run(minutes * 60.0, args.camera_hz, name == "loaded", log,
-                                        on_goal=lambda n, ok: print(f"  goals {ok}/{n}", end="\r", flush=True),
-                                        compose=args.compose)
-            s = runs[name]["summary"]
-            print(f"  {s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "
-                  f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops {s['stale_stops']}, "
-                  f"overrun stops {s['overrun_stops']}; goals {s['goals_reached']}/{s['goals']}")
+        for repeat in range(1, args.repeats + 1):  # idle and loaded in turn: a machine that drifts shows in both
+            for name in runs:
+                print(f"{name} {repeat}/{args.repeats}: {minutes:g} min at a {args.camera_hz:g} Hz camera"
+                      + (", a one-core CPU hog beside it" if name == "loaded" else ""), flush=True)
+                runs[name].append(loop_bench.run(
+                    minutes * 60.0, args.camera_hz, name == "loaded", log, compose=args.compose,
+                    on_goal=lambda n, ok: print(f"  goals {ok}/{n}", end="\r", flush=True)))
+                print("  " + report(runs[name][-1]["summary"]))
+    combined = {name: loop_bench.combine([r["summary"] for r in done]) for name, done in runs.items()}
+    if args.repeats > 1:
+        for name, s in combined.items():
+            print(f"{name}, median of {args.repeats}: " + report(s))
     plot_path = args.plot or (args.json.with_suffix(".png") if args.json else Path("out/bench/loop.png"))
-    loop_bench.plot(runs, plot_path)
+    loop_bench.plot({f"{name} {k}" if args.repeats > 1 else name: run for name, done in runs.items()
+                     for k, run in enumerate(done, 1)}, plot_path)
     print(f"plot: {plot_path}")
     return {"env": "two_rooms", "sim_step_s": loop_bench.SIM_STEP, "minutes_per_run": minutes, "compose": args.compose,
-            "definitions": loop_bench.__doc__.split("\n\n", 1)[1], "plot": str(plot_path),
-            **{name: run["summary"] for name, run in runs.items()}}
+            "definitions": loop_bench.__doc__.split("\n\n", 1)[1], "plot": str(plot_path), **combined}
 
 
 def bench_gpu(args: argparse.Namespace) -> dict:

@@ -29,6 +29,10 @@ simulated time to reach one, and the sim's real-time factor at the end (a
 sim that cannot keep up stretches every goal in wall time); the goal the
 end of the run interrupted counts in neither (``goal_cut_short``). :func:`summarize` computes everything from the recorded
 series (no ROS), so it is tested on its own.
+
+Several runs (``--repeats``) are combined by :func:`combine`: each number
+is the median over the runs (per node inside ``cpu_pct``), a node that died
+in any run is reported, and every run's own summary is kept in ``runs``.
 """
 from __future__ import annotations
 
@@ -45,8 +49,8 @@ import numpy as np
 from jepa_pilot.evaluation.rosgraph import frame_loss
 from jepa_pilot.evaluation.soak import group_usage
 
-__all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "driving_rate", "summarize", "hog", "run",
-           "plot"]
+__all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "driving_rate", "summarize", "combine", "hog",
+           "run", "plot"]
 
 SIM_STEP = 0.01  # s: the sim node steps at 100 Hz, the camera at camera_hz within it
 # (node, /diagnostics key) -> the summary's name for the counter's change over the run
@@ -108,6 +112,26 @@ def summarize(frames, latents, plans, commands, seconds: float, camera_hz: float
     for name in GAUGES.values():
         out[name] = None if counters_after.get(name) is None else round(counters_after[name], 3)
     return out
+
+
+def _median(values: list):
+    """The median of the runs' values of one field: numbers -> a number (None if a run has none),
+    dicts -> per key, anything else -> the common value (the list if the runs differ)."""
+    if any(v is None for v in values):
+        return None
+    if isinstance(values[0], dict):
+        return {k: _median([v.get(k) for v in values]) for k in dict.fromkeys(k for v in values for k in v)}
+    if isinstance(values[0], (int, float)) and not isinstance(values[0], bool):
+        return round(float(np.median(values)), 2)
+    return values[0] if all(v == values[0] for v in values) else values
+
+
+def combine(summaries: list[dict]) -> dict:
+    """Several runs' summaries as one: the median of each field, the nodes that died in any run, and
+    the runs themselves (``runs``)."""
+    out = {key: _median([s.get(key) for s in summaries]) for key in summaries[0] if key != "nodes_died"}
+    out["nodes_died"] = {name: code for s in summaries for name, code in s["nodes_died"].items()}
+    return {**out, "repeats": len(summaries), "runs": summaries}
 
 
 @contextlib.contextmanager
