@@ -23,7 +23,9 @@ left out),
 frames that did not reach the harness against the camera rate, latents the
 planner refused and frames the encoder refused (their ``/diagnostics``
 counters), the planner's stops for stale latents and for overrun plans (its
-counts by cause), CPU per node process group and of the harness itself (100 % = one core), goals
+counts by cause), CPU per node process group and of the harness itself, and the CPU the
+hypervisor took from this machine (``stolen``: steal time; a virtual machine whose host is busy
+runs slower, whatever the code; all in one unit, 100 % = one core), goals
 finished within the run (reached or out of steps) and reached, the median
 simulated time to reach one, and the sim's real-time factor at the end (a
 sim that cannot keep up stretches every goal in wall time); the goal the
@@ -47,7 +49,7 @@ from typing import Callable
 import numpy as np
 
 from jepa_pilot.evaluation.rosgraph import frame_loss
-from jepa_pilot.evaluation.soak import group_usage
+from jepa_pilot.evaluation.soak import group_usage, stolen_seconds
 
 __all__ = ["SIM_STEP", "COUNTERS", "percentiles_ms", "frame_latencies", "driving_rate", "summarize", "combine", "hog",
            "run", "plot"]
@@ -177,7 +179,7 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
         with hog(loaded):
             start, before = time.monotonic(), _counters(watcher)
             cpu0 = {name: group_usage(launcher.processes[name].pid)[1] for name in launcher.labels}
-            harness0 = time.process_time()
+            harness0, stolen0 = time.process_time(), stolen_seconds()
             for start_state, goal in goal_pairs(env, 10_000, seed=0):
                 left = start + seconds - time.monotonic()
                 if left <= 0 or not launcher.alive():
@@ -197,6 +199,7 @@ def run(seconds: float, camera_hz: float, loaded: bool, log_file, on_goal: Calla
             cpu = {name: round(100.0 * (group_usage(launcher.processes[name].pid)[1] - cpu0[name]) / elapsed, 1)
                    for name in launcher.labels}
             cpu["harness"] = round(100.0 * (time.process_time() - harness0) / elapsed, 1)
+            cpu["stolen"] = round(100.0 * (stolen_seconds() - stolen0) / elapsed, 1)
         watcher.spin_until(lambda: False, 1.5)  # the counters' next /diagnostics (published every second)
         after = _counters(watcher)
         died = {name: p.returncode for name, p in launcher.processes.items() if p.poll() is not None}

@@ -62,6 +62,13 @@ def group_usage(pgid: int, proc: Path = Path("/proc")) -> tuple[float, float]:
     return rss_kb / 1024.0, ticks / CLOCK_TICK
 
 
+def stolen_seconds(proc: Path = Path("/proc")) -> float:
+    """CPU seconds the hypervisor has taken from this machine since boot (steal time, all cores
+    together; 0 on bare metal): time its runnable threads waited while the host ran others."""
+    fields = (proc / "stat").read_text().split("\n", 1)[0].split()  # cpu user nice system idle iowait irq softirq steal
+    return int(fields[8]) / CLOCK_TICK if len(fields) > 8 else 0.0
+
+
 def _number(text: str | None) -> float | None:
     try:
         return float(text)

@@ -115,4 +115,4 @@ def check_run(s: dict, compose: bool) -> None:
     assert s["stale_stops"] is not None and s["overrun_stops"] is not None, s  # the planner's counters came
     assert 0 < s["command_rate_driving_hz"] <= 1.05 * s["camera_hz"], s  # at most one plan per frame
     nodes = {"pilot_node"} if compose else {"encoder", "planner", "predictor"}
-    assert set(s["cpu_pct"]) >= {"sim", "harness", *nodes}, s
+    assert set(s["cpu_pct"]) >= {"sim", "harness", "stolen", *nodes}, s

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jepa_pilot.evaluation.soak import group_usage, plot, verdict
+from jepa_pilot.evaluation.soak import CLOCK_TICK, group_usage, plot, stolen_seconds, verdict
 
 ALLOC_MB = 64
 
@@ -36,6 +36,14 @@ def test_group_usage_counts_the_memory_and_cpu_of_another_process_group():
         child.wait()
     time.sleep(0.1)
     assert group_usage(child.pid) == (0.0, 0.0)  # gone: nothing left in that group
+
+
+@pytest.mark.unit
+def test_stolen_seconds_reads_the_hypervisors_steal_time(tmp_path):
+    (tmp_path / "stat").write_text("cpu  4705 150 1120 16250 520 0 30 350 0 0\ncpu0 2000 75 560 8000 260 0 15 175 0 0\n")
+    assert stolen_seconds(tmp_path) == pytest.approx(350 / CLOCK_TICK)  # the machine's line, not a core's
+    (tmp_path / "stat").write_text("cpu  4705 150 1120 16250\n")  # a kernel too old to count steal
+    assert stolen_seconds(tmp_path) == 0.0
 
 
 @pytest.mark.unit
