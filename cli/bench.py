@@ -273,9 +273,11 @@ def bench_loop(args: argparse.Namespace) -> dict:
         raise SystemExit("jepa-pilot bench loop: --minutes must be > 0, --camera-hz in [1, 100], --repeats >= 1")
     args.log.parent.mkdir(parents=True, exist_ok=True)
     runs: dict[str, list] = {"idle": [], "loaded": []}
-    report = lambda s: (f"{s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "  # noqa: E731
-                        f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops "
-                        f"{s['stale_stops']}, overrun stops {s['overrun_stops']}; goals {s['goals_reached']}/{s['goals']}")
+
+    def report(s: dict) -> str:
+        return (f"{s['command_rate_hz']} commands/s; frame->plan p50 {s['latency_ms_p50']} ms, p99 "
+                f"{s['latency_ms_p99']} ms; planning p50 {s['plan_ms_p50']} ms; stale stops {s['stale_stops']}, "
+                f"overrun stops {s['overrun_stops']}; goals {s['goals_reached']}/{s['goals']}")
     with open(args.log, "w") as log:
         for repeat in range(1, args.repeats + 1):  # idle and loaded in turn: a machine that drifts shows in both
             for name in runs:

@@ -18,12 +18,12 @@ import pytest
 
 rclpy = pytest.importorskip("rclpy")
 
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
 from geometry_msgs.msg import TwistStamped  # noqa: E402
 from lifecycle_msgs.msg import Transition  # noqa: E402
-from nav_msgs.msg import Odometry  # noqa: E402
 from lifecycle_msgs.srv import ChangeState  # noqa: E402
+from nav_msgs.msg import Odometry  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue  # noqa: E402
 from std_msgs.msg import Bool  # noqa: E402
 from std_srvs.srv import Trigger  # noqa: E402
 
