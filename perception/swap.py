@@ -56,20 +56,28 @@ class Staging:
     """Loads announced bundles in a background thread and keeps the last one that loaded.
 
     ``load(bundle, model_id) -> engine`` raises on a bad bundle; ``report(model_id, ok, message)``
-    is called from the loading thread when a load ends (the node publishes it)."""
+    is called from the loading thread when a load ends (the node publishes it).
+
+    A loaded engine can be taken at once (a node switches when the first latent of the new
+    model reaches it), but ``staged_id`` names it only after its report went out: the encoder
+    commits what ``staged_id`` names, so no latent of a new model precedes the encoder's own
+    ready report for it."""
 
     def __init__(self, load: Callable[[str, str], object], report: Callable[[str, bool, str], None]) -> None:
         self._load, self._report = load, report
         self._pool = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="bundle-load")
         self._lock = threading.Lock()
         self._staged = None
+        self._announced = ""  # model id of the staged engine, once its report went out
         self._loading = ""  # model id being loaded
+        self._job: concurrent.futures.Future | None = None
         self.load_seconds = float("nan")
 
     @property
     def staged_id(self) -> str:
         with self._lock:
-            return self._staged.model_id if self._staged is not None else ""
+            staged = self._staged.model_id if self._staged is not None else ""
+            return staged if staged == self._announced else ""
 
     def request(self, bundle: str, model_id: str, current_id: str) -> str:
         """Start loading ``bundle``; '' if started, else why not (already current, staged or loading)."""
@@ -79,8 +87,14 @@ class Staging:
             if model_id in (self._loading, self._staged.model_id if self._staged is not None else ""):
                 return f"model {model_id} is already being loaded or ready"
             self._loading = model_id
-        self._pool.submit(self._run, bundle, model_id).add_done_callback(_print_failure)
+        self._job = self._pool.submit(self._run, bundle, model_id)
+        self._job.add_done_callback(_print_failure)
         return ""
+
+    def wait(self, timeout: float) -> bool:
+        """Wait until the last requested load has ended and been reported; False on timeout."""
+        job = self._job
+        return job is None or not concurrent.futures.wait([job], timeout).not_done
 
     def _run(self, bundle: str, model_id: str) -> None:
         start = time.perf_counter()
@@ -95,6 +109,8 @@ class Staging:
         with self._lock:
             self._staged, self._loading, self.load_seconds = engine, "", seconds
         self._report(model_id, True, f"loaded and warmed {bundle} in {seconds * 1e3:.0f} ms")
+        with self._lock:
+            self._announced = model_id
 
     def peek(self):
         """The staged engine, left staged (None if there is none)."""

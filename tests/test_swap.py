@@ -48,7 +48,7 @@ def test_load_engine_checks_the_announced_id_and_the_fit():
 def test_a_staged_bundle_is_taken_once_and_only_by_its_id():
     stage, reports, done = staging()
     assert stage.request(str(BUNDLE), MODEL_ID, current_id="old") == ""
-    assert done.wait(60)
+    assert stage.wait(60) and done.is_set()
     assert reports[0][:2] == (MODEL_ID, True) and "loaded and warmed" in reports[0][2]
     assert stage.staged_id == MODEL_ID
     assert "already" in stage.request(str(BUNDLE), MODEL_ID, current_id="old")
@@ -61,6 +61,19 @@ def test_a_staged_bundle_is_taken_once_and_only_by_its_id():
     stage.close()
 
 
+def test_a_staged_model_is_named_for_commit_only_after_its_ready_report_went_out():
+    """The encoder commits what staged_id names: were it named before the report, the graph could
+    see latents of the new model before the encoder's ready report for it (a CI failure)."""
+    seen = []
+    stage = Staging(lambda bundle, model_id: load_engine(bundle, ["cpu"], 1, no_check, model_id),
+                    lambda model_id, ok, message: seen.append((stage.staged_id, stage.peek() is not None)))
+    assert stage.request(str(BUNDLE), MODEL_ID, current_id="old") == ""
+    assert stage.wait(60)
+    assert seen == [("", True)]  # during the report: loaded (takeable), not yet named
+    assert stage.staged_id == MODEL_ID
+    stage.close()
+
+
 def test_a_corrupt_bundle_is_refused_with_the_reason_and_nothing_is_staged(tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(BUNDLE, bad)
@@ -69,7 +82,7 @@ def test_a_corrupt_bundle_is_refused_with_the_reason_and_nothing_is_staged(tmp_p
     (bad / "rollout.onnx").write_bytes(bytes(data))
     stage, reports, done = staging()
     assert stage.request(str(bad), MODEL_ID, current_id="old") == ""
-    assert done.wait(60)
+    assert stage.wait(60) and done.is_set()
     model_id, ok, message = reports[0]
     assert not ok and "rollout.onnx" in message and "sha256" in message
     assert stage.staged_id == "" and stage.take(MODEL_ID) is None
