@@ -1,8 +1,10 @@
-"""`jepa-pilot collect`: exploration episodes from the built-in simulator -> a dataset folder.
+"""`jepa-pilot collect`: exploration episodes from a simulator -> a dataset folder.
 
 Rolls out a random walk mixed with noisy waypoint seeking on the true state
 (two rooms: goals in either room, reached through the door; ~30 % of
-episodes start near the door; reacher: goals in joint space) and writes
+episodes start near the door; reacher: goals in joint space), or, in a
+Gymnasium env (--env gym:ENV_ID), a momentum random walk whose memory is
+--walk-memory-s seconds whatever the env's step, and writes
 camera frames, normalised actions, simulated timestamps and true states
 (format: jepa_pilot.data.dataset). Prints the coverage at the end and writes
 it, with the settings, to OUT/collect.json. The same seed writes the same
@@ -11,6 +13,8 @@ the fields of jepa_pilot.data.collect.CollectConfig, validated by it.
 
 example:
   jepa-pilot collect --env two_rooms --episodes 2000 --steps 100 --out datasets/two_rooms --workers 2
+  jepa-pilot collect --env gym:PointMaze_UMaze-v3 --env-kwargs '{"continuing_task": true}' \
+      --episodes 500 --steps 200 --out datasets/pointmaze_umaze
 """
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ def register(sub) -> None:
     from jepa_pilot.common.config import add_config_arguments
     from jepa_pilot.data.collect import CollectConfig
 
-    p = sub.add_parser("collect", help="collect exploration episodes in the built-in simulator",
+    p = sub.add_parser("collect", help="collect exploration episodes in the built-in simulator or a Gymnasium env",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", type=Path, required=True, help="new dataset folder to write")
     p.add_argument("--workers", type=int, default=1, help="worker processes (default: 1)")

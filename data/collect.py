@@ -1,4 +1,4 @@
-"""Collect exploration episodes in the built-in simulator and write them as a dataset.
+"""Collect exploration episodes in a simulator and write them as a dataset.
 
 ``collect(CollectConfig(env="two_rooms", episodes=2000, steps=100), "datasets/two_rooms")``
 rolls out a :class:`~jepa_pilot.control.exploration.WaypointExplorer` (random
@@ -13,6 +13,12 @@ episodes, ``collect.json`` records the settings and the coverage measured
 (for the two-rooms worlds: door crossings, occupancy of an 8 x 8 grid of the
 arena, frames per room; for the arm: occupancy of an 8 x 8 grid of joint
 space).
+
+A Gymnasium env (``env="gym:ENV_ID"``, :mod:`jepa_pilot.sim.gym_env`) is
+explored with a :class:`~jepa_pilot.control.exploration.MomentumRandomWalk`
+in its normalised action space, whose momentum follows the env's time
+scale (``walk_momentum``), and its coverage is an 8 x 8 grid over the box the
+visited task positions span.
 """
 from __future__ import annotations
 
@@ -30,6 +36,7 @@ from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, do
                                             proportional_steer, unicycle_steer)
 from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
+from jepa_pilot.sim.gym_env import GymEnv, is_gym
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.sim.reacher import JOINT_LIMITS
 
@@ -50,7 +57,10 @@ EXPLORER_DEFAULTS: dict[str, dict[str, Any]] = {
 class CollectConfig(Config):
     """What `jepa-pilot collect` rolls out."""
 
-    env: str = setting("two_rooms", "built-in simulator env (see `jepa-pilot envs`)")
+    env: str = setting("two_rooms", "built-in simulator env (see `jepa-pilot envs`), or gym:ENV_ID")
+    env_kwargs: str = setting("{}", "gym:ENV_ID only: JSON object of keyword arguments for gymnasium.make")
+    walk_memory_s: float = setting(1.0, "gym:ENV_ID only: how long (seconds) the random walk keeps a direction; "
+                                   "its momentum per step is 1 - control period / this", low=1e-3, high=600.0)
     episodes: int = setting(100, "number of episodes", low=1)
     steps: int = setting(100, "actions per episode (frames: steps + 1)", low=1)
     seed: int = setting(0, "base seed; episode i uses SeedSequence([seed, i])", low=0)
@@ -70,7 +80,12 @@ class CollectConfig(Config):
         size = self.image_size
         changes = {name: getattr(self, name) for name in CHANGE_SETTINGS
                    if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default}
-        return {**({"image_width": size, "image_height": size} if size else {}), **changes}
+        gym = {"env_kwargs": self.env_kwargs} if is_gym(self.env) else {}
+        if not gym and self.env_kwargs != "{}":
+            self._fail("env_kwargs", self.env_kwargs, f"only for gym:ENV_ID envs, not {self.env!r}")
+        if gym and changes:
+            self._fail(next(iter(changes)), changes[next(iter(changes))], "world changes exist only in the built-in envs")
+        return {**({"image_width": size, "image_height": size} if size else {}), **changes, **gym}
 
 
 def episode_rng(seed: int, index: int) -> np.random.Generator:
@@ -78,20 +93,36 @@ def episode_rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def explorer_config(env: MujocoEnv) -> WaypointConfig:
-    """The explorer settings used for ``env`` (``EXPLORER_DEFAULTS``)."""
+def walk_momentum(control_period: float, memory_s: float) -> float:
+    """The random walk's momentum per step for an env stepping every ``control_period`` seconds:
+    ``1 - control_period / memory_s``, so a direction lasts about ``memory_s`` seconds whatever the
+    time scale (0.9 at 0.1 s per step and 1 s of memory; 0.99 at 0.01 s), within [0, 0.999]."""
+    return float(np.clip(1.0 - control_period / memory_s, 0.0, 0.999))
+
+
+def explorer_config(env: MujocoEnv | GymEnv, walk_memory_s: float = 1.0) -> WaypointConfig:
+    """The explorer settings used for ``env`` (``EXPLORER_DEFAULTS``; a Gymnasium env only walks)."""
+    if isinstance(env, GymEnv):
+        return WaypointConfig(seek_prob=0.0, momentum=walk_momentum(env.control_period, walk_memory_s))
     return WaypointConfig.from_dict(EXPLORER_DEFAULTS.get(env.name, {}))
 
 
-def make_explorer(env: MujocoEnv, rng: np.random.Generator) -> WaypointExplorer:
+def make_explorer(env: MujocoEnv | GymEnv, rng: np.random.Generator, walk_memory_s: float = 1.0) -> WaypointExplorer:
     """A waypoint explorer for a built-in env, driven by ``rng``.
 
     Two rooms: waypoints are uniform positions in either room, reached via
     the door when in the other room; holonomic bases steer with a P law on
     (x, y), differential ones with a go-to-point law. Reacher: waypoints
     are uniform joint configurations, steered to with a P law in joint space.
+    A Gymnasium env: the random walk only (it knows no way to steer).
     """
-    config = explorer_config(env)
+    config = explorer_config(env, walk_memory_s)
+    if isinstance(env, GymEnv):
+        def no_route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+            return []
+
+        return WaypointExplorer(env.action_dim, no_route, lambda s, w: np.zeros(env.action_dim),
+                                env.task_position, config, rng)
     if isinstance(env, TwoRoomsEnv):
         world = env.config
         jitter = max(world.door_width / 2 - env.base_radius, 0.0) / 2  # half the door's free play, m
@@ -145,9 +176,11 @@ def door_region(env: TwoRoomsEnv) -> tuple[float, float, float, float]:
     return wall_x, world.door_y, world.door_width, _nm(world.door_width / 2 + 1.5 * env.base_radius)
 
 
-def start_state(env: MujocoEnv, rng: np.random.Generator, door_start_prob: float) -> np.ndarray:
+def start_state(env: MujocoEnv | GymEnv, rng: np.random.Generator, door_start_prob: float) -> np.ndarray | None:
     """A start state: near the door (``door_region``) with probability ``door_start_prob`` (two rooms),
-    else uniform."""
+    else uniform; None for a Gymnasium env whose state cannot be set (its own reset decides)."""
+    if not env.can_set_state:
+        return None
     if isinstance(env, TwoRoomsEnv) and rng.random() < door_start_prob:
         cx, cy, reach_x, reach_y = door_region(env)
         for _ in range(100):
@@ -161,10 +194,13 @@ def start_state(env: MujocoEnv, rng: np.random.Generator, door_start_prob: float
     return env.sample_state(rng)
 
 
-def rollout(env: MujocoEnv, steps: int, rng: np.random.Generator, door_start_prob: float) -> tuple[Episode, float]:
+def rollout(env: MujocoEnv | GymEnv, steps: int, rng: np.random.Generator, door_start_prob: float,
+            walk_memory_s: float = 1.0) -> tuple[Episode, float]:
     """One rendered episode of ``steps`` actions; also the fraction of steps spent seeking."""
-    explorer = make_explorer(env, rng)
-    obs, _ = env.reset(state=start_state(env, rng, door_start_prob))
+    explorer = make_explorer(env, rng, walk_memory_s)
+    start = start_state(env, rng, door_start_prob)
+    seed = int(rng.integers(2 ** 31)) if isinstance(env, GymEnv) else None  # what a Gymnasium env's reset draws
+    obs, _ = env.reset(seed=seed, state=start)
     images, states, times, actions = [obs.image], [obs.state], [obs.time], []
     seeking = 0
     for _ in range(steps):
@@ -181,10 +217,15 @@ def rollout(env: MujocoEnv, steps: int, rng: np.random.Generator, door_start_pro
 
 
 class Coverage:
-    """Where the episodes went: an 8 x 8 occupancy grid (and, for two rooms, rooms and door crossings)."""
+    """Where the episodes went: an 8 x 8 occupancy grid (and, for two rooms, rooms and door crossings).
 
-    def __init__(self, env: MujocoEnv) -> None:
+    The grid spans the arena (two rooms), the joint limits (arm), or for a Gymnasium env the box
+    its visited task positions span (known only at the end: they are kept until ``summary``)."""
+
+    def __init__(self, env: MujocoEnv | GymEnv) -> None:
         self.two_rooms = isinstance(env, TwoRoomsEnv)
+        self.gym = env.task_position if isinstance(env, GymEnv) else None
+        self.positions: list[np.ndarray] = []
         self.high = np.full(2, arena_layout(env)[0]) if self.two_rooms else np.array(JOINT_LIMITS)  # m, rad
         self.room_of = env.room_of if self.two_rooms else None
         self.low = -self.high
@@ -195,9 +236,10 @@ class Coverage:
 
     def add(self, states: np.ndarray, seek_fraction: float) -> None:
         """Account one episode's true states (T+1, S)."""
-        cells = np.floor((states[:, :2] - self.low) / (self.high - self.low) * GRID).astype(int)
-        cells = np.clip(cells, 0, GRID - 1)
-        np.add.at(self.counts, (cells[:, 0], cells[:, 1]), 1)
+        if self.gym is not None:
+            self.positions.append(np.array([self.gym(s) for s in states]))
+        else:
+            self._count(states[:, :2])
         self.episodes += 1
         self.seek_fraction += seek_fraction
         if self.two_rooms:
@@ -205,12 +247,26 @@ class Coverage:
             self.crossing += bool(np.any(rooms != rooms[0]))
             self.room_frames += np.bincount(rooms, minlength=2)
 
+    def _count(self, points: np.ndarray) -> None:
+        cells = np.floor((points - self.low) / np.maximum(self.high - self.low, 1e-12) * GRID).astype(int)
+        cells = np.clip(cells, 0, GRID - 1)
+        np.add.at(self.counts, (cells[:, 0], cells[:, 1]), 1)
+
     def summary(self) -> dict[str, Any]:
         """The numbers printed and written to collect.json."""
+        if self.gym is not None and self.positions:
+            points = np.concatenate(self.positions)
+            self.low, self.high = points.min(0), points.max(0)
+            self.counts[:] = 0
+            self._count(points)
         frames = max(int(self.counts.sum()), 1)
+        if self.gym is not None:
+            where = (f"the visited task positions, x in [{self.low[0]:.3g}, {self.high[0]:.3g}], "
+                     f"y in [{self.low[1]:.3g}, {self.high[1]:.3g}]")
+        else:
+            where = f"x, y in [{-self.high[0]:g}, {self.high[0]:g}] m" if self.two_rooms else "joint angles"
         out: dict[str, Any] = {
-            "grid": f"{GRID}x{GRID} over "
-                    + (f"x, y in [{-self.high[0]:g}, {self.high[0]:g}] m" if self.two_rooms else "joint angles"),
+            "grid": f"{GRID}x{GRID} over {where}",
             "grid_cells_visited": round(float((self.counts > 0).mean()), 4),
             "grid_min_cell_frames": round(float(self.counts.min() / frames), 5),
             "grid_max_cell_frames": round(float(self.counts.max() / frames), 5),
@@ -243,7 +299,8 @@ def _init_worker(config: CollectConfig) -> None:
 
 def _work(index: int) -> tuple[Episode, float]:
     config: CollectConfig = _worker["config"]
-    return rollout(_worker["env"], config.steps, episode_rng(config.seed, index), config.door_start_prob)
+    return rollout(_worker["env"], config.steps, episode_rng(config.seed, index), config.door_start_prob,
+                   config.walk_memory_s)
 
 
 def _episodes(config: CollectConfig, workers: int) -> Iterator[tuple[Episode, float]]:
@@ -272,13 +329,15 @@ def collect(config: CollectConfig, out: str | Path, workers: int = 1,
         raise DatasetError(f"{out}: already holds episodes; collect into a new folder")
     with make(config.env, **config.env_overrides()) as env:
         world = env.config
-        explorer = explorer_config(env)
+        explorer = explorer_config(env, config.walk_memory_s)
+        how = ("momentum random walk" if isinstance(env, GymEnv)
+               else "WaypointExplorer (random walk + waypoint seeking on the true state)")
         info = DatasetInfo(robot=env.name, source="sim", image_height=world.image_height,
                            image_width=world.image_width, action_names=env.action_names,
                            action_scale=tuple(float(s) for s in env.action_scale),
-                           control_period=world.control_period, state_names=env.state_names,
-                           notes=f"jepa-pilot collect: WaypointExplorer (random walk + waypoint seeking "
-                                 f"on the true state), seed {config.seed}; see collect.json")
+                           control_period=env.control_period, state_names=env.state_names,
+                           state_units=env.state_units,
+                           notes=f"jepa-pilot collect: {how}, seed {config.seed}; see collect.json")
         coverage = Coverage(env)
     writer = DatasetWriter(out, info)
     bar = tqdm(total=config.episodes, unit="episode", disable=not progress, desc="collect")

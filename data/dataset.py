@@ -32,6 +32,7 @@ __all__ = ["FORMAT", "DatasetError", "DatasetInfo", "Episode", "Dataset", "Datas
            "square_frames"]
 
 FORMAT = "jepa_pilot.dataset/1"
+POSITION_UNITS = ("m", "cm", "mm", "rad", "deg")  # a state dimension in these is seen in one frame
 
 
 class DatasetError(ValueError):
@@ -50,12 +51,27 @@ class DatasetInfo(Config):
     action_scale: tuple = setting((0.5, 0.5), "physical value of action +1 per dimension")
     control_period: float = setting(0.1, "seconds between frames (nominal)", low=1e-4, high=60.0)
     state_names: tuple = setting((), "true-state dimensions (empty: no states stored)")
+    state_units: tuple = setting((), "one unit per state name: m, rad (positions and angles, what one frame "
+                                     "shows) or m/s, rad/s (rates); empty: not known")
     notes: str = setting("", "free text: policy, seed, bag path, ...")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         if not self.action_names or len(self.action_names) != len(self.action_scale):
             self._fail("action_scale", self.action_scale, "one scale per action name")
+        if self.state_units and len(self.state_units) != len(self.state_names):
+            self._fail("state_units", self.state_units,
+                       f"one unit per state name ({len(self.state_names)}: {', '.join(self.state_names)})")
+
+    @property
+    def position_dims(self) -> list[int]:
+        """The state dimensions one frame can show: those in a length or angle unit (m, rad...).
+
+        A probe from a single latent scores these; rates (m/s, rad/s) are not in one image. With
+        no units recorded every dimension counts."""
+        if not self.state_units:
+            return list(range(len(self.state_names)))
+        return [i for i, unit in enumerate(self.state_units) if unit in POSITION_UNITS]
 
     @property
     def action_dim(self) -> int:

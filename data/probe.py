@@ -27,15 +27,3 @@ def linear_probe_r2(z_train: np.ndarray, y_train: np.ndarray, z_test: np.ndarray
     total = ((y_test - y_test.mean(0)) ** 2).sum(0) + 1e-12
     r2 = 1.0 - residual / total
     return r2 if per_dim else float(r2.mean())
-
-
-def position_dims(state_names) -> list[int]:
-    """Indices of the configuration part of a state: positions and angles, not velocities.
-
-    Velocities are not visible in a single frame, so a probe of them from one
-    latent says little. Velocity names start with "v", "dq" or "omega"
-    (two_rooms: x, y | vx, vy; reacher: q_shoulder, q_elbow | dq_shoulder, dq_elbow).
-    """
-    names = list(state_names)
-    picked = [i for i, n in enumerate(names) if not n.startswith(("v", "dq", "omega"))]
-    return picked or list(range(len(names)))

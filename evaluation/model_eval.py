@@ -18,7 +18,7 @@ import numpy as np
 
 from jepa_pilot.common.timing import median_ms
 from jepa_pilot.data import Dataset, split_episodes, square_frames
-from jepa_pilot.data.probe import linear_probe_r2, position_dims
+from jepa_pilot.data.probe import linear_probe_r2
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.perception.preprocess import to_model_input
 
@@ -100,7 +100,7 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
                              np.concatenate(latents), np.concatenate(states), per_dim=True)
         names = dataset.info.state_names
         report["probe_r2"] = dict(zip(names, map(float, r2)))
-        dims = position_dims(names)
+        dims = dataset.info.position_dims
         report["probe_r2_position"] = float(np.mean(r2[dims]))
         all_s = np.concatenate(states)[:, dims]
         pairs = rng.integers(0, len(all_z), size=(4000, 2))

@@ -177,6 +177,11 @@ class MujocoEnv(abc.ABC):
     def state_names(self) -> tuple[str, ...]:
         """One name per true-state dimension."""
 
+    @property
+    @abc.abstractmethod
+    def state_units(self) -> tuple[str, ...]:
+        """One unit per true-state dimension: m or rad for what one frame shows, m/s or rad/s for rates."""
+
     @abc.abstractmethod
     def _model_xml(self) -> str:
         """The MJCF model; it must contain a camera named ``camera_name``."""
@@ -229,6 +234,16 @@ class MujocoEnv(abc.ABC):
     @property
     def n_substeps(self) -> int:
         return self._config.n_substeps
+
+    @property
+    def control_period(self) -> float:
+        """Simulated seconds per ``step()``."""
+        return self._config.control_period
+
+    @property
+    def can_set_state(self) -> bool:
+        """Whether ``reset(state=...)`` and ``render_goal`` work (always, in the built-in envs)."""
+        return True
 
     @property
     def steps(self) -> int:

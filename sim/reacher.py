@@ -88,6 +88,7 @@ class ReacherEnv(MujocoEnv):
     action_names = ("dq_shoulder", "dq_elbow")
     action_units = ("rad/s", "rad/s")
     state_names = ("q_shoulder", "q_elbow", "dq_shoulder", "dq_elbow")
+    state_units = ("rad", "rad", "rad/s", "rad/s")
     tip_z = ARM_Z + 0.02
 
     @property

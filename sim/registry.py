@@ -6,6 +6,7 @@ from typing import Any
 
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.sim.base import EnvConfig, MujocoEnv
+from jepa_pilot.sim.gym_env import GYM_PREFIX, GymConfig, is_gym, make_gym
 
 __all__ = ["config_class", "default_config", "make", "register", "registered"]
 
@@ -40,27 +41,33 @@ def _entry(name: str) -> _Entry:
     try:
         return _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown environment {name!r}; registered: {', '.join(registered())}") from None
+        raise ValueError(f"unknown environment {name!r}; registered: {', '.join(registered())}, "
+                         f"or gym:ENV_ID for a Gymnasium env") from None
 
 
 def config_class(name: str) -> type[EnvConfig]:
     """The config dataclass of environment ``name``."""
-    return _entry(name).config_class
+    return GymConfig if is_gym(name) else _entry(name).config_class
 
 
 def default_config(name: str, **overrides: Any) -> EnvConfig:
     """The config ``make(name, **overrides)`` would use (registered defaults, then overrides)."""
+    if is_gym(name):
+        return GymConfig.from_dict({"env_id": name[len(GYM_PREFIX):]}, **overrides)
     entry = _entry(name)
     return entry.config_class.from_dict(entry.defaults, **overrides)
 
 
 def make(name: str, config: EnvConfig | None = None, **overrides: Any) -> MujocoEnv:
-    """Build environment ``name``.
+    """Build environment ``name``: a registered one, or ``gym:ENV_ID`` for a Gymnasium env
+    (:mod:`jepa_pilot.sim.gym_env`; overrides are ``GymConfig`` fields then).
 
     Without ``config`` it uses the registered defaults; a given ``config``
     replaces them. ``overrides`` change single fields on top; a bad value or
     an unknown field raises ConfigError.
     """
+    if is_gym(name):
+        return make_gym(name, config, **overrides)
     entry = _entry(name)
     if config is None:
         config = default_config(name, **overrides)

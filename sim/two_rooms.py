@@ -135,6 +135,10 @@ class TwoRoomsEnv(MujocoEnv):
     def state_names(self) -> tuple[str, ...]:
         return ("x", "y", "vx", "vy") if self.holonomic else ("x", "y", "yaw", "v", "omega")
 
+    @property
+    def state_units(self) -> tuple[str, ...]:
+        return ("m", "m", "m/s", "m/s") if self.holonomic else ("m", "m", "rad", "m/s", "rad/s")
+
     # --- the world ------------------------------------------------------------
     def walls(self) -> list[tuple[float, float, float, float]]:
         """Wall boxes as (centre x, centre y, half size x, half size y) in metres."""

@@ -12,6 +12,7 @@ import yaml
 from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, door_route, proportional_steer,
                                             unicycle_steer)
 from jepa_pilot.data.bag import BagError, BagImportConfig, actions_for, import_bag, resample
+from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data.dataset import Dataset, DatasetError, DatasetInfo, DatasetWriter, Episode
 
 INFO = DatasetInfo(robot="two_rooms", image_height=8, image_width=6, state_names=("x", "y"))
@@ -97,6 +98,20 @@ def test_writer_refuses_to_mix_kinds_of_data(tmp_path):
         DatasetWriter(tmp_path, INFO.replace(action_names=("v", "omega")))
     with pytest.raises(DatasetError, match="holds a different kind of data"):
         DatasetWriter(tmp_path, INFO.replace(image_width=64))
+
+
+@pytest.mark.unit
+def test_the_state_units_say_which_dimensions_one_frame_shows(tmp_path):
+    """The probe scores positions and angles, named by unit, not guessed from the names (a "v..."
+    position, like PointMaze's, is still a position)."""
+    info = INFO.replace(state_names=("valve", "x", "vx", "yaw", "omega"), state_units=("rad", "m", "m/s", "rad", "rad/s"))
+    assert info.position_dims == [0, 1, 3]
+    assert INFO.position_dims == [0, 1]  # no units recorded: every dimension
+    with pytest.raises(ConfigError, match=r"state_units.*one unit per state name \(2: x, y\)"):
+        INFO.replace(state_units=("m",))
+    DatasetWriter(tmp_path, info)
+    assert yaml.safe_load((tmp_path / "dataset.yaml").read_text())["state_units"] == \
+        ["rad", "m", "m/s", "rad", "rad/s"]
 
 
 # --- the exploration policy (pure) ------------------------------------------------------

@@ -59,7 +59,8 @@ def test_reset_step_render_shapes(envs, name):
     assert env.embodiment in ("holonomic_base", "diff_drive_base", "arm")
     assert env.action_dim == len(env.action_names) == len(env.action_units) == env.action_scale.shape[0]
     assert np.all(env.action_scale > 0)
-    assert env.state_dim == len(env.state_names)
+    assert env.state_dim == len(env.state_names) == len(env.state_units)
+    assert any(u in ("m", "rad") for u in env.state_units), "a probe needs a state dimension one frame shows"
     assert env.camera_frame_id == "camera_optical_frame"
 
     obs, info = env.reset(seed=3)

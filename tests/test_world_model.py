@@ -196,6 +196,32 @@ def exported(dataset, tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.mark.slow
+def test_a_relative_data_path_is_recorded_resolved_and_export_never_guesses(dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(dataset.parent)
+    run = tmp_path / "run"
+    train(tiny_recipe(steps=2), Path(dataset.name), run, progress=False)
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["dataset"] == str(dataset.resolve())
+    monkeypatch.chdir(tmp_path)  # exported from another folder: the dataset is still found
+    spec = load_bundle(export_bundle(run, tmp_path / "b", horizon=3)).spec
+    assert (spec.robot, spec.action_names, spec.action_scale) == ("squares", ("dx", "dy"), (1.0, 1.0))
+    assert spec.training["dataset"] == str(dataset.resolve())
+    metrics["dataset"] = str(tmp_path / "moved")  # the dataset is gone: no defaults, a clear error
+    (run / "metrics.json").write_text(json.dumps(metrics))
+    with pytest.raises(FileNotFoundError, match="not a dataset here; pass --data DIR"):
+        export_bundle(run, tmp_path / "c", horizon=3)
+    assert not (tmp_path / "c").exists()
+    assert load_bundle(export_bundle(run, tmp_path / "c", horizon=3, data=dataset)).spec.robot == "squares"
+    other = tmp_path / "three_actions"
+    writer = DatasetWriter(other, DatasetInfo(robot="squares", image_height=16, image_width=16,
+                                              action_names=("dx", "dy", "dz"), action_scale=(1.0, 1.0, 1.0)))
+    ep = square_world(np.random.default_rng(0), 3)
+    writer.add(Episode(ep.images, np.zeros((3, 3), np.float32), ep.timestamps))
+    with pytest.raises(ValueError, match="3 action dimensions .* the model 2"):
+        export_bundle(run, tmp_path / "d", horizon=3, data=other)
+
+
+@pytest.mark.slow
 def test_onnx_runtime_matches_pytorch_on_fresh_inputs(exported):
     run, bundle = exported
     model, _ = load_run(run)

@@ -20,7 +20,7 @@ import torch
 import torch.nn as nn
 
 from jepa_pilot.common.bundle import Bundle, BundleSpec, load_bundle, sha256
-from jepa_pilot.data import Dataset
+from jepa_pilot.data import Dataset, DatasetError
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
 from jepa_pilot.world_model.train import CheckpointError, load_checkpoint
 
@@ -96,12 +96,33 @@ def parity(model: WorldModel, engine, horizon: int, batch: int = 5, seed: int = 
     return {"encoder": rel(got_z, want_z), "rollout": rel(got_roll, want_roll), "batch": batch}
 
 
+def run_dataset(run: Path, metrics: dict, data: Path | None = None) -> Dataset:
+    """The dataset a run was trained on: ``data`` if given, else the one its metrics.json names.
+
+    The bundle's robot, action names and scales and control period come from it, so there is
+    no default to fall back on: a missing or mismatched dataset is a FileNotFoundError or
+    DatasetError saying what to pass."""
+    if data is None:
+        recorded = metrics.get("dataset")
+        if not recorded:
+            raise FileNotFoundError(f"{run}: metrics.json names no dataset; pass --data DIR, the dataset it "
+                                    f"was trained on (its robot, actions and control period go into the bundle)")
+        data = Path(recorded)  # absolute since train resolves it; an older run's relative path is from its cwd
+        if not (data / "dataset.yaml").is_file():
+            raise FileNotFoundError(f"{run} was trained on {recorded}, which is not a dataset here; "
+                                    f"pass --data DIR, the dataset it was trained on")
+    return Dataset(data)
+
+
 def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = None,
-                  model_id: str | None = None) -> Path:
+                  model_id: str | None = None, data: Path | None = None) -> Path:
     model, recipe = load_run(run)
     cfg = model.cfg
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
-    info = Dataset(metrics["dataset"]).info if "dataset" in metrics and Path(metrics["dataset"]).exists() else None
+    info = run_dataset(run, metrics, data).info
+    if info.action_dim != cfg.action_dim:
+        raise DatasetError(f"the dataset has {info.action_dim} action dimensions ({', '.join(info.action_names)}), "
+                           f"the model {cfg.action_dim}: pass --data DIR, the dataset it was trained on")
     out.mkdir(parents=True, exist_ok=True)
     s = cfg.image_size
     _export(model.encoder, (torch.rand(2, 3, s, s),), ["frames"], "latent", out / "encoder.onnx")
@@ -109,16 +130,15 @@ def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = N
     _export(_Rollout(model), (torch.randn(2, cfg.history, cfg.latent_dim), actions),
             ["z_hist", "actions"], "latents", out / "rollout.onnx")
     files = {name: {"path": f"{name}.onnx", "sha256": sha256(out / f"{name}.onnx")} for name in ("encoder", "rollout")}
-    robot = robot or (info.robot if info else "robot")
+    robot = robot or info.robot
     digest = hashlib.sha256((files["encoder"]["sha256"] + files["rollout"]["sha256"]).encode()).hexdigest()
     spec = BundleSpec(
         model_id=model_id or f"{robot}-{digest[:8]}", robot=robot, image_size=s, latent_dim=cfg.latent_dim,
         history=cfg.history, horizon=horizon, frameskip=cfg.frameskip,
-        control_period=info.control_period if info else 0.1,
-        action_names=tuple(info.action_names) if info else tuple(f"a{i}" for i in range(cfg.action_dim)),
-        action_scale=tuple(info.action_scale) if info else (1.0,) * cfg.action_dim,
-        files=files, recipe=recipe,
-        training={k: metrics.get(k) for k in ("dataset", "steps", "wall_s", "device", "world_size", "threads")},
+        control_period=info.control_period, action_names=tuple(info.action_names),
+        action_scale=tuple(info.action_scale), files=files, recipe=recipe,
+        training={**{k: metrics.get(k) for k in ("steps", "wall_s", "device", "world_size", "threads")},
+                  "dataset": str(Path(data or metrics["dataset"]).resolve())},
         metrics={"training_final": {k: v for k, v in metrics.get("final", {}).items() if k.startswith("val_")}},
     )
     (out / "bundle.yaml").write_text(spec.to_yaml())
@@ -134,14 +154,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
     parser.add_argument("--horizon", type=int, default=10, help="model steps the rollout graph unrolls (default 10)")
     parser.add_argument("--robot", help="robot/env name recorded in the bundle (default: the dataset's)")
+    parser.add_argument("--data", type=Path, help="the dataset the run was trained on (default: the one its "
+                                                  "metrics.json names); the bundle's robot, action names and "
+                                                  "scales and control period come from it")
     return parser
 
 
 def run_cli(args: argparse.Namespace) -> int:
     start = time.monotonic()
     try:
-        out = export_bundle(args.run, args.out, args.horizon, args.robot)
-    except (FileNotFoundError, RuntimeError, CheckpointError) as exc:
+        out = export_bundle(args.run, args.out, args.horizon, args.robot, data=args.data)
+    except (FileNotFoundError, RuntimeError, CheckpointError, DatasetError) as exc:
         print(f"jepa-pilot export: error: {exc}")
         return 2
     print(f"bundle {out} written in {time.monotonic() - start:.1f} s:")

@@ -34,7 +34,7 @@ from tqdm import tqdm
 
 from jepa_pilot.common.config import Config, ConfigError, add_config_arguments, overrides_from_args, setting
 from jepa_pilot.data import Dataset, split_episodes
-from jepa_pilot.data.probe import linear_probe_r2, position_dims
+from jepa_pilot.data.probe import linear_probe_r2
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
 from jepa_pilot.world_model.windows import EpisodeWindows
@@ -227,7 +227,7 @@ class Run:
             return float("nan")
         z_fit, s_fit = encode(self.train_windows, 20)
         z_val, s_val = encode(self.val_windows, len(self.val_windows.frames))
-        dims = position_dims(self.dataset.info.state_names)
+        dims = self.dataset.info.position_dims
         return linear_probe_r2(z_fit, s_fit[:, dims], z_val, s_val[:, dims])
 
     # --- checkpoints -------------------------------------------------------------
@@ -342,7 +342,7 @@ def _summary(h: dict) -> str:
 def _write_report(run: Run, out: Path) -> None:
     from jepa_pilot.world_model.report import plot_history
 
-    metrics = {"recipe": run.recipe.to_dict(), "dataset": str(run.dataset.root), "steps": run.step,
+    metrics = {"recipe": run.recipe.to_dict(), "dataset": str(run.dataset.root.resolve()), "steps": run.step,
                "wall_s": run.wall, "device": str(run.device), "world_size": run.world,
                "threads": torch.get_num_threads(), "final": run.history[-1] if run.history else {},
                "history": run.history}
