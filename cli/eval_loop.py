@@ -1,10 +1,12 @@
-"""`jepa-pilot eval`: closed-loop goal reaching in the built-in simulator, directly and through ROS.
+"""`jepa-pilot eval`: closed-loop goal reaching in a simulator, directly and through ROS.
 
 Every policy runs the same (start, goal) pairs (for the two-rooms worlds,
 start and goal in different rooms) and is scored by one definition: an
 episode succeeds when the true task position (the base, or an arm's
 fingertip) comes within --success-radius metres of the goal's at any control step
-within --max-steps. Policies:
+within --max-steps. A Gymnasium env (--env gym:ENV_ID) draws start and goal
+itself where it has goals of its own (PointMaze), and its own success radius
+is the default (PointMaze: 0.45 m). Policies:
 
   latent      the bundle + the latent planner, called directly (no ROS)
   true_state  the same planner on the true position with the env's kinematics (a reference)
@@ -33,9 +35,13 @@ def register(sub) -> None:
 
     p = sub.add_parser("eval", help="closed-loop success rate to goal images: directly, through ROS, baselines",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--env", default="two_rooms", help="simulator env (default two_rooms)")
+    p.add_argument("--env", default="two_rooms", help="simulator env, or gym:ENV_ID (default two_rooms)")
+    p.add_argument("--env-kwargs", default="{}", help="gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
     p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
-    add_config_arguments(p, LoopConfig)  # --episodes, --seed, --max-steps, --success-radius
+    add_config_arguments(p, LoopConfig, exclude=("success_radius",))  # --episodes, --seed, --max-steps
+    p.add_argument("--success-radius", type=float,
+                   help="true distance to the goal that counts as reached (m); default: the env's own where it "
+                        "has one (PointMaze: 0.45), else 0.1")
     p.add_argument("--policies", default="latent,true_state,random",
                    help=f"comma-separated, of {', '.join(POLICIES)} (default: latent,true_state,random)")
     p.add_argument("--samples", type=int, help="planner samples per iteration (default: config/sim.yaml)")
@@ -50,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
     from jepa_pilot.common.config import ConfigError, config_from_args
     from jepa_pilot.common.machine import command_line, machine
     from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, sim_planner_settings
+    from jepa_pilot.sim.gym_env import is_gym
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     unknown = [n for n in names if n not in POLICIES]
@@ -59,9 +66,12 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
                                    ("method", args.method)) if v is not None}
     try:
-        cfg = config_from_args(LoopConfig, args)
+        if not is_gym(args.env) and args.env_kwargs != "{}":
+            raise ValueError(f"--env-kwargs is only for gym:ENV_ID envs, not {args.env!r}")
+        env = sim.make(args.env, env_kwargs=args.env_kwargs) if is_gym(args.env) else sim.make(args.env)
+        radius = args.success_radius if args.success_radius is not None else getattr(env, "success_radius", None)
+        cfg = config_from_args(LoopConfig, args, **({} if radius is None else {"success_radius": radius}))
         planner, supervisor = sim_planner_settings(seed=cfg.seed, **overrides)
-        env = sim.make(args.env)
     except (ConfigError, ValueError) as exc:
         print(f"jepa-pilot eval: error: {exc}")
         return 2

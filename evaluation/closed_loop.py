@@ -52,11 +52,15 @@ def sim_planner_settings(**overrides) -> tuple[PlannerConfig, SupervisorConfig]:
 
 
 def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, goal) states: in different rooms for the two-rooms worlds, independent otherwise."""
+    """(start, goal) states: in different rooms for the two-rooms worlds, drawn by the env itself
+    where it has its own goals (Gymnasium goal envs, e.g. PointMaze), independent otherwise."""
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(count):
-        if hasattr(env, "room_of"):
+        own = env.task_pair(rng) if hasattr(env, "task_pair") else None
+        if own is not None:
+            pairs.append(own)
+        elif hasattr(env, "room_of"):
             room = int(rng.integers(2))
             pairs.append((env.sample_state(rng, room=room), env.sample_state(rng, room=1 - room)))
         else:
@@ -104,7 +108,7 @@ class TrueKinematics:
 
     def __init__(self, env, horizon: int = 10, frameskip: int = 4) -> None:
         self.env, self.horizon, self.frameskip, self.action_dim = env, horizon, frameskip, env.action_dim
-        self.step = np.asarray(env.action_scale, dtype=np.float64) * env.config.control_period
+        self.step = np.asarray(env.action_scale, dtype=np.float64) * env.control_period
         if env.embodiment == "holonomic_base":
             r = env.base_radius
             self.boxes = np.array([(cx, cy, hx + r, hy + r) for cx, cy, hx, hy in env.walls()])
@@ -193,7 +197,7 @@ def run_episode(env, policy, start: np.ndarray, goal: np.ndarray, cfg: LoopConfi
     """One episode of ``policy`` from ``start`` towards the image of ``goal`` (see metrics.py)."""
     obs, _ = env.reset(state=start)
     policy.reset(env.render_goal(goal), goal)
-    tracker = GoalTracker(env, start, goal, cfg.success_radius, cfg.max_steps, env.config.control_period)
+    tracker = GoalTracker(env, start, goal, cfg.success_radius, cfg.max_steps, env.control_period)
     times = []
     for step in range(1, cfg.max_steps + 1):
         action = policy.act(obs.image, obs.state)

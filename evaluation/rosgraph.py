@@ -207,7 +207,7 @@ class GraphWatcher(Node):
         if self.relay_mode == "silent" or (self.relay_mode == "drop_half" and self._relayed % 2):
             return
         copies = BURST if self.relay_mode == "burst" else 1
-        period = self.env.config.control_period
+        period = self.env.control_period
         for k in range(copies):
             if k:
                 msg.header.stamp = to_time(from_time(msg.header.stamp) + period / copies)
@@ -323,7 +323,7 @@ class GraphWatcher(Node):
         begin = self.sim_time
         stamp, shot = self.set_goal(goal)
         self.estop_pub.publish(Bool(data=False))
-        period = self.env.config.control_period
+        period = self.env.control_period
         tracker = GoalTracker(self.env, start, goal, radius, max_steps, period)
         seen = len(self.states)
 

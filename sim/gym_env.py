@@ -392,6 +392,14 @@ class GymEnv:
         """The env's own goal of this episode as a state at rest (None if it has none)."""
         return self._access.goal()
 
+    def task_pair(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray] | None:
+        """A (start, goal) pair as the env itself draws them at a reset seeded from ``rng``, or None
+        if the env has no goal of its own. The running episode is left at that reset."""
+        obs, _ = self._env.reset(seed=int(rng.integers(2 ** 31)))
+        self._observed(obs)
+        goal = self._access.goal()
+        return None if goal is None else (self.validate_state(self._access.read()), self.validate_state(goal))
+
     def validate_state(self, state: Any) -> np.ndarray:
         array = np.asarray(state, dtype=np.float64)
         if array.shape != (self.state_dim,):

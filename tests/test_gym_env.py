@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 
 from jepa_pilot import sim
+from jepa_pilot.cli.main import main
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data import Dataset
 from jepa_pilot.data.collect import CollectConfig, collect, walk_momentum
+from jepa_pilot.evaluation.closed_loop import goal_pairs
 
 pytestmark = pytest.mark.sim
 
@@ -179,3 +181,21 @@ def test_gym_names_and_settings_get_clear_errors():
         CollectConfig(env=MAZE, action_gain=1.5).env_overrides()
     with pytest.raises(ValueError, match="or gym:ENV_ID"):
         sim.make("no_such_env")
+
+
+def test_eval_on_pointmaze_draws_the_envs_own_tasks_and_scores_with_its_own_radius(tmp_path, capsys):
+    out = tmp_path / "eval.json"
+    assert main(["eval", "--env", MAZE, "--env-kwargs", '{"continuing_task": false}', "--policies", "random",
+                 "--episodes", "3", "--max-steps", "20", "--seed", "5", "--json", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert result["config"]["success_radius"] == 0.45 and result["env"] == MAZE
+    records = result["policies"]["random"]["records"]
+    with sim.make(MAZE) as env:  # the same pairs, drawn again by the env's own reset
+        pairs = goal_pairs(env, 3, 5)
+        for (start, goal), record in zip(pairs, records):
+            assert record["start"] == start.tolist() and record["goal"] == goal.tolist()
+            assert env.goal_distance(start, goal) > 0.5  # PointMaze never resets within half a cell of its goal
+        env.gym.reset(seed=int(np.random.default_rng(5).integers(2 ** 31)))
+        np.testing.assert_array_equal(pairs[0][1][:2], env.gym.unwrapped.goal)
+    assert main(["eval", "--env", "two_rooms", "--env-kwargs", '{"a": 1}', "--policies", "random"]) == 2
+    assert "only for gym:ENV_ID envs" in capsys.readouterr().out
