@@ -1,6 +1,7 @@
 """World model: shapes, the objective, seeded and resumable training, DDP, ONNX export parity, bundles."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -13,13 +14,14 @@ import pytest
 import torch
 import yaml
 
+from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data import DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.perception.bundle import BundleError, load_bundle
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.world_model.export import PARITY_RTOL, export_bundle, load_run, parity
 from jepa_pilot.world_model.losses import LossConfig, inverse_dynamics_head, jepa_loss
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
-from jepa_pilot.world_model.train import Recipe, train
+from jepa_pilot.world_model.train import Recipe, TimeScale, train
 
 # Tiers: the model's verbs and the objective are unit tests; anything that trains or exports is slow.
 
@@ -69,6 +71,23 @@ def test_model_verbs_have_the_documented_shapes():
     assert z.shape == (3, 5, 8)
     assert model.next(z[:, :2], torch.rand(3, 2, 2)).shape == (3, 8)
     assert model.rollout(z[:, :2], torch.rand(3, 4, 2, 2)).shape == (3, 4, 8)
+
+
+@pytest.mark.unit
+def test_a_recipes_time_section_sets_the_model_step_from_the_datas_control_period(tmp_path):
+    recipe = tmp_path / "recipe.yaml"
+    recipe.write_text(yaml.safe_dump({"time": {"model_step_s": 0.4, "horizon_s": 4.0}}))
+    assert Recipe.load(recipe, 0.1).model.frameskip == 4
+    slow = Recipe.load(recipe, 0.01)
+    assert slow.model.frameskip == 40 and slow.time.horizon(40 * 0.01) == 10
+    assert Recipe.load(recipe, 1.0).model.frameskip == 1  # never below one period
+    with pytest.raises(ConfigError, match="needs the data's control period"):
+        Recipe.load(recipe)
+    recipe.write_text(yaml.safe_dump({"model": {"frameskip": 4}, "time": {"model_step_s": 0.4}}))
+    with pytest.raises(ConfigError, match="model.frameskip or time.model_step_s, not both"):
+        Recipe.load(recipe, 0.1)
+    recipe.write_text(yaml.safe_dump({"model": {"frameskip": 5}}))
+    assert Recipe.load(recipe, 0.01).model.frameskip == 5  # no time section: as written
 
 
 @pytest.mark.unit
@@ -199,12 +218,14 @@ def exported(dataset, tmp_path_factory) -> tuple[Path, Path]:
 def test_a_relative_data_path_is_recorded_resolved_and_export_never_guesses(dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(dataset.parent)
     run = tmp_path / "run"
-    train(tiny_recipe(steps=2), Path(dataset.name), run, progress=False)
+    recipe = tiny_recipe(steps=2)
+    train(dataclasses.replace(recipe, time=TimeScale(horizon_s=0.6)), Path(dataset.name), run, progress=False)
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["dataset"] == str(dataset.resolve())
     monkeypatch.chdir(tmp_path)  # exported from another folder: the dataset is still found
-    spec = load_bundle(export_bundle(run, tmp_path / "b", horizon=3)).spec
+    spec = load_bundle(export_bundle(run, tmp_path / "b")).spec
     assert (spec.robot, spec.action_names, spec.action_scale) == ("squares", ("dx", "dy"), (1.0, 1.0))
+    assert spec.horizon == 3  # the recipe's 0.6 s over its model step, 2 periods of 0.1 s
     assert spec.training["dataset"] == str(dataset.resolve())
     metrics["dataset"] = str(tmp_path / "moved")  # the dataset is gone: no defaults, a clear error
     (run / "metrics.json").write_text(json.dumps(metrics))

@@ -22,7 +22,7 @@ import torch.nn as nn
 from jepa_pilot.common.bundle import Bundle, BundleSpec, load_bundle, sha256
 from jepa_pilot.data import Dataset, DatasetError
 from jepa_pilot.world_model.model import ModelConfig, WorldModel
-from jepa_pilot.world_model.train import CheckpointError, load_checkpoint
+from jepa_pilot.world_model.train import CheckpointError, TimeScale, load_checkpoint
 
 __all__ = ["load_run", "export_bundle", "parity", "OnnxGraphs", "main"]
 
@@ -114,8 +114,10 @@ def run_dataset(run: Path, metrics: dict, data: Path | None = None) -> Dataset:
     return Dataset(data)
 
 
-def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = None,
+def export_bundle(run: Path, out: Path, horizon: int | None = None, robot: str | None = None,
                   model_id: str | None = None, data: Path | None = None) -> Path:
+    """Write the bundle of ``run`` to ``out``. ``horizon`` (model steps the rollout graph unrolls)
+    defaults to the recipe's ``time.horizon_s`` over its model step, else 10."""
     model, recipe = load_run(run)
     cfg = model.cfg
     metrics = json.loads((run / "metrics.json").read_text()) if (run / "metrics.json").exists() else {}
@@ -123,6 +125,9 @@ def export_bundle(run: Path, out: Path, horizon: int = 10, robot: str | None = N
     if info.action_dim != cfg.action_dim:
         raise DatasetError(f"the dataset has {info.action_dim} action dimensions ({', '.join(info.action_names)}), "
                            f"the model {cfg.action_dim}: pass --data DIR, the dataset it was trained on")
+    if horizon is None:
+        scale = TimeScale.from_dict(recipe.get("time") or {})
+        horizon = scale.horizon(cfg.frameskip * info.control_period) if scale.horizon_s else 10
     out.mkdir(parents=True, exist_ok=True)
     s = cfg.image_size
     _export(model.encoder, (torch.rand(2, 3, s, s),), ["frames"], "latent", out / "encoder.onnx")
@@ -152,7 +157,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser = parser or argparse.ArgumentParser(prog="jepa_pilot.world_model.export", description=__doc__)
     parser.add_argument("run", type=Path, help="training run folder (jepa-pilot train --out)")
     parser.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    parser.add_argument("--horizon", type=int, default=10, help="model steps the rollout graph unrolls (default 10)")
+    parser.add_argument("--horizon", type=int, help="model steps the rollout graph unrolls (default: the recipe's "
+                                                    "time.horizon_s over its model step, else 10)")
     parser.add_argument("--robot", help="robot/env name recorded in the bundle (default: the dataset's)")
     parser.add_argument("--data", type=Path, help="the dataset the run was trained on (default: the one its "
                                                   "metrics.json names); the bundle's robot, action names and "

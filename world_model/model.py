@@ -31,7 +31,7 @@ class ModelConfig(Config):
     channels: tuple = setting((16, 32, 32, 32), "encoder conv widths; each conv halves the resolution")
     encoder_hidden: int = setting(256, "width of the encoder's final MLP", low=8, high=4096)
     history: int = setting(2, "latents K the predictor sees (the current one and K-1 before it)", low=1, high=8)
-    frameskip: int = setting(4, "control periods per model step (actions held or chunked)", low=1, high=32)
+    frameskip: int = setting(4, "control periods per model step (actions held or chunked)", low=1, high=128)
     action_dim: int = setting(2, "action size A (normalised to [-1, 1])", low=1, high=64)
     predictor_hidden: int = setting(256, "predictor MLP width", low=8, high=4096)
     predictor_layers: int = setting(3, "predictor MLP depth (linear layers)", low=2, high=8)

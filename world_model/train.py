@@ -89,25 +89,57 @@ class TrainConfig(Config):
 
 
 @dataclasses.dataclass(frozen=True)
+class TimeScale(Config):
+    """The model's time scale in seconds, so that one recipe serves envs that step every 0.01 s
+    and every 0.1 s: the env steps per model step follow the data's control period."""
+
+    model_step_s: float = setting(0.0, "seconds one model step spans: model.frameskip becomes "
+                                  "round(model_step_s / the data's control period), at least 1; "
+                                  "0: model.frameskip as written", low=0.0, high=60.0)
+    horizon_s: float = setting(0.0, "seconds the exported rollout looks ahead: export's horizon becomes "
+                               "round(horizon_s / model step), at least 1; 0: export's --horizon (default 10)",
+                               low=0.0, high=600.0)
+
+    def frameskip(self, control_period: float) -> int:
+        return max(1, round(self.model_step_s / control_period))
+
+    def horizon(self, model_step: float) -> int:
+        return max(1, round(self.horizon_s / model_step))
+
+
+SECTIONS = {"model": ModelConfig, "loss": LossConfig, "train": TrainConfig, "time": TimeScale}
+
+
+@dataclasses.dataclass(frozen=True)
 class Recipe:
-    """Everything that defines a training run: one YAML file with model/loss/train sections."""
+    """Everything that defines a training run: one YAML file with model/loss/train (and time) sections."""
 
     model: ModelConfig
     loss: LossConfig
     train: TrainConfig
+    time: TimeScale = TimeScale()
 
     @classmethod
-    def load(cls, path: str | Path | None, **overrides: dict) -> "Recipe":
+    def load(cls, path: str | Path | None, control_period: float | None = None, **overrides: dict) -> "Recipe":
+        """The recipe at ``path`` (None: the defaults) with ``overrides`` per section. A ``time``
+        section with ``model_step_s`` sets model.frameskip from ``control_period``, the data's."""
         raw = yaml.safe_load(Path(path).read_text()) if path else {}
         raw = raw or {}
-        unknown = set(raw) - {"model", "loss", "train"}
+        unknown = set(raw) - set(SECTIONS)
         if unknown:
-            raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected model, loss, train")
-        return cls(*(c.from_dict(raw.get(name), **overrides.get(name, {}))
-                     for name, c in (("model", ModelConfig), ("loss", LossConfig), ("train", TrainConfig))))
+            raise ConfigError(f"{path}: unknown section(s) {sorted(unknown)}; expected {', '.join(SECTIONS)}")
+        parts = {name: c.from_dict(raw.get(name), **overrides.get(name, {})) for name, c in SECTIONS.items()}
+        time = parts["time"]
+        if time.model_step_s:
+            if "frameskip" in (raw.get("model") or {}):
+                raise ConfigError(f"{path}: set model.frameskip or time.model_step_s, not both")
+            if control_period is None:
+                raise ConfigError(f"{path}: time.model_step_s needs the data's control period")
+            parts["model"] = parts["model"].replace(frameskip=time.frameskip(control_period))
+        return cls(**parts)
 
     def to_dict(self) -> dict:
-        return {"model": self.model.to_dict(), "loss": self.loss.to_dict(), "train": self.train.to_dict()}
+        return {name: getattr(self, name).to_dict() for name in SECTIONS}
 
 
 # --- distributed helpers -----------------------------------------------------
@@ -370,7 +402,8 @@ def run_cli(args: argparse.Namespace) -> int:
     overrides = overrides_from_args(TrainConfig, args)
     try:
         dataset = Dataset(args.data)
-        recipe = Recipe.load(args.config, model={"action_dim": dataset.info.action_dim}, train=overrides)
+        recipe = Recipe.load(args.config, dataset.info.control_period, model={"action_dim": dataset.info.action_dim},
+                             train=overrides)
     except (ConfigError, ValueError) as exc:
         print(f"jepa-pilot train: error: {exc}")
         return 2
