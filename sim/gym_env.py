@@ -40,7 +40,7 @@ import numpy as np
 
 from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.perception.preprocess import resize
-from jepa_pilot.sim.base import Observation, RobotState
+from jepa_pilot.sim.base import CHANGE_SETTINGS, EnvConfig, Observation, RobotState
 
 __all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "is_gym", "make_gym"]
 
@@ -425,7 +425,10 @@ class GymEnv:
         return {}
 
     def set_changes(self, **changes: float | None) -> dict[str, tuple[float, float]]:
-        asked = {k: v for k, v in changes.items() if v is not None}
+        """World changes exist only in the built-in envs: asking for one (a value other than the
+        setting's neutral default) is a ConfigError; the neutral values change nothing."""
+        neutral = {name: EnvConfig.__dataclass_fields__[name].default for name in CHANGE_SETTINGS}
+        asked = {k: v for k, v in changes.items() if v is not None and v != neutral.get(k)}
         if asked:
             raise ConfigError(f"{self.name}: world changes ({', '.join(asked)}) exist only in the built-in envs")
         return {}
