@@ -17,6 +17,12 @@ CommandGate: broken ones are dropped with a throttled warning, values beyond
 the robot's limits are clamped, and the robot stops when none arrive for
 cmd_timeout seconds of sim time.
 
+A Gymnasium env (env:=gym:ENV_ID, see jepa_pilot.sim.gym_env) is driven like
+an arm: its normalised actions are Float64MultiArray commands on
+/arm_controller/commands in the env's own units (joint names: its action names,
+a0, a1...), and /joint_states carries its state's positions and rates. It steps
+at its own period, which control_period must equal.
+
 The world changes of an adaptation benchmark (action_rotation_deg, action_gain,
 light_scale; see jepa_pilot.sim.base) are dynamic parameters: `ros2 param set`
 changes the running world from the next step, without a reset, with one warning.
@@ -47,12 +53,14 @@ from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import (camera_info, diagnostics, from_time, image_to_msg, to_time, twist_to_dict,
                                      yaw_quaternion)
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
+from jepa_pilot.sim.gym_env import is_gym
 from jepa_pilot.srv import GetGoalImage, ResetSim
 
 
 @dataclasses.dataclass(frozen=True)
 class SimNodeConfig(Config):
-    env: str = setting("two_rooms", "registered simulator env (jepa-pilot envs lists them)")
+    env: str = setting("two_rooms", "registered simulator env (jepa-pilot envs lists them), or gym:ENV_ID")
+    env_kwargs: str = setting("{}", "gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
     seed: int = setting(0, "seed of the first reset", low=0, high=2**31 - 1)
     image_width: int = setting(64, "camera image width in pixels", low=16, high=1024)
     image_height: int = setting(64, "camera image height in pixels", low=16, high=1024)
@@ -82,11 +90,18 @@ class SimNodeConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.env not in sim.registered():
-            self._fail("env", self.env, f"unknown env; registered: {', '.join(sim.registered())}")
+        if not is_gym(self.env) and self.env not in sim.registered():
+            self._fail("env", self.env, f"unknown env; registered: {', '.join(sim.registered())}, or gym:ENV_ID")
         if self.camera_rate_hz * self.control_period > 1.0 + 1e-9:
             self._fail("camera_rate_hz", self.camera_rate_hz,
                        f"at most one image per step: <= {1.0 / self.control_period:g} Hz")
+        if is_gym(self.env):
+            changed = [n for n, v in self.world_changes().items() if v != SimNodeConfig.__dataclass_fields__[n].default]
+            if changed:
+                self._fail(changed[0], getattr(self, changed[0]), "world changes exist only in the built-in envs")
+            return
+        if self.env_kwargs != "{}":
+            self._fail("env_kwargs", self.env_kwargs, f"only for gym:ENV_ID envs, not {self.env!r}")
         try:  # the env's config knows which changes its robot accepts (no rotation for an arm)
             sim.default_config(self.env, **self.world_changes())
         except ConfigError as exc:
@@ -101,6 +116,19 @@ class SimNodeConfig(Config):
 
 
 CONFIG = SimNodeConfig  # parameters this node declares (checked against launch files by tests)
+
+
+def make_env(cfg: SimNodeConfig):
+    """The env of ``cfg``; a Gymnasium env must step at ``cfg.control_period`` (ConfigError if not)."""
+    size = dict(image_width=cfg.image_width, image_height=cfg.image_height)
+    if not is_gym(cfg.env):
+        return sim.make(cfg.env, control_period=cfg.control_period, **size)
+    env = sim.make(cfg.env, env_kwargs=cfg.env_kwargs, **size)
+    if abs(env.control_period - cfg.control_period) > 1e-9 * env.control_period:
+        env.close()
+        raise ConfigError(f"SimNodeConfig.control_period = {cfg.control_period!r}: {cfg.env} steps every "
+                          f"{env.control_period:g} s; set control_period:={env.control_period:g}")
+    return env
 CATCH_UP_S = 0.2  # wall s of steps one late tick may catch up at most (further behind, the sim slows down)
 
 
@@ -109,10 +137,10 @@ class SimNode(Node):
         super().__init__("sim")
         self.params = ConfigParameters(self, SimNodeConfig, on_change=self._on_params)
         cfg = self.params.config
-        self.env = sim.make(cfg.env, image_width=cfg.image_width, image_height=cfg.image_height,
-                            control_period=cfg.control_period)
-        self.space = ActionSpace.for_embodiment(self.env.embodiment, self.env.action_scale,
-                                                self.env.robot_state().joint_names)
+        self.env = make_env(cfg)
+        self.embodiment = "arm" if is_gym(cfg.env) else self.env.embodiment  # how ROS commands it
+        fields = self.env.action_names if is_gym(cfg.env) else self.env.robot_state().joint_names
+        self.space = ActionSpace.for_embodiment(self.embodiment, self.env.action_scale, fields)
         self.gate = CommandGate(self.space, cfg.gate_config())
         self.monitor = LoopMonitor(cfg.control_period / cfg.real_time_factor)  # wall-clock budget per step
         self.pacer = self._pacer()
@@ -122,7 +150,7 @@ class SimNode(Node):
 
         # Topics, types and QoS come from the robot contract (nodes/contract.py),
         # which the Gazebo bridge config is checked against.
-        contract = robot_topics(self.env.embodiment)
+        contract = robot_topics(self.embodiment)
 
         def qos_of(topic: str):
             return qos(cfg.image_qos if topic.startswith("/camera/") else contract[topic].qos)

@@ -9,11 +9,12 @@ rclpy = pytest.importorskip("rclpy")
 from geometry_msgs.msg import Twist  # noqa: E402
 from nav_msgs.msg import Odometry  # noqa: E402
 from rosgraph_msgs.msg import Clock  # noqa: E402
-from sensor_msgs.msg import JointState  # noqa: E402
+from sensor_msgs.msg import Image, JointState  # noqa: E402
 from std_msgs.msg import Float64MultiArray  # noqa: E402
 
 from jepa_pilot.nodes.qos import qos  # noqa: E402
 from jepa_pilot.nodes.ros_io import from_time  # noqa: E402
+from jepa_pilot.srv import ResetSim  # noqa: E402
 from rosgraph import NodeProcess, Probe  # noqa: E402
 
 pytestmark = pytest.mark.ros
@@ -79,8 +80,35 @@ def test_differential_base_takes_unstamped_twist_when_configured(tmp_path, probe
         sim.stop()
 
 
+def test_a_gymnasium_env_is_driven_like_an_arm(tmp_path, probe):
+    """PointMaze through the sim node: Float64MultiArray actions in its own units, its state's
+    positions on /joint_states, frames on the camera topic, at its own 0.01 s step."""
+    sim = start(tmp_path, "gym:PointMaze_UMaze-v3", control_period=0.01, camera_rate_hz=20.0, state_rate_hz=50.0)
+    try:
+        joints = probe.subscribe(JointState, "/joint_states", qos("reliable"))
+        images = probe.subscribe(Image, "/camera/image_raw", qos("sensor_data"))
+        clock = probe.subscribe(Clock, "/clock", qos("reliable"))
+        reset = probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=[-1.0, 1.0, 0.0, 0.0]), timeout=60)
+        assert reset.success, (reset.message, sim.log())
+        assert probe.spin_until(lambda: images and joints, 30), sim.log()
+        assert list(joints[-1].name) == ["x", "y"] and (images[-1].width, images[-1].height) == (64, 64)
+        assert joints[-1].position[0] == pytest.approx(-1.0, abs=0.05)
+        pub = probe.node.create_publisher(Float64MultiArray, "/arm_controller/commands", qos("reliable"))
+        publish_for_sim_seconds(probe, clock, lambda: pub.publish(Float64MultiArray(data=[1.0, 0.0])), 0.5)
+        x, y = joints[-1].position
+        assert x > -0.8 and y == pytest.approx(1.0, abs=0.05), (x, y)  # pushed along the top corridor
+        pub.publish(Float64MultiArray(data=[1.0]))  # wrong size: dropped, node keeps going
+        assert probe.spin_until(lambda: "expected 2 values" in sim.log(), 20), sim.log()
+        assert sim.proc.poll() is None
+    finally:
+        sim.stop()
+
+
 @pytest.mark.parametrize("params, message", [
     (dict(env="nope"), "unknown env; registered: reacher, two_rooms, two_rooms_diff"),
+    (dict(env="gym:PointMaze_UMaze-v3"), "steps every 0.01 s; set control_period:=0.01"),
+    (dict(env="gym:PointMaze_UMaze-v3", control_period=0.01, action_gain=1.5), "world changes exist only"),
+    (dict(env="two_rooms", env_kwargs='{"a": 1}'), "only for gym:ENV_ID envs"),
     (dict(env="two_rooms", camera_rate_hz=50.0), "at most one image per step"),
     (dict(env="two_rooms", image_qos="sometimes"), "expected one of 'sensor_data'"),
     (dict(env="two_rooms", control_period=-1.0), "control_period"),
