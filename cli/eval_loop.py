@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
             raise ValueError(f"--env-kwargs is only for gym:ENV_ID envs, not {args.env!r}")
         env = sim.make(args.env, env_kwargs=args.env_kwargs) if is_gym(args.env) else sim.make(args.env)
         radius = args.success_radius if args.success_radius is not None else getattr(env, "success_radius", None)
-        cfg = config_from_args(LoopConfig, args, **({} if radius is None else {"success_radius": radius}))
+        cfg = config_from_args(LoopConfig, args, success_radius=LoopConfig.success_radius if radius is None else radius)
         planner, supervisor = sim_planner_settings(seed=cfg.seed, **overrides)
     except (ConfigError, ValueError) as exc:
         print(f"jepa-pilot eval: error: {exc}")

@@ -148,20 +148,21 @@ class MujocoState:
 
         self.sim = mujoco_env
         model = mujoco_env.model
-        names, units = [], []
-        slots = {mujoco.mjtJoint.mjJNT_FREE: (("x", "y", "z", "qw", "qx", "qy", "qz"), ("m",) * 3 + ("",) * 4),
-                 mujoco.mjtJoint.mjJNT_BALL: (("qw", "qx", "qy", "qz"), ("",) * 4),
-                 mujoco.mjtJoint.mjJNT_SLIDE: (("",), ("m",)), mujoco.mjtJoint.mjJNT_HINGE: (("",), ("rad",))}
-        rates = {"m": "m/s", "rad": "rad/s", "": "rad/s"}
-        vel_names, vel_units = [], []
+        free, ball, slide = mujoco.mjtJoint.mjJNT_FREE, mujoco.mjtJoint.mjJNT_BALL, mujoco.mjtJoint.mjJNT_SLIDE
+        # Per joint type: (qpos suffixes, their units, qvel suffixes, their units).
+        layout = {int(free): (("x", "y", "z", "qw", "qx", "qy", "qz"), ("m",) * 3 + ("",) * 4,
+                              ("vx", "vy", "vz", "wx", "wy", "wz"), ("m/s",) * 3 + ("rad/s",) * 3),
+                  int(ball): (("qw", "qx", "qy", "qz"), ("",) * 4, ("wx", "wy", "wz"), ("rad/s",) * 3),
+                  int(slide): (("",), ("m",), ("",), ("m/s",))}
+        hinge = (("",), ("rad",), ("",), ("rad/s",))
+        names, units, vel_names, vel_units = [], [], [], []
         for j in range(model.njnt):
             joint = mujoco.mj_id2name(model, mujoco.mjtObj.mjOBJ_JOINT, j) or f"joint{j}"
-            parts, part_units = slots[model.jnt_type[j]]
-            names += [f"{joint}_{p}" if p else joint for p in parts]
-            units += part_units
-            dof = {mujoco.mjtJoint.mjJNT_FREE: 6, mujoco.mjtJoint.mjJNT_BALL: 3}.get(model.jnt_type[j], 1)
-            vel_names += [f"d{joint}{i if dof > 1 else ''}" for i in range(dof)]
-            vel_units += [rates[part_units[0]]] * dof
+            q, q_units, v, v_units = layout.get(int(model.jnt_type[j]), hinge)
+            names += [f"{joint}_{p}" if p else joint for p in q]
+            units += q_units
+            vel_names += [f"d{joint}_{p}" if p else f"d{joint}" for p in v]
+            vel_units += v_units
         self.nq, self.nv = model.nq, model.nv
         self.names, self.units = tuple(names + vel_names), tuple(units + vel_units)
 
@@ -375,8 +376,8 @@ class GymEnv:
         frame = np.asarray(self._env.render())
         if frame.ndim != 3 or frame.shape[2] != 3 or frame.dtype != np.uint8:
             raise RuntimeError(f"{self.name}: render() gave {frame.dtype} {frame.shape}, not an RGB frame")
-        size = (self._config.image_height, self._config.image_width)
-        return frame if frame.shape[:2] == size else resize(frame, *size)
+        width, height = self._config.image_width, self._config.image_height
+        return frame if frame.shape[:2] == (height, width) else resize(frame, (width, height))
 
     def render_goal(self, state: np.ndarray) -> np.ndarray:
         """The frame seen in ``state``; the running episode is put back as it was."""
