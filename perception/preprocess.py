@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from jepa_pilot.common.image import resize
+
 __all__ = ["ENCODINGS", "PreprocessError", "ImageError", "raw_image_problem", "decode_image", "to_rgb",
            "resize", "prepare", "to_model_input"]
 
@@ -100,22 +102,6 @@ def to_rgb(image: np.ndarray, encoding: str = "rgb8") -> np.ndarray:
     if have != channels or min(image.shape[:2]) == 0:
         raise PreprocessError(f"{encoding} needs (H, W, {channels}) pixels, got shape {image.shape}")
     return _reorder(image.reshape(*image.shape[:2], channels), encoding.lower())
-
-
-def resize(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """(H, W, 3) -> (size, size, 3), or (height, width, 3) for ``size=(width, height)``.
-
-    Area averaging when shrinking either side, bilinear otherwise (OpenCV's
-    INTER_AREA / INTER_LINEAR: the same algorithm in training and deployment).
-    """
-    width, height = (size, size) if isinstance(size, (int, np.integer)) else size
-    h, w = image.shape[:2]
-    if (h, w) == (height, width):
-        return image
-    import cv2  # only here: nothing else in this module, nor `jepa-pilot --help`, needs OpenCV
-
-    interpolation = cv2.INTER_AREA if h > height or w > width else cv2.INTER_LINEAR
-    return cv2.resize(image, (int(width), int(height)), interpolation=interpolation)
 
 
 def prepare(image: np.ndarray, size: int, encoding: str = "rgb8") -> np.ndarray:

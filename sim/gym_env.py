@@ -39,7 +39,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from jepa_pilot.common.config import Config, ConfigError, setting
-from jepa_pilot.perception.preprocess import resize
+from jepa_pilot.common.image import resize
 from jepa_pilot.sim.base import CHANGE_SETTINGS, EnvConfig, Observation, RobotState
 
 __all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "is_gym", "make_gym"]
