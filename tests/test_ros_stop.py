@@ -73,6 +73,10 @@ def drive(graph, name: str, module: str = "planner_node", goal=FAR_GOAL, **param
     commands = probe.received[f"/cmd_vel#{name}"] = []
     sub = probe.node.create_subscription(TwistStamped, "/cmd_vel", commands.append, qos("reliable", depth=100))
     planner = NodeProcess(module, "planner", model_params(max_plan_time=1.0, max_latent_age=1.0, **params), work)
+    # The goal only once the planner's /cmd_vel reaches the probe: a drive can end (REACHED, then
+    # zero commands) before a late DDS match would let the probe see it move (a CI failure).
+    matched = probe.spin_until(lambda: sub.get_publisher_count() >= 1 or planner.proc.poll() is not None, 90)
+    assert matched and planner.proc.poll() is None, planner.log()[-3000:]
     probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(START)))
     shot = probe.call(GetGoalImage, "/sim/get_goal_image", GetGoalImage.Request(state=list(goal)))
     shot.image.header.stamp = to_time(from_time(clock[-1].clock) + 0.001)
