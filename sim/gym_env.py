@@ -22,9 +22,11 @@ unchanged. What is translated:
     hidden so that neither frames nor goal images show it; success is the
     env's own (ball within 0.45 m of the goal).
   - any other Gymnasium MuJoCo env: ``qpos`` then ``qvel``, set with the
-    env's ``set_state``; positions are m or rad by joint type.
+    env's ``set_state``; positions are m or rad by joint type; the task
+    position (for goal distances) is the first two ``qpos`` values.
   - anything else: the flattened observation, read only: such an env can be
-    collected and driven, but not put in a goal state.
+    collected and driven, but not put in a goal state; the task position is
+    its first two values.
 
 Gymnasium (and Gymnasium-Robotics for the mazes) are imported only when a
 ``gym:`` env is made.
