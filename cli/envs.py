@@ -16,12 +16,11 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from jepa_pilot import sim
-    from jepa_pilot.sim.gym_env import is_gym
 
     names = [args.name] if args.name else sim.registered()
     for name in names:
         try:
-            env = sim.make(name, env_kwargs=args.env_kwargs) if is_gym(name) else sim.make(name)
+            env = sim.make(name, env_kwargs=args.env_kwargs)
         except ValueError as exc:
             print(f"jepa-pilot envs: error: {exc}")
             return 2

@@ -56,7 +56,6 @@ def run(args: argparse.Namespace) -> int:
     from jepa_pilot.common.config import ConfigError, config_from_args
     from jepa_pilot.common.machine import command_line, machine
     from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, sim_planner_settings
-    from jepa_pilot.sim.gym_env import is_gym
 
     names = [n.strip() for n in args.policies.split(",") if n.strip()]
     unknown = [n for n in names if n not in POLICIES]
@@ -66,9 +65,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
                                    ("method", args.method)) if v is not None}
     try:
-        if not is_gym(args.env) and args.env_kwargs != "{}":
-            raise ValueError(f"--env-kwargs is only for gym:ENV_ID envs, not {args.env!r}")
-        env = sim.make(args.env, env_kwargs=args.env_kwargs) if is_gym(args.env) else sim.make(args.env)
+        env = sim.make(args.env, env_kwargs=args.env_kwargs)
         radius = args.success_radius if args.success_radius is not None else getattr(env, "success_radius", None)
         cfg = config_from_args(LoopConfig, args, success_radius=LoopConfig.success_radius if radius is None else radius)
         planner, supervisor = sim_planner_settings(seed=cfg.seed, **overrides)

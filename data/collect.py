@@ -36,7 +36,7 @@ from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, do
                                             proportional_steer, unicycle_steer)
 from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
-from jepa_pilot.sim.gym_env import GymEnv, is_gym
+from jepa_pilot.sim.gym_env import GymEnv, env_kwargs_problem, is_gym
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.sim.reacher import JOINT_LIMITS
 
@@ -75,16 +75,22 @@ class CollectConfig(Config):
     light_scale: float = setting(1.0, "world change: factor on the scene light", low=LIGHT_RANGE[0],
                                  high=LIGHT_RANGE[1])
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        why_not = env_kwargs_problem(self.env, self.env_kwargs)
+        if why_not:
+            self._fail("env_kwargs", self.env_kwargs, why_not)
+        changed = [name for name in CHANGE_SETTINGS
+                   if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default]
+        if is_gym(self.env) and changed:
+            self._fail(changed[0], getattr(self, changed[0]), "world changes exist only in the built-in envs")
+
     def env_overrides(self) -> dict[str, Any]:
         """Keyword overrides for ``sim.make``: the frame size, and the world changes that differ from none."""
         size = self.image_size
         changes = {name: getattr(self, name) for name in CHANGE_SETTINGS
                    if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default}
         gym = {"env_kwargs": self.env_kwargs} if is_gym(self.env) else {}
-        if not gym and self.env_kwargs != "{}":
-            self._fail("env_kwargs", self.env_kwargs, f"only for gym:ENV_ID envs, not {self.env!r}")
-        if gym and changes:
-            self._fail(next(iter(changes)), changes[next(iter(changes))], "world changes exist only in the built-in envs")
         return {**({"image_width": size, "image_height": size} if size else {}), **changes, **gym}
 
 

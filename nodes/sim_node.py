@@ -53,7 +53,7 @@ from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import (camera_info, diagnostics, from_time, image_to_msg, to_time, twist_to_dict,
                                      yaw_quaternion)
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
-from jepa_pilot.sim.gym_env import is_gym
+from jepa_pilot.sim.gym_env import env_kwargs_problem, is_gym
 from jepa_pilot.srv import GetGoalImage, ResetSim
 
 
@@ -100,8 +100,9 @@ class SimNodeConfig(Config):
             if changed:
                 self._fail(changed[0], getattr(self, changed[0]), "world changes exist only in the built-in envs")
             return
-        if self.env_kwargs != "{}":
-            self._fail("env_kwargs", self.env_kwargs, f"only for gym:ENV_ID envs, not {self.env!r}")
+        why_not = env_kwargs_problem(self.env, self.env_kwargs)
+        if why_not:
+            self._fail("env_kwargs", self.env_kwargs, why_not)
         try:  # the env's config knows which changes its robot accepts (no rotation for an arm)
             sim.default_config(self.env, **self.world_changes())
         except ConfigError as exc:

@@ -44,7 +44,7 @@ from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.common.image import resize
 from jepa_pilot.sim.base import CHANGE_SETTINGS, EnvConfig, Observation, RobotState
 
-__all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "is_gym", "make_gym"]
+__all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "env_kwargs_problem", "is_gym", "make_gym"]
 
 GYM_PREFIX = "gym:"
 
@@ -52,6 +52,11 @@ GYM_PREFIX = "gym:"
 def is_gym(name: str) -> bool:
     """Whether an env name asks for a Gymnasium env (``gym:ENV_ID``)."""
     return name.startswith(GYM_PREFIX)
+
+
+def env_kwargs_problem(name: str, env_kwargs: str) -> str:
+    """Why ``env_kwargs`` cannot go with env ``name`` ('' if it can): only gym:ENV_ID envs take them."""
+    return "" if is_gym(name) or env_kwargs in ("", "{}") else f"only for gym:ENV_ID envs, not {name!r}"
 
 
 @dataclasses.dataclass(frozen=True)

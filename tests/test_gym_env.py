@@ -176,9 +176,9 @@ def test_gym_names_and_settings_get_clear_errors():
     with pytest.raises(ConfigError, match="env_kwargs.*a JSON object"):
         sim.make(MAZE, env_kwargs="[1, 2]")
     with pytest.raises(ConfigError, match="only for gym:ENV_ID envs"):
-        CollectConfig(env="two_rooms", env_kwargs='{"a": 1}').env_overrides()
+        CollectConfig(env="two_rooms", env_kwargs='{"a": 1}')
     with pytest.raises(ConfigError, match="world changes exist only in the built-in envs"):
-        CollectConfig(env=MAZE, action_gain=1.5).env_overrides()
+        CollectConfig(env=MAZE, action_gain=1.5)
     with pytest.raises(ValueError, match="or gym:ENV_ID"):
         sim.make("no_such_env")
 
