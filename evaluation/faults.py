@@ -176,14 +176,23 @@ def start_driving(run: FaultRun, start_state, goal_state, nodes: list[str]) -> l
     return restarted
 
 
-def _restart(run: FaultRun, stuck: list[str], nodes: list[str]) -> None:
-    """Kill and restart ``stuck``; wait until the planner reports on fresh latents."""
+def _restart(run: FaultRun, stuck: list[str], nodes: list[str], timeout: float = 90.0) -> None:
+    """Kill and restart ``stuck``; wait until every node is alive, latents made after the restart flow,
+    the planner reports on them and the harness's services of the restarted nodes are there again (the
+    planner's watchdog reports twice a second with no latents at all: its reports alone say nothing)."""
     for node in stuck:
         run.launcher.signal_node(node, signal.SIGKILL)
         run.restart(node)
-    since = time.monotonic()
-    run.watcher.spin_until(lambda: all(run.launcher.alive(n) for n in nodes) and sum(
-        t > since for t, _ in run.watcher.plans) >= 10, 90)
+    w, since = run.watcher, time.monotonic()
+    clients = w.clients_of(stuck)
+
+    def back() -> bool:
+        fresh = [t for t, *_ in w.sent["latent"] if t > since]
+        return (all(run.launcher.alive(n) for n in nodes) and len(fresh) >= 10
+                and sum(t > fresh[0] for t, _ in w.plans) >= 10 and all(c.service_is_ready() for c in clients))
+
+    if not w.spin_until(back, timeout):
+        raise RuntimeError(f"the graph did not come back within {timeout:.0f} s of restarting {', '.join(stuck)}")
 
 
 def recover(fault: Fault, run: FaultRun, result: dict, nodes: list[str]) -> list[str]:

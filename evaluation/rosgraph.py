@@ -46,7 +46,7 @@ from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.ros_io import ImageError, from_time, msg_to_image, to_time
 from jepa_pilot.srv import GetGoalImage, ResetSim, SetGoal
 
-__all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "call_service", "watching", "wait_until_up", "run_goals", "watch",
+__all__ = ["sim_graph", "GraphWatcher", "ServiceTimeout", "service_node", "call_service", "watching", "wait_until_up", "run_goals", "watch",
            "frame_loss", "RELAY_MODES"]
 
 # What the camera relay of a GraphWatcher does to the frames it forwards (fault injection).
@@ -61,7 +61,12 @@ class ServiceTimeout(RuntimeError):
 
     def __init__(self, service: str, what: str) -> None:
         super().__init__(f"service {service} {what}")
-        self.service, self.node = service, service.strip("/").split("/")[0]
+        self.service, self.node = service, service_node(service)
+
+
+def service_node(service: str) -> str:
+    """The node that serves ``/node/service`` (its first name)."""
+    return service.strip("/").split("/")[0]
 
 
 def call_service(client, request, spin_until, timeout: float, resend: bool = True):
@@ -277,6 +282,11 @@ class GraphWatcher(Node):
         """The answer of a service of the graph; ServiceTimeout if it is not there or does not answer.
         The graph's services are idempotent (reset, goal image, set goal, parameters): resent."""
         return call_service(client, request, self.spin_until, self.call_timeout if timeout is None else timeout)
+
+    def clients_of(self, nodes: list[str]) -> list:
+        """The harness's service clients whose services ``nodes`` serve."""
+        clients = [self.reset_client, self.goal_image_client, self.set_goal_client, *self.parameter_clients.values()]
+        return [c for c in clients if service_node(c.srv_name) in nodes]
 
     def set_parameters(self, node_name: str, **values) -> None:
         """Set parameters of node ``node_name`` (e.g. ``set_parameters("sim", action_gain=0.5)``) through
