@@ -11,6 +11,7 @@ def register(sub) -> None:
                                    "(e.g. gym:PointMaze_UMaze-v3): shown as the pipeline sees it.")
     p.add_argument("name", nargs="?", help="show one env's settings with descriptions and ranges")
     p.add_argument("--env-kwargs", default="{}", help="gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
+    p.add_argument("--action-repeat", type=int, default=1, help="gym:ENV_ID only: env steps each action is held for")
     p.set_defaults(func=run)
 
 
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     names = [args.name] if args.name else sim.registered()
     for name in names:
         try:
-            env = sim.make(name, env_kwargs=args.env_kwargs)
+            env = sim.make(name, env_kwargs=args.env_kwargs, action_repeat=args.action_repeat)
         except ValueError as exc:
             print(f"jepa-pilot envs: error: {exc}")
             return 2

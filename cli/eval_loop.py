@@ -26,7 +26,7 @@ import argparse
 import json
 from pathlib import Path
 
-POLICIES = ("latent", "true_state", "random", "ros")
+POLICIES = ("latent", "true_state", "random", "shortest_path", "ros")
 
 
 def register(sub) -> None:
@@ -37,6 +37,8 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--env", default="two_rooms", help="simulator env, or gym:ENV_ID (default two_rooms)")
     p.add_argument("--env-kwargs", default="{}", help="gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
+    p.add_argument("--action-repeat", type=int, default=1,
+                   help="gym:ENV_ID only: env steps each action is held for (as the data was collected)")
     p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
     add_config_arguments(p, LoopConfig, exclude=("success_radius",))  # --episodes, --seed, --max-steps
     p.add_argument("--success-radius", type=float,
@@ -47,6 +49,8 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, help="planner samples per iteration (default: config/sim.yaml)")
     p.add_argument("--iterations", type=int, help="planner iterations per step (default: config/sim.yaml)")
     p.add_argument("--method", choices=("cem", "mppi"), help="planner (default: config/sim.yaml)")
+    p.add_argument("--no-landmarks", action="store_true",
+                   help="latent: plan on the straight latent distance even if the bundle ships landmarks")
     p.add_argument("--json", type=Path, help="write the results here")
     p.set_defaults(func=run)
 
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
                                    ("method", args.method)) if v is not None}
     try:
-        env = sim.make(args.env, env_kwargs=args.env_kwargs)
+        env = sim.make(args.env, env_kwargs=args.env_kwargs, action_repeat=args.action_repeat)
         radius = args.success_radius if args.success_radius is not None else getattr(env, "success_radius", None)
         cfg = config_from_args(LoopConfig, args, success_radius=LoopConfig.success_radius if radius is None else radius)
         planner, supervisor = sim_planner_settings(seed=cfg.seed, **overrides)
@@ -106,15 +110,18 @@ def run_direct(name: str, args, env, pairs, cfg, planner, supervisor):
     """The episodes of one direct policy, with a progress bar."""
     from tqdm import tqdm
 
-    from jepa_pilot.evaluation.closed_loop import LatentPolicy, RandomPolicy, TrueStatePolicy, run_episode
+    from jepa_pilot.evaluation.closed_loop import (LatentPolicy, RandomPolicy, ShortestPathPolicy, TrueStatePolicy,
+                                                   run_episode)
     from jepa_pilot.perception.engine import WorldModelEngine
     from jepa_pilot.perception.latents import resolve_bundle
 
     if name == "latent":
         policy = LatentPolicy(WorldModelEngine(resolve_bundle(args.bundle or args.env), providers=("cuda", "cpu")),
-                              planner, supervisor)
+                              planner, supervisor, landmarks=not args.no_landmarks)
     elif name == "true_state":
         policy = TrueStatePolicy(env, planner)
+    elif name == "shortest_path":
+        policy = ShortestPathPolicy(env)
     else:
         policy = RandomPolicy(env.action_dim, cfg.seed)
     return [run_episode(env, policy, start, goal, cfg)

@@ -11,7 +11,7 @@ import importlib
 import sys
 
 # Subcommand modules, in the order `--help` lists them.
-COMMANDS = ("up", "demo", "collect", "import_bag", "train", "finetune", "eval_model", "eval_loop", "eval_adapt",
+COMMANDS = ("up", "demo", "collect", "import_bag", "train", "finetune", "landmarks", "eval_model", "eval_loop", "eval_adapt",
             "bench", "envs")
 
 

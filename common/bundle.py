@@ -6,6 +6,7 @@ A bundle is a folder::
     encoder.onnx     # frames (N, 3, S, S) float32 RGB in [0, 1]        -> latent (N, D)
     rollout.onnx     # z_hist (N, K, D), actions (N, H*S, A) in [-1, 1] -> latents (N, H, D)
                      #   one action per control period; a latent every S = frameskip periods
+    landmarks.npz    # optional: the planner's map of the latent space (control/landmarks.py)
 
 One bundle is one latent space: encoder and predictor never mix across
 bundles, so ``load_bundle`` checks every file's sha256 and the shapes the
@@ -24,10 +25,11 @@ from typing import Any
 
 import yaml
 
-__all__ = ["FORMAT", "BundleError", "BundleSpec", "Bundle", "load_bundle", "sha256"]
+__all__ = ["FORMAT", "FILES", "OPTIONAL_FILES", "BundleError", "BundleSpec", "Bundle", "load_bundle", "sha256"]
 
 FORMAT = "jepa_pilot.bundle/1"
 FILES = ("encoder", "rollout")
+OPTIONAL_FILES = ("landmarks",)  # checked like the others where bundle.yaml lists them
 
 
 class BundleError(ValueError):
@@ -125,7 +127,7 @@ class BundleSpec:
             fail("action_scale", f"{len(self.action_names)} finite numbers > 0, one per action name")
         if not isinstance(self.files, dict):
             fail("files", "a mapping of encoder and rollout to {path, sha256}")
-        for name in FILES:
+        for name in (*FILES, *(n for n in OPTIONAL_FILES if n in self.files)):
             entry = self.files.get(name)
             if not isinstance(entry, dict) or not all(isinstance(entry.get(k), str) for k in ("path", "sha256")):
                 raise BundleError(f"{path}: files.{name} needs a path and a sha256 (strings)")
@@ -143,6 +145,10 @@ class Bundle:
     def path(self, name: str) -> Path:
         return self.root / self.spec.files[name]["path"]
 
+    def has(self, name: str) -> bool:
+        """Whether bundle.yaml lists file ``name`` (the FILES always; OPTIONAL_FILES where shipped)."""
+        return name in self.spec.files
+
 
 def load_bundle(root: str | Path, verify_hashes: bool = True) -> Bundle:
     """Open a bundle folder: spec parsed, every file present and (by default) its sha256 checked."""
@@ -151,7 +157,7 @@ def load_bundle(root: str | Path, verify_hashes: bool = True) -> Bundle:
         raise BundleError(f"model bundle {root} does not exist (or is not a folder)")
     spec = BundleSpec.from_yaml(root / "bundle.yaml")
     bundle = Bundle(root, spec)
-    for name in FILES:
+    for name in (*FILES, *(n for n in OPTIONAL_FILES if bundle.has(n))):
         path = bundle.path(name)
         if not path.is_file():
             raise BundleError(f"{root}: {name} file {path.name} is missing")

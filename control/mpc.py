@@ -42,7 +42,7 @@ from typing import Callable
 import numpy as np
 
 from jepa_pilot.control.exploration import MomentumRandomWalk
-from jepa_pilot.control.planner import Plan, Planner, PlannerConfig, RolloutModel
+from jepa_pilot.control.planner import GoalMetric, Plan, Planner, PlannerConfig, RolloutModel
 from jepa_pilot.control.supervisor import Cause, Decision, Status, Supervisor, SupervisorConfig
 from jepa_pilot.perception.latents import LatentHistory
 
@@ -94,11 +94,13 @@ class LatentMPC:
     def __init__(self, model: RolloutModel, history: int, model_step: float,
                  planner_config: PlannerConfig | None = None, supervisor_config: SupervisorConfig | None = None,
                  timer: Callable[[], float] = time.perf_counter, explore_period: float = 0.1,
-                 explorer: Callable[[], np.ndarray] | None = None, planner=None) -> None:
+                 explorer: Callable[[], np.ndarray] | None = None, planner=None,
+                 metric: GoalMetric | None = None) -> None:
         """``planner``: anything with Planner's ``plan`` and ``reset`` (control/device_planner.py's
-        DevicePlanner); by default a Planner on ``model`` with ``planner_config``."""
+        DevicePlanner); by default a Planner on ``model`` with ``planner_config`` and ``metric``
+        (the planner's goal metric: None for the latent distance)."""
         self.action_dim = model.action_dim
-        self.planner = planner or Planner(model, planner_config)
+        self.planner = planner or Planner(model, planner_config, metric)
         self.supervisor = Supervisor(supervisor_config)
         self.history = LatentHistory(history, model_step)
         self.period = model_step / model.frameskip  # s: the control period

@@ -9,9 +9,11 @@ next call (shifted by the one control period that will have been executed).
 Plans are searched over *macro actions*, one per model step, each held for
 ``frameskip`` control periods: 10 model steps of 4 periods look 40 periods
 ahead for the cost of 10 predictor steps. The cost of a sequence is the
-smallest latent distance to the goal along it (reaching the goal on the way
+smallest distance to the goal along it (reaching the goal on the way
 counts; end-only costs stall at walls: docs/design.md), plus optional weight on
-the final distance and a smoothness penalty on action changes.
+the final distance and a smoothness penalty on action changes. The distance
+is the latent distance, or a ``GoalMetric``'s cost-to-go where one is given
+(:class:`~jepa_pilot.control.landmarks.LandmarkGraph`: the way around walls).
 
 Planning effort follows time, not calls: ``plan(..., periods)`` says how many
 control periods passed since the previous plan. The warm start is shifted
@@ -25,13 +27,13 @@ cold plan (new goal, after a stop) always runs all ``iterations``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Protocol
+from typing import Callable, Protocol
 
 import numpy as np
 
 from jepa_pilot.common.config import Config, setting
 
-__all__ = ["RolloutModel", "PlannerConfig", "Plan", "WarmStart", "Planner", "make_planner"]
+__all__ = ["RolloutModel", "GoalMetric", "PlannerConfig", "Plan", "WarmStart", "Planner", "make_planner"]
 
 
 class RolloutModel(Protocol):
@@ -41,6 +43,11 @@ class RolloutModel(Protocol):
 
     def rollout(self, z_hist: np.ndarray, actions: np.ndarray) -> np.ndarray:
         """(K, D) latest latents + (N, H*S, A) actions in [-1, 1] -> (N, H, D)."""
+
+
+class GoalMetric(Protocol):
+    def to_goal(self, goal: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
+        """The cost-to-go towards ``goal`` (D,): (..., D) latents -> (...) costs, 0 at the goal."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -113,8 +120,9 @@ class WarmStart:
 class Planner:
     """CEM or MPPI over macro actions, warm-started from the previous plan."""
 
-    def __init__(self, model: RolloutModel, config: PlannerConfig | None = None) -> None:
-        self.model, self.config = model, config or PlannerConfig()
+    def __init__(self, model: RolloutModel, config: PlannerConfig | None = None,
+                 metric: GoalMetric | None = None) -> None:
+        self.model, self.config, self.metric = model, config or PlannerConfig(), metric
         self.rng = np.random.default_rng(self.config.seed)
         self.shape = (model.horizon, model.action_dim)  # macro actions (H, A)
         self.warm = WarmStart(model.horizon, model.frameskip, self.config.init_std * 0.5)
@@ -130,7 +138,8 @@ class Planner:
 
     def costs(self, latents: np.ndarray, goal: np.ndarray, macro: np.ndarray) -> np.ndarray:
         """(N, H, D) forecasts, (D,) goal, (N, H, A) macro actions -> (N,) costs."""
-        dist = np.linalg.norm(latents - goal, axis=-1)                      # (N, H)
+        dist = (self.metric.to_goal(goal)(latents) if self.metric is not None
+                else np.linalg.norm(latents - goal, axis=-1))                # (N, H)
         cost = dist.min(axis=1) + self.config.terminal_weight * dist[:, -1]
         if self.config.smoothness:
             cost += self.config.smoothness * np.square(np.diff(macro, axis=1)).sum(axis=(1, 2))

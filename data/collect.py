@@ -36,7 +36,7 @@ from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, do
                                             proportional_steer, unicycle_steer)
 from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
-from jepa_pilot.sim.gym_env import GymEnv, env_kwargs_problem, is_gym
+from jepa_pilot.sim.gym_env import GymEnv, gym_only_problem, is_gym
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.sim.reacher import JOINT_LIMITS
 
@@ -59,6 +59,8 @@ class CollectConfig(Config):
 
     env: str = setting("two_rooms", "built-in simulator env (see `jepa-pilot envs`), or gym:ENV_ID")
     env_kwargs: str = setting("{}", "gym:ENV_ID only: JSON object of keyword arguments for gymnasium.make")
+    action_repeat: int = setting(1, "gym:ENV_ID only: env steps each action is held for (the control period "
+                                 "is the env's step times this; one frame per period)", low=1, high=100)
     walk_memory_s: float = setting(1.0, "gym:ENV_ID only: how long (seconds) the random walk keeps a direction; "
                                    "its momentum per step is 1 - control period / this", low=1e-3, high=600.0)
     episodes: int = setting(100, "number of episodes", low=1)
@@ -77,9 +79,9 @@ class CollectConfig(Config):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        why_not = env_kwargs_problem(self.env, self.env_kwargs)
+        option, why_not = gym_only_problem(self.env, env_kwargs=self.env_kwargs, action_repeat=self.action_repeat)
         if why_not:
-            self._fail("env_kwargs", self.env_kwargs, why_not)
+            self._fail(option, getattr(self, option), why_not)
         changed = [name for name in CHANGE_SETTINGS
                    if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default]
         if is_gym(self.env) and changed:
@@ -90,7 +92,7 @@ class CollectConfig(Config):
         size = self.image_size
         changes = {name: getattr(self, name) for name in CHANGE_SETTINGS
                    if getattr(self, name) != CollectConfig.__dataclass_fields__[name].default}
-        gym = {"env_kwargs": self.env_kwargs} if is_gym(self.env) else {}
+        gym = {"env_kwargs": self.env_kwargs, "action_repeat": self.action_repeat} if is_gym(self.env) else {}
         return {**({"image_width": size, "image_height": size} if size else {}), **changes, **gym}
 
 
@@ -107,28 +109,40 @@ def walk_momentum(control_period: float, memory_s: float) -> float:
 
 
 def explorer_config(env: MujocoEnv | GymEnv, walk_memory_s: float = 1.0) -> WaypointConfig:
-    """The explorer settings used for ``env`` (``EXPLORER_DEFAULTS``; a Gymnasium env only walks)."""
+    """The explorer settings used for ``env`` (``EXPLORER_DEFAULTS``). A Gymnasium env: segments
+    counted in seconds, not steps, and a momentum whose memory is ``walk_memory_s``; it seeks
+    waypoints only where its family knows a route and a steering law (PointMaze)."""
     if isinstance(env, GymEnv):
-        return WaypointConfig(seek_prob=0.0, momentum=walk_momentum(env.control_period, walk_memory_s))
+        steps = lambda seconds: max(int(round(seconds / env.control_period)), 1)  # noqa: E731
+        return WaypointConfig(seek_prob=0.5 if can_route(env) else 0.0, tolerance=0.3,
+                              walk_steps_min=steps(0.3), walk_steps_max=steps(1.5), seek_steps_max=steps(10.0),
+                              momentum=walk_momentum(env.control_period, walk_memory_s))
     return WaypointConfig.from_dict(EXPLORER_DEFAULTS.get(env.name, {}))
 
 
+def can_route(env: GymEnv) -> bool:
+    """Whether ``env``'s family knows routes and a steering law (so the explorer can seek waypoints)."""
+    state = env.state()
+    return env.route(state, state) is not None and env.steer(state, env.task_position(state)) is not None
+
+
 def make_explorer(env: MujocoEnv | GymEnv, rng: np.random.Generator, walk_memory_s: float = 1.0) -> WaypointExplorer:
-    """A waypoint explorer for a built-in env, driven by ``rng``.
+    """A waypoint explorer for an env, driven by ``rng``.
 
     Two rooms: waypoints are uniform positions in either room, reached via
     the door when in the other room; holonomic bases steer with a P law on
     (x, y), differential ones with a go-to-point law. Reacher: waypoints
     are uniform joint configurations, steered to with a P law in joint space.
-    A Gymnasium env: the random walk only (it knows no way to steer).
+    A Gymnasium env: random states of the env reached along its family's
+    route with its steering law (PointMaze: through the free cells, a PD law
+    on the ball), or, where the family knows neither, the random walk only.
     """
     config = explorer_config(env, walk_memory_s)
     if isinstance(env, GymEnv):
-        def no_route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-            return []
+        def gym_route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
+            return (env.route(state, env.sample_state(rng)) or []) if config.seek_prob else []
 
-        return WaypointExplorer(env.action_dim, no_route, lambda s, w: np.zeros(env.action_dim),
-                                env.task_position, config, rng)
+        return WaypointExplorer(env.action_dim, gym_route, env.steer, env.task_position, config, rng)
     if isinstance(env, TwoRoomsEnv):
         world = env.config
         jitter = max(world.door_width / 2 - env.base_radius, 0.0) / 2  # half the door's free play, m

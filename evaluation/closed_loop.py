@@ -10,7 +10,10 @@ step budget runs out. Policies:
 * ``true_state``: the same planner on the true task position with the
   env's own kinematics and walls (:class:`TrueKinematics`), a Euclidean cost:
   a reference for the planner settings, not an upper bound (it stalls at walls);
-* ``random``: uniform random actions: a lower bound.
+* ``random``: uniform random actions: a lower bound;
+* ``shortest_path``: where the env knows its map and a steering law
+  (PointMaze): its shortest route to the goal on the true state, followed
+  with its steering law: what a scripted controller with a map achieves.
 
 The settings the planner node runs with in the sim graph (``config/sim.yaml``,
 section ``planner``) are the defaults here too (:func:`sim_planner_settings`),
@@ -26,12 +29,13 @@ import yaml
 
 from jepa_pilot.common.config import Config, setting
 from jepa_pilot.common.paths import package_share
+from jepa_pilot.control.landmarks import LandmarkGraph
 from jepa_pilot.control.mpc import LatentMPC
 from jepa_pilot.control.planner import Planner, PlannerConfig
 from jepa_pilot.control.supervisor import Status, SupervisorConfig
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
 
-__all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "goal_pairs",
+__all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "ShortestPathPolicy", "goal_pairs",
            "run_episode", "sim_planner_settings"]
 
 
@@ -75,14 +79,17 @@ class LatentPolicy:
 
     name = "latent"
 
-    def __init__(self, engine, planner_config: PlannerConfig, supervisor_config: SupervisorConfig) -> None:
+    def __init__(self, engine, planner_config: PlannerConfig, supervisor_config: SupervisorConfig,
+                 landmarks: bool = True) -> None:
         self.engine, spec = engine, engine.spec
         self.configs = (planner_config, supervisor_config)
         self.period = spec.control_period
+        # The bundle's map of its latent space, if it ships one (and ``landmarks``): the planner's cost.
+        self.metric = LandmarkGraph.of_bundle(engine.bundle) if landmarks else None
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
         spec = self.engine.spec
-        self.mpc = LatentMPC(self.engine, spec.history, spec.model_step, *self.configs)
+        self.mpc = LatentMPC(self.engine, spec.history, spec.model_step, *self.configs, metric=self.metric)
         self.mpc.set_goal(self.engine.encode(goal_image))
         self.t, self.reached, self.decision_time = 0.0, False, None
 
@@ -189,6 +196,34 @@ class RandomPolicy:
     def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
         start = time.perf_counter()
         action = self.rng.uniform(-1, 1, self.action_dim)
+        self.decision_time = time.perf_counter() - start
+        return action
+
+
+class ShortestPathPolicy:
+    """The env's own shortest route to the goal (``env.route``) on the true state, each waypoint
+    steered to with the env's steering law (``env.steer``) until the ball is within ``switch`` of it."""
+
+    name = "shortest_path"
+
+    def __init__(self, env, switch: float = 0.5) -> None:
+        state = env.state()
+        if getattr(env, "route", None) is None or env.route(state, state) is None:
+            raise ValueError(f"shortest_path: {env.name} knows no route (it exists for PointMaze)")
+        self.env, self.switch = env, switch
+
+    def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
+        self.goal, self.waypoints = goal_state, None
+        self.reached, self.decision_time = False, None
+
+    def act(self, image: np.ndarray, state: np.ndarray) -> np.ndarray:
+        start = time.perf_counter()
+        if self.waypoints is None:
+            self.waypoints = self.env.route(state, self.goal)
+        here = self.env.task_position(state)
+        while len(self.waypoints) > 1 and np.linalg.norm(here - self.waypoints[0]) < self.switch:
+            self.waypoints.pop(0)
+        action = np.clip(self.env.steer(state, self.waypoints[0]), -1.0, 1.0)
         self.decision_time = time.perf_counter() - start
         return action
 

@@ -53,7 +53,7 @@ from jepa_pilot.nodes.qos import QOS_NAMES, qos
 from jepa_pilot.nodes.ros_io import (camera_info, diagnostics, from_time, image_to_msg, to_time, twist_to_dict,
                                      yaw_quaternion)
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
-from jepa_pilot.sim.gym_env import env_kwargs_problem, is_gym
+from jepa_pilot.sim.gym_env import gym_only_problem, is_gym
 from jepa_pilot.srv import GetGoalImage, ResetSim
 
 
@@ -61,6 +61,8 @@ from jepa_pilot.srv import GetGoalImage, ResetSim
 class SimNodeConfig(Config):
     env: str = setting("two_rooms", "registered simulator env (jepa-pilot envs lists them), or gym:ENV_ID")
     env_kwargs: str = setting("{}", "gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
+    action_repeat: int = setting(1, "gym:ENV_ID only: env steps each command is held for (control_period "
+                                 "must be the env's step times this)", low=1, high=100)
     seed: int = setting(0, "seed of the first reset", low=0, high=2**31 - 1)
     image_width: int = setting(64, "camera image width in pixels", low=16, high=1024)
     image_height: int = setting(64, "camera image height in pixels", low=16, high=1024)
@@ -100,9 +102,9 @@ class SimNodeConfig(Config):
             if changed:
                 self._fail(changed[0], getattr(self, changed[0]), "world changes exist only in the built-in envs")
             return
-        why_not = env_kwargs_problem(self.env, self.env_kwargs)
+        option, why_not = gym_only_problem(self.env, env_kwargs=self.env_kwargs, action_repeat=self.action_repeat)
         if why_not:
-            self._fail("env_kwargs", self.env_kwargs, why_not)
+            self._fail(option, getattr(self, option), why_not)
         try:  # the env's config knows which changes its robot accepts (no rotation for an arm)
             sim.default_config(self.env, **self.world_changes())
         except ConfigError as exc:
@@ -124,7 +126,7 @@ def make_env(cfg: SimNodeConfig):
     size = dict(image_width=cfg.image_width, image_height=cfg.image_height)
     if not is_gym(cfg.env):
         return sim.make(cfg.env, control_period=cfg.control_period, **size)
-    env = sim.make(cfg.env, env_kwargs=cfg.env_kwargs, **size)
+    env = sim.make(cfg.env, env_kwargs=cfg.env_kwargs, action_repeat=cfg.action_repeat, **size)
     if abs(env.control_period - cfg.control_period) > 1e-9 * env.control_period:
         env.close()
         raise ConfigError(f"SimNodeConfig.control_period = {cfg.control_period!r}: {cfg.env} steps every "

@@ -33,6 +33,7 @@ Gymnasium (and Gymnasium-Robotics for the mazes) are imported only when a
 """
 from __future__ import annotations
 
+import collections
 import dataclasses
 import json
 import math
@@ -44,7 +45,7 @@ from jepa_pilot.common.config import Config, ConfigError, setting
 from jepa_pilot.common.image import resize
 from jepa_pilot.sim.base import CHANGE_SETTINGS, EnvConfig, Observation, RobotState
 
-__all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "env_kwargs_problem", "is_gym", "make_gym"]
+__all__ = ["GYM_PREFIX", "GymConfig", "GymEnv", "StateAccess", "GYM_OPTIONS", "gym_only_problem", "is_gym", "make_gym"]
 
 GYM_PREFIX = "gym:"
 
@@ -54,9 +55,19 @@ def is_gym(name: str) -> bool:
     return name.startswith(GYM_PREFIX)
 
 
-def env_kwargs_problem(name: str, env_kwargs: str) -> str:
-    """Why ``env_kwargs`` cannot go with env ``name`` ('' if it can): only gym:ENV_ID envs take them."""
-    return "" if is_gym(name) or env_kwargs in ("", "{}") else f"only for gym:ENV_ID envs, not {name!r}"
+# The GymConfig fields a caller may pass along with an env name, and their neutral values (what a
+# built-in env accepts, as if not given).
+GYM_OPTIONS = {"env_kwargs": ("", "{}"), "action_repeat": (1,)}
+
+
+def gym_only_problem(name: str, **options: Any) -> tuple[str, str]:
+    """(option, why) for the first of ``options`` (``GYM_OPTIONS``) that cannot go with env ``name``,
+    ('', '') if all can: only gym:ENV_ID envs take them, a built-in env only their neutral values."""
+    if not is_gym(name):
+        for option, value in options.items():
+            if value not in GYM_OPTIONS[option]:
+                return option, f"only for gym:ENV_ID envs, not {name!r}"
+    return "", ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -69,6 +80,8 @@ class GymConfig(Config):
     image_height: int = setting(64, "camera image height in pixels", low=16, high=1024)
     max_episode_steps: int = setting(0, "steps after which step() reports truncated; 0: the env's own limit",
                                      low=0)
+    action_repeat: int = setting(1, "env steps each action is held for: one control period is the env's own "
+                                 "step times this (frames are taken once per control period)", low=1, high=100)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -100,6 +113,8 @@ class StateAccess(Protocol):
     def sample(self, rng: np.random.Generator) -> np.ndarray: ...
     def task_position(self, state: np.ndarray) -> np.ndarray: ...
     def goal(self) -> np.ndarray | None: ...
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None: ...
+    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None: ...
 
 
 class ObservationState:
@@ -142,6 +157,12 @@ class ObservationState:
 
     def goal(self) -> np.ndarray | None:
         return None
+
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        return None  # no map of the world: no way known
+
+    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+        return None  # no known law that moves the task position
 
 
 class MujocoState:
@@ -193,6 +214,12 @@ class MujocoState:
     def goal(self) -> np.ndarray | None:
         return None
 
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        return None  # no map of the world: no way known
+
+    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+        return None  # no known law that moves the task position
+
 
 class PointMazeState:
     """Gymnasium-Robotics PointMaze: the ball's (x, y, vx, vy) in metres, in the maze's free cells."""
@@ -214,6 +241,13 @@ class PointMazeState:
         self.maze = maze
         # The red goal marker: hidden, so frames and goal images show the maze and the ball only.
         self.ball.model.site_rgba[maze_env.target_site_id, 3] = 0.0
+        # A top-down camera framing the maze to the middle of its outer walls (the env's own is a
+        # distant oblique view in which the ball is a pixel or two at 64 x 64).
+        extent = (max(len(maze.maze_map), len(maze.maze_map[0])) - 1) * self.scale  # m
+        fovy = float(self.ball.model.vis.global_.fovy)
+        self.ball.mujoco_renderer.default_cam_config = {
+            "lookat": np.zeros(3), "elevation": -90.0, "azimuth": 90.0,
+            "distance": extent / 2 / math.tan(math.radians(fovy) / 2)}
 
     def read(self) -> np.ndarray:
         data = self.ball.data
@@ -236,6 +270,37 @@ class PointMazeState:
 
     def goal(self) -> np.ndarray | None:
         return np.concatenate([np.asarray(self.env.goal, dtype=np.float64), np.zeros(2)])
+
+    # PD law on the ball (4.2 kg, 100 N per unit action: 24 m/s^2): critically damped, ~0.3 s to settle.
+    kp, kd = 2.0, 0.6  # normalised action per m of error, per m/s of speed
+
+    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+        """The normalised force that drives the ball towards ``target`` (x, y) in m and stops it there."""
+        return self.kp * (np.asarray(target[:2]) - state[:2]) - self.kd * state[2:4]
+
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        """Waypoints (x, y) in m from ``start`` to ``goal`` along a shortest path through the free
+        cells (4-connected, breadth first): the centre of each cell where the path turns, then the
+        goal itself. None if ``goal`` cannot be reached from ``start``."""
+        here, there = (tuple(int(v) for v in self.maze.cell_xy_to_rowcol(np.asarray(p[:2]))) for p in (start, goal))
+        previous, queue = {here: here}, collections.deque([here])
+        while queue and there not in previous:
+            r, c = queue.popleft()
+            for step in ((r + 1, c), (r - 1, c), (r, c + 1), (r, c - 1)):
+                if step in self.free and step not in previous:
+                    previous[step] = (r, c)
+                    queue.append(step)
+        if there not in previous:
+            return None
+        cells = [there]
+        while cells[-1] != here:
+            cells.append(previous[cells[-1]])
+        cells.reverse()  # here ... there
+        turns = [cells[i] for i in range(1, len(cells) - 1)
+                 if (cells[i][0] - cells[i - 1][0], cells[i][1] - cells[i - 1][1])
+                 != (cells[i + 1][0] - cells[i][0], cells[i + 1][1] - cells[i][1])]
+        return [np.asarray(self.maze.cell_rowcol_to_xy(np.array(cell)), dtype=np.float64) for cell in turns] \
+            + [np.asarray(goal[:2], dtype=np.float64)]
 
 
 def _state_access(env) -> StateAccess:
@@ -288,7 +353,7 @@ class GymEnv:
         self.name = GYM_PREFIX + config.env_id
         self.action_names = tuple(f"a{i}" for i in range(len(low)))
         self.action_units = ("",) * len(low)  # the env's own units
-        self.control_period = _control_period(self._env)
+        self.control_period = _control_period(self._env) * config.action_repeat
         self._access = _state_access(self._env)
         self._rng = np.random.default_rng()
         self._steps = 0
@@ -368,8 +433,13 @@ class GymEnv:
             raise ValueError(f"{self.name}: action must be {self.action_dim} finite numbers, got {action!r}")
         clipped = bool(np.any(np.abs(array) > 1.0))
         physical = self._centre + np.clip(array, -1.0, 1.0) * self._half
-        obs, reward, terminated, truncated, info = self._env.step(physical.astype(self._env.action_space.dtype))
-        self._observed(obs)
+        reward = 0.0
+        for _ in range(self._config.action_repeat):  # the action held for one control period
+            obs, gained, terminated, truncated, info = self._env.step(physical.astype(self._env.action_space.dtype))
+            self._observed(obs)
+            reward += float(gained)
+            if terminated:
+                break
         self._steps += 1
         limit = self._config.max_episode_steps
         truncated = bool(truncated or (limit and self._steps >= limit))
@@ -395,6 +465,17 @@ class GymEnv:
             return self.render()
         finally:
             self._access.write(here)
+
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        """Task-position waypoints from state ``start`` to state ``goal`` along a shortest path the
+        env family knows (PointMaze: through the maze's free cells), ending at the goal; None where
+        the family knows no map, or the goal cannot be reached."""
+        return self._access.route(self.validate_state(start), self.validate_state(goal))
+
+    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+        """A normalised action (may exceed [-1, 1]) that moves true ``state``'s task position towards
+        ``target`` and holds it there; None where the family knows no such law."""
+        return self._access.steer(np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64))
 
     def goal_state(self) -> np.ndarray | None:
         """The env's own goal of this episode as a state at rest (None if it has none)."""

@@ -6,7 +6,7 @@ from typing import Any
 
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.sim.base import EnvConfig, MujocoEnv
-from jepa_pilot.sim.gym_env import GYM_PREFIX, GymConfig, env_kwargs_problem, is_gym, make_gym
+from jepa_pilot.sim.gym_env import GYM_PREFIX, GymConfig, GYM_OPTIONS, gym_only_problem, is_gym, make_gym
 
 __all__ = ["config_class", "default_config", "make", "register", "registered"]
 
@@ -68,9 +68,9 @@ def make(name: str, config: EnvConfig | None = None, **overrides: Any) -> Mujoco
     """
     if is_gym(name):
         return make_gym(name, config, **overrides)
-    why_not = env_kwargs_problem(name, overrides.pop("env_kwargs", "{}"))
+    option, why_not = gym_only_problem(name, **{k: overrides.pop(k) for k in GYM_OPTIONS if k in overrides})
     if why_not:
-        raise ConfigError(f"env_kwargs: {why_not}")
+        raise ConfigError(f"{option}: {why_not}")
     entry = _entry(name)
     if config is None:
         config = default_config(name, **overrides)
