@@ -112,6 +112,10 @@ soak: $(STAMPS)/colcon  ## one hour driving random goals: memory, CPU, latency, 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000
 	$(ENV) scripts/train_default.sh reacher 500
+	$(ENV) scripts/train_default.sh pointmaze_umaze 400 200 config/train/pointmaze.yaml 300 \
+	  --env gym:PointMaze_UMaze-v3 --action-repeat 5
+	$(ENV) scripts/train_default.sh pointmaze_medium 600 200 config/train/pointmaze.yaml 500 \
+	  --env gym:PointMaze_Medium-v3 --action-repeat 5
 
 clean:  ## remove the colcon build (keeps .venv)
 	rm -rf ros_ws/build ros_ws/install ros_ws/log ros_ws/src $(STAMPS)/colcon

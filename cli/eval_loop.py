@@ -6,11 +6,15 @@ episode succeeds when the true task position (the base, or an arm's
 fingertip) comes within --success-radius metres of the goal's at any control step
 within --max-steps. A Gymnasium env (--env gym:ENV_ID) draws start and goal
 itself where it has goals of its own (PointMaze), and its own success radius
-is the default (PointMaze: 0.45 m). Policies:
+is the default (PointMaze: 0.45 m); --max-steps counts control periods, so
+with --action-repeat N it is N env steps each. Policies:
 
-  latent      the bundle + the latent planner, called directly (no ROS)
+  latent      the bundle + the latent planner, called directly (no ROS); its cost is the way
+              along the bundle's landmarks where it ships them (--no-landmarks: the latent distance)
   true_state  the same planner on the true position with the env's kinematics (a reference)
   random      uniform random actions (a lower bound)
+  shortest_path  the env's own shortest route on the true state, followed with its steering law
+              (PointMaze: a scripted controller with the map; a reference)
   ros         the whole ROS 2 graph (sim, encoder, planner, predictor nodes) with the bundle,
               goals given as images through the encoder's set_goal service
 
@@ -84,7 +88,11 @@ def run(args: argparse.Namespace) -> int:
         if name == "ros":
             records = run_through_ros(args, env, pairs, cfg, planner, supervisor)
         else:
-            records = run_direct(name, args, env, pairs, cfg, planner, supervisor)
+            try:
+                records = run_direct(name, args, env, pairs, cfg, planner, supervisor)
+            except ValueError as exc:
+                print(f"jepa-pilot eval: error: {exc}")
+                return 2
         report(results, name, records)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
@@ -116,8 +124,11 @@ def run_direct(name: str, args, env, pairs, cfg, planner, supervisor):
     from jepa_pilot.perception.latents import resolve_bundle
 
     if name == "latent":
-        policy = LatentPolicy(WorldModelEngine(resolve_bundle(args.bundle or args.env), providers=("cuda", "cpu")),
-                              planner, supervisor, landmarks=not args.no_landmarks)
+        engine = WorldModelEngine(resolve_bundle(args.bundle or args.env), providers=("cuda", "cpu"))
+        if abs(engine.spec.control_period - env.control_period) > 1e-9:
+            raise ValueError(f"the bundle was trained at {engine.spec.control_period:g} s per action, {env.name} "
+                             f"steps every {env.control_period:g} s (gym:ENV_ID: set --action-repeat to match)")
+        policy = LatentPolicy(engine, planner, supervisor, landmarks=not args.no_landmarks)
     elif name == "true_state":
         policy = TrueStatePolicy(env, planner)
     elif name == "shortest_path":

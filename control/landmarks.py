@@ -61,8 +61,9 @@ def kmeans(points: np.ndarray, k: int, rng: np.random.Generator, iterations: int
 
 def nearest(points: np.ndarray, centres: np.ndarray) -> np.ndarray:
     """(..., D) points, (M, D) centres -> (...) index of each point's nearest centre."""
-    flat = points.reshape(-1, points.shape[-1])
-    d2 = (np.square(flat).sum(1)[:, None] - 2.0 * flat @ centres.T + np.square(centres).sum(1)[None])  # (N, M)
+    flat = np.asarray(points, dtype=centres.dtype).reshape(-1, points.shape[-1])
+    d2 = flat @ (-2.0 * centres.T)              # (N, M): |x - c|^2 less |x|^2, the same for every centre
+    d2 += np.square(centres).sum(1)
     return d2.argmin(1).reshape(points.shape[:-1])
 
 

@@ -37,6 +37,7 @@ from std_srvs.srv import Trigger
 from jepa_pilot.common.config import setting
 from jepa_pilot.common.timing import RateMeter, SampleWindow
 from jepa_pilot.control.action_space import RobotProfile
+from jepa_pilot.control.landmarks import LandmarkGraph
 from jepa_pilot.control.mpc import LatentMPC, Status, Step, robot_fit
 from jepa_pilot.control.planner import PlannerConfig
 from jepa_pilot.control.supervisor import SupervisorConfig
@@ -104,8 +105,13 @@ class PlannerNode(ModelNode):
             from jepa_pilot.control.device_planner import engine_planner  # torch: only on this path
             planner = engine_planner(engine, cfg.part(PlannerConfig))
             self.get_logger().info(f"search on the device: torch tensors on {planner.device}")
+        metric = LandmarkGraph.of_bundle(engine.bundle)  # the bundle's map of its latent space, if it ships one
+        if metric is not None and planner is not None:
+            self.get_logger().warning("the bundle's landmarks are not used by search:=device (latent distance)")
+        elif metric is not None:
+            self.get_logger().info(f"planning along the bundle's {len(metric.centres)} landmarks")
         return LatentMPC(engine, spec.history, spec.model_step, cfg.part(PlannerConfig), cfg.part(SupervisorConfig),
-                         explore_period=spec.control_period, planner=planner)
+                         explore_period=spec.control_period, planner=planner, metric=metric)
 
     def rollout_batches(self) -> tuple[int, ...]:
         if self.cfg.search == "device":

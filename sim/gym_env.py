@@ -13,14 +13,20 @@ unchanged. What is translated:
   (passed to ``gymnasium.make`` as ``width``/``height`` where the env takes
   them, else the frame is resized).
 * The control period is the env's own ``dt`` (MuJoCo envs), else
-  ``1 / metadata["render_fps"]``.
+  ``1 / metadata["render_fps"]``, times ``action_repeat``: each action is
+  held for that many env steps and one frame is taken per control period.
 * The true state, and putting the env in a state (for goal images), come
   from a small *state access* per env family (``FAMILIES``):
 
   - ``PointMaze_*`` (Gymnasium-Robotics): the ball's (x, y, vx, vy); states
     are sampled uniformly in the maze's free cells; the red goal marker is
     hidden so that neither frames nor goal images show it; success is the
-    env's own (ball within 0.45 m of the goal).
+    env's own (ball within 0.45 m of the goal). The camera looks straight
+    down on the whole maze (the env's own oblique view shows the ball as a
+    pixel or two at 64 x 64). The family knows its map: ``route`` gives a
+    shortest path through the free cells and ``steer`` a PD law on the
+    ball, which the collector uses to seek waypoints and `eval` as the
+    ``shortest_path`` reference.
   - any other Gymnasium MuJoCo env: ``qpos`` then ``qvel``, set with the
     env's ``set_state``; positions are m or rad by joint type; the task
     position (for goal distances) is the first two ``qpos`` values.

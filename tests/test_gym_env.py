@@ -13,7 +13,8 @@ from jepa_pilot.cli.main import main
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data import Dataset
 from jepa_pilot.data.collect import CollectConfig, collect, walk_momentum
-from jepa_pilot.evaluation.closed_loop import goal_pairs
+from jepa_pilot.evaluation.closed_loop import (LoopConfig, RandomPolicy, ShortestPathPolicy, goal_pairs,
+                                               run_episode)
 
 pytestmark = pytest.mark.sim
 
@@ -199,3 +200,53 @@ def test_eval_on_pointmaze_draws_the_envs_own_tasks_and_scores_with_its_own_radi
         np.testing.assert_array_equal(pairs[0][1][:2], env.gym.unwrapped.goal)
     assert main(["eval", "--env", "two_rooms", "--env-kwargs", '{"a": 1}', "--policies", "random"]) == 2
     assert "only for gym:ENV_ID envs" in capsys.readouterr().out
+
+
+def test_pointmaze_routes_go_round_the_walls_and_the_shortest_path_reference_follows_them(tmp_path):
+    """The family's map: a route from one arm of the U to the other turns at the two far corners;
+    the shortest_path policy drives it (and random does not) within the same budget."""
+    with sim.make(MAZE) as env:
+        start, goal = np.array([-1.0, -1.0, 0.0, 0.0]), np.array([-1.0, 1.0, 0.0, 0.0])  # the two arm ends
+        route = env.route(start, goal)
+        np.testing.assert_allclose(route[:-1], [[1.0, -1.0], [1.0, 1.0]])  # round the wall, corner by corner
+        np.testing.assert_allclose(route[-1], goal[:2])
+        assert env.route(start, start)[-1].tolist() == start[:2].tolist()
+        with pytest.raises(ValueError, match="not in a free cell"):
+            env.route(start, np.array([0.0, 0.0, 0.0, 0.0]))  # the wall in the middle of the U
+        np.testing.assert_allclose(env.steer(np.array([0.0, 0.0, 1.0, 0.0]), np.array([1.0, 0.0])),
+                                   [env._access.kp - env._access.kd, 0.0])  # PD: pulled on, braked by the speed
+        cfg = LoopConfig(episodes=1, max_steps=300, success_radius=0.45)
+        records = [run_episode(env, policy, start, goal, cfg) for policy in (ShortestPathPolicy(env), RandomPolicy(2, 0))]
+        assert records[0].success and not records[1].success
+        assert records[0].steps_to_goal > 100  # 0.01 s steps: the way round is some 6 m
+    with sim.make("gym:JepaPilotBlink-v0") as blink, pytest.raises(ValueError, match="knows no route"):
+        ShortestPathPolicy(blink)
+
+
+def test_action_repeat_holds_each_action_for_several_env_steps():
+    with sim.make(MAZE) as once, sim.make(MAZE, action_repeat=5) as held:
+        assert held.control_period == pytest.approx(5 * once.control_period)
+        state = np.array([0.0, -1.0, 0.0, 0.0])
+        once.reset(state=state)
+        held.reset(state=state)
+        for _ in range(5):
+            after_once, *_ = once.step(np.array([0.6, 0.0]), render=False)
+        after_held, *_ = held.step(np.array([0.6, 0.0]), render=False)
+        np.testing.assert_allclose(after_held.state, after_once.state)
+        assert after_held.time == pytest.approx(0.05)
+    with pytest.raises(ConfigError, match="action_repeat.*only for gym:ENV_ID"):
+        sim.make("two_rooms", action_repeat=2)
+    with pytest.raises(ConfigError, match="action_repeat"):
+        CollectConfig(env="two_rooms", action_repeat=3)
+
+
+def test_collecting_pointmaze_seeks_waypoints_along_routes(tmp_path):
+    summary = collect(CollectConfig(env=MAZE, episodes=2, steps=100, seed=1, action_repeat=5), tmp_path / "d",
+                      progress=False, log=lambda line: None)
+    assert 0.2 < summary["coverage"]["seek_fraction"] <= 1.0 and summary["explorer"]["tolerance"] == 0.3
+    data = Dataset(tmp_path / "d")
+    assert data.info.control_period == pytest.approx(0.05)
+    positions = np.concatenate([data[i].states[:, :2] for i in range(2)])
+    with sim.make(MAZE) as env:
+        for p in positions[::10]:  # every state the explorer drove through is in a free cell
+            env.validate_state(np.array([*p, 0.0, 0.0]))
