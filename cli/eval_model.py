@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def run(args: argparse.Namespace) -> int:
         engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
         dataset = Dataset(args.data)
         fit, held_out = held_out_episodes(dataset, engine.spec.recipe, engine.spec.training.get("dataset"))
-        report = evaluate(engine, dataset, held_out, fit)
+        with shortest_ways(dataset.info.robot) as path_length:
+            report = evaluate(engine, dataset, held_out, fit, path_length=path_length)
     except (BundleError, DatasetError, ValueError) as exc:
         print(f"jepa-pilot eval-model: error: {exc}")
         return 2
@@ -52,12 +54,29 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def shortest_ways(robot: str):
+    """``path_length(a, b)`` of the env the data came from, where it knows its map (PointMaze), else None."""
+    from jepa_pilot import sim
+    from jepa_pilot.sim.gym_env import is_gym
+
+    if not is_gym(robot):
+        yield None
+        return
+    with sim.make(robot) as env:
+        state = env.state()
+        yield env.path_length if env.path_length(state, state) is not None else None
+
+
 def summary(r: dict) -> str:
     lines = [f"{r['model_id']} on {r['episodes']} held-out episodes ({r['frames']} frames, {r['windows']} windows)"]
     if "probe_r2" in r:
         lines.append("probe R²        " + ", ".join(f"{k} {v:.3f}" for k, v in r["probe_r2"].items())
                      + f"  (position: {r['probe_r2_position']:.3f})")
         lines.append(f"latent vs true distance (Spearman) {r['latent_vs_true_distance_spearman']:.3f}")
+    if "cost_vs_shortest_way_spearman" in r:
+        lines.append("cost vs shortest way (Spearman) " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.3f}" for k, v in r["cost_vs_shortest_way_spearman"].items()))
     ratio = r["rollout"]["ratio"]
     lines.append("rollout/copy-last " + " ".join(f"{x:.2f}" for x in ratio) + f"  (k = 1..{len(ratio)})")
     std = r["latent_std"]

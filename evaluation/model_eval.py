@@ -8,6 +8,10 @@ Everything runs on the exported ONNX graphs (what deployment runs):
 * per-dimension latent std (a collapsed dimension has ~0 std);
 * how well latent distance tracks true distance (Spearman rank correlation
   over random frame pairs): what a planner's goal cost relies on;
+* where the env knows the shortest way between two states (``path_length``:
+  PointMaze), how well the planner's cost ranks it: the latent distance and,
+  if the bundle ships them, the landmarks' cost-to-go (Spearman per goal
+  frame, the median over 20 goals of 300 frames each);
 * encoder latency (batch 1) and rollout latency (256 sequences), ONNX Runtime.
 """
 from __future__ import annotations
@@ -51,8 +55,9 @@ def _encode_episode(engine: WorldModelEngine, images: np.ndarray) -> np.ndarray:
 
 
 def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fit_episodes: list[int],
-             max_windows: int = 2000, seed: int = 0) -> dict:
-    """Metrics on ``episodes``; the linear probe is fitted on ``fit_episodes``."""
+             max_windows: int = 2000, seed: int = 0, path_length=None) -> dict:
+    """Metrics on ``episodes``; the linear probe is fitted on ``fit_episodes``. ``path_length(a, b)``:
+    the shortest way between true states a and b, where the env knows it (else None)."""
     spec, rng = engine.spec, np.random.default_rng(seed)
     k, h, s = spec.history, spec.horizon, spec.frameskip
     latents, states, actions_of, windows = [], [], [], []
@@ -107,7 +112,28 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
         report["latent_vs_true_distance_spearman"] = _spearman(
             np.linalg.norm(all_z[pairs[:, 0]] - all_z[pairs[:, 1]], axis=1),
             np.linalg.norm(all_s[pairs[:, 0]] - all_s[pairs[:, 1]], axis=1))
+        if path_length is not None:
+            report["cost_vs_shortest_way_spearman"] = cost_vs_shortest_way(
+                engine, all_z, np.concatenate(states), path_length, rng)
     return report
+
+
+def cost_vs_shortest_way(engine: WorldModelEngine, latents: np.ndarray, states: np.ndarray, path_length,
+                         rng: np.random.Generator, goals: int = 20, frames: int = 300) -> dict:
+    """Spearman rank correlation between the planner's cost of frames towards a goal frame and the
+    shortest way there, per goal (median over ``goals``): the latent distance and, where the bundle
+    ships landmarks, their cost-to-go."""
+    from jepa_pilot.control.landmarks import LandmarkGraph
+
+    graph = LandmarkGraph.of_bundle(engine.bundle)
+    out: dict[str, list[float]] = {"latent_distance": [], **({"landmarks": []} if graph is not None else {})}
+    for g in rng.choice(len(latents), size=goals, replace=False):
+        pick = rng.choice(len(latents), size=frames, replace=False)
+        way = np.array([path_length(states[i], states[g]) for i in pick], dtype=np.float64)
+        out["latent_distance"].append(_spearman(np.linalg.norm(latents[pick] - latents[g], axis=1), way))
+        if graph is not None:
+            out["landmarks"].append(_spearman(graph.to_goal(latents[g])(latents[pick]), way))
+    return {name: float(np.median(values)) for name, values in out.items()}
 
 
 def plot_evaluation(report: dict, out: Path) -> None:

@@ -61,8 +61,6 @@ from jepa_pilot.srv import GetGoalImage, ResetSim
 class SimNodeConfig(Config):
     env: str = setting("two_rooms", "registered simulator env (jepa-pilot envs lists them), or gym:ENV_ID")
     env_kwargs: str = setting("{}", "gym:ENV_ID only: JSON keyword arguments for gymnasium.make")
-    action_repeat: int = setting(1, "gym:ENV_ID only: env steps each command is held for (control_period "
-                                 "must be the env's step times this)", low=1, high=100)
     seed: int = setting(0, "seed of the first reset", low=0, high=2**31 - 1)
     image_width: int = setting(64, "camera image width in pixels", low=16, high=1024)
     image_height: int = setting(64, "camera image height in pixels", low=16, high=1024)
@@ -102,7 +100,7 @@ class SimNodeConfig(Config):
             if changed:
                 self._fail(changed[0], getattr(self, changed[0]), "world changes exist only in the built-in envs")
             return
-        option, why_not = gym_only_problem(self.env, env_kwargs=self.env_kwargs, action_repeat=self.action_repeat)
+        option, why_not = gym_only_problem(self.env, env_kwargs=self.env_kwargs)
         if why_not:
             self._fail(option, getattr(self, option), why_not)
         try:  # the env's config knows which changes its robot accepts (no rotation for an arm)
@@ -126,12 +124,10 @@ def make_env(cfg: SimNodeConfig):
     size = dict(image_width=cfg.image_width, image_height=cfg.image_height)
     if not is_gym(cfg.env):
         return sim.make(cfg.env, control_period=cfg.control_period, **size)
-    env = sim.make(cfg.env, env_kwargs=cfg.env_kwargs, action_repeat=cfg.action_repeat, **size)
-    if abs(env.control_period - cfg.control_period) > 1e-9 * env.control_period:
-        env.close()
-        raise ConfigError(f"SimNodeConfig.control_period = {cfg.control_period!r}: {cfg.env} steps every "
-                          f"{env.control_period:g} s; set control_period:={env.control_period:g}")
-    return env
+    try:  # each command held for control_period: a whole number of the env's own steps
+        return sim.make(cfg.env, env_kwargs=cfg.env_kwargs, control_period=cfg.control_period, **size)
+    except ConfigError as exc:
+        raise ConfigError(f"SimNodeConfig.{exc}") from None
 CATCH_UP_S = 0.2  # wall s of steps one late tick may catch up at most (further behind, the sim slows down)
 
 

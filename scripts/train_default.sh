@@ -17,7 +17,7 @@ data="datasets/$name"; run="runs/$name"; bundle="models/$name"
 jepa-pilot train --data "$data" --config "$recipe" --out "$run" --resume
 rm -rf "$bundle"
 jepa-pilot export "$run" --out "$bundle"
-jepa-pilot eval-model "$bundle" --data "$data" --record
 [ "$landmarks" = 0 ] || jepa-pilot landmarks "$bundle" --data "$data" --landmarks "$landmarks"
+jepa-pilot eval-model "$bundle" --data "$data" --record
 cp "$run/loss.png" "$bundle/training_loss.png"
 du -sh "$bundle"

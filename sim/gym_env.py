@@ -334,11 +334,20 @@ def _control_period(env) -> float:
     raise ConfigError(f"{env.spec.id}: no control period (no env.dt, no metadata['render_fps'])")
 
 
-def make_gym(name: str, config: GymConfig | None = None, **overrides: Any) -> "GymEnv":
-    """``make_gym("gym:PointMaze_UMaze-v3", image_width=64)``: ``name`` sets ``env_id``."""
+def make_gym(name: str, config: GymConfig | None = None, control_period: float | None = None,
+             **overrides: Any) -> "GymEnv":
+    """``make_gym("gym:PointMaze_UMaze-v3", image_width=64)``: ``name`` sets ``env_id``. A
+    ``control_period`` (s) sets ``action_repeat`` to the whole number of env steps it spans."""
     env_id = name[len(GYM_PREFIX):] if is_gym(name) else name
     base = config.to_dict() if config is not None else {}
-    return GymEnv(GymConfig.from_dict({**base, "env_id": env_id}, **overrides))
+    env = GymEnv(GymConfig.from_dict({**base, "env_id": env_id}, **overrides))
+    if control_period is not None:
+        try:
+            env.hold_for(control_period)
+        except ConfigError:
+            env.close()
+            raise
+    return env
 
 
 class GymEnv:
@@ -403,6 +412,17 @@ class GymEnv:
     @property
     def steps(self) -> int:
         return self._steps
+
+    def hold_for(self, period: float) -> None:
+        """Hold each action for ``period`` seconds: ``action_repeat`` becomes the whole number of env
+        steps in it (ConfigError if it is not a whole multiple of the env's own step)."""
+        own = self.control_period / self._config.action_repeat
+        repeat = int(round(period / own))
+        if repeat < 1 or abs(repeat * own - period) > 1e-6 * period:
+            raise ConfigError(f"control_period = {period!r}: {self.name} steps every {own:g} s; "
+                              f"a control period must be a whole number of its steps")
+        self._config = GymConfig.from_dict(self._config.to_dict(), action_repeat=repeat)
+        self.control_period = own * repeat
 
     @property
     def rng(self) -> np.random.Generator:
@@ -477,6 +497,15 @@ class GymEnv:
         env family knows (PointMaze: through the maze's free cells), ending at the goal; None where
         the family knows no map, or the goal cannot be reached."""
         return self._access.route(self.validate_state(start), self.validate_state(goal))
+
+    def path_length(self, start: np.ndarray, goal: np.ndarray) -> float | None:
+        """Length of ``route(start, goal)`` from the start's task position (the shortest way, in position
+        units: PointMaze's through the cell centres where it turns); None where there is no route."""
+        route = self.route(start, goal)
+        if route is None:
+            return None
+        points = np.stack([self.task_position(np.asarray(start, dtype=np.float64)), *route])
+        return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
 
     def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
         """A normalised action (may exceed [-1, 1]) that moves true ``state``'s task position towards

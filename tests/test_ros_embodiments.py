@@ -82,8 +82,8 @@ def test_differential_base_takes_unstamped_twist_when_configured(tmp_path, probe
 
 def test_a_gymnasium_env_is_driven_like_an_arm(tmp_path, probe):
     """PointMaze through the sim node: Float64MultiArray actions in its own units, its state's
-    positions on /joint_states, frames on the camera topic, at its own 0.01 s step."""
-    sim = start(tmp_path, "gym:PointMaze_UMaze-v3", control_period=0.01, camera_rate_hz=20.0, state_rate_hz=50.0)
+    positions on /joint_states, frames on the camera topic; each command held for 0.05 s (5 of its steps)."""
+    sim = start(tmp_path, "gym:PointMaze_UMaze-v3", control_period=0.05, camera_rate_hz=20.0, state_rate_hz=20.0)
     try:
         joints = probe.subscribe(JointState, "/joint_states", qos("reliable"))
         images = probe.subscribe(Image, "/camera/image_raw", qos("sensor_data"))
@@ -106,7 +106,8 @@ def test_a_gymnasium_env_is_driven_like_an_arm(tmp_path, probe):
 
 @pytest.mark.parametrize("params, message", [
     (dict(env="nope"), "unknown env; registered: reacher, two_rooms, two_rooms_diff"),
-    (dict(env="gym:PointMaze_UMaze-v3"), "steps every 0.01 s; set control_period:=0.01"),
+    (dict(env="gym:PointMaze_UMaze-v3", control_period=0.025), "steps every 0.01 s; a control period must be a "
+                                                                "whole number of its steps"),
     (dict(env="gym:PointMaze_UMaze-v3", control_period=0.01, action_gain=1.5), "world changes exist only"),
     (dict(env="two_rooms", env_kwargs='{"a": 1}'), "only for gym:ENV_ID envs"),
     (dict(env="two_rooms", camera_rate_hz=50.0), "at most one image per step"),

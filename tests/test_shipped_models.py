@@ -8,6 +8,7 @@ from jepa_pilot import sim
 from jepa_pilot.common.paths import package_share
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.data.probe import linear_probe_r2
+from jepa_pilot.sim.gym_env import is_gym
 
 pytestmark = pytest.mark.sim
 
@@ -24,8 +25,8 @@ def test_bundle_loads_verifies_and_runs(bundle):
     spec = engine.spec
     assert sum(f.stat().st_size for f in bundle.iterdir()) < 20 * 2**20
     assert spec.recipe and spec.metrics.get("eval"), "bundle.yaml should record its recipe and metrics"
-    env = sim.make(spec.robot)
-    assert tuple(env.action_names) == spec.action_names and env.config.control_period == spec.control_period
+    env = sim.make(spec.robot, control_period=spec.control_period)  # a gym env: its steps held as in the data
+    assert tuple(env.action_names) == spec.action_names and env.control_period == pytest.approx(spec.control_period)
     z = engine.encode(env.reset(seed=0)[0].image)
     assert z.shape == (spec.latent_dim,) and np.isfinite(z).all()
     actions = np.random.default_rng(0).uniform(-1, 1, (8, spec.horizon * spec.frameskip, spec.action_dim))
@@ -51,10 +52,12 @@ def test_latent_holds_the_task_position_on_fresh_frames(bundle):
     assert r2 > 0.9, f"probe R² {r2:.3f} of the task position"
 
 
-# How far a fresh, small evaluation may fall below what bundle.yaml records (eval-model --record, on 50-100
+# How far a fresh, small evaluation may fall below what bundle.yaml records (eval-model --record, on 40-100
 # held-out episodes): two_rooms records Spearman 0.49, reacher 0.25; the 12 fresh episodes here give more.
 SPEARMAN_MARGIN = 0.1
-ROLLOUT_VS_COPY_LAST_MAX = 0.1  # recorded: at most 0.014 (two_rooms), 0.008 (reacher) over k = 1..10
+# Rollout error over copy-last, k = 1..10: at most twice the recorded worst, and below 0.1 where that is
+# lower (recorded: 0.014 two_rooms, 0.008 reacher, 0.16 PointMaze, whose ball moves fast between frames).
+ROLLOUT_VS_COPY_LAST_MAX = 0.1
 
 
 @pytest.mark.parametrize("bundle", BUNDLES, ids=lambda p: p.name)
@@ -67,14 +70,17 @@ def test_eval_model_on_fresh_episodes_stays_near_what_the_bundle_records(bundle,
 
     engine = WorldModelEngine(bundle, providers=("cpu",))
     recorded = engine.spec.metrics["eval"]
-    collect(CollectConfig(env=engine.spec.robot, episodes=12, steps=50, seed=7), tmp_path / "data",
+    with sim.make(engine.spec.robot, control_period=engine.spec.control_period) as env:
+        held = {"action_repeat": env.config.action_repeat} if is_gym(env.name) else {}  # as the data was collected
+    collect(CollectConfig(env=engine.spec.robot, episodes=12, steps=50, seed=7, **held), tmp_path / "data",
             progress=False, log=lambda line: None)
     dataset = Dataset(tmp_path / "data")
     fit, held_out = held_out_episodes(dataset, engine.spec.recipe, trained_on=None)
     report = evaluate(engine, dataset, held_out, fit)
     floor = recorded["latent_vs_true_distance_spearman"] - SPEARMAN_MARGIN
     assert report["latent_vs_true_distance_spearman"] >= floor, (report["latent_vs_true_distance_spearman"], floor)
-    assert max(report["rollout"]["ratio"]) < ROLLOUT_VS_COPY_LAST_MAX, report["rollout"]["ratio"]
+    ceiling = max(ROLLOUT_VS_COPY_LAST_MAX, 2 * max(recorded["rollout"]["ratio"]))
+    assert max(report["rollout"]["ratio"]) < ceiling, (report["rollout"]["ratio"], ceiling)
     assert report["latent_std"]["collapsed_dims"] == recorded["latent_std"]["collapsed_dims"] == 0
 
 
