@@ -202,15 +202,16 @@ class RandomPolicy:
 
 class ShortestPathPolicy:
     """The env's own shortest route to the goal (``env.route``) on the true state, each waypoint
-    steered to with the env's steering law (``env.steer``) until the ball is within ``switch`` of it."""
+    steered to with the env's steering law (``env.steer``, at ``speed`` times the explorer's pace)
+    until the ball is within ``switch`` of it."""
 
     name = "shortest_path"
 
-    def __init__(self, env, switch: float = 0.5) -> None:
+    def __init__(self, env, switch: float = 0.5, speed: float = 2.0) -> None:
         state = env.state()
         if getattr(env, "route", None) is None or env.route(state, state) is None:
             raise ValueError(f"shortest_path: {env.name} knows no route (it exists for PointMaze)")
-        self.env, self.switch = env, switch
+        self.env, self.switch, self.speed = env, switch, speed
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
         self.goal, self.waypoints = goal_state, None
@@ -223,7 +224,7 @@ class ShortestPathPolicy:
         here = self.env.task_position(state)
         while len(self.waypoints) > 1 and np.linalg.norm(here - self.waypoints[0]) < self.switch:
             self.waypoints.pop(0)
-        action = np.clip(self.env.steer(state, self.waypoints[0]), -1.0, 1.0)
+        action = np.clip(self.env.steer(state, self.waypoints[0], self.speed), -1.0, 1.0)
         self.decision_time = time.perf_counter() - start
         return action
 

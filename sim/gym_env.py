@@ -120,7 +120,7 @@ class StateAccess(Protocol):
     def task_position(self, state: np.ndarray) -> np.ndarray: ...
     def goal(self) -> np.ndarray | None: ...
     def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None: ...
-    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None: ...
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None: ...
 
 
 class ObservationState:
@@ -167,7 +167,7 @@ class ObservationState:
     def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
         return None  # no map of the world: no way known
 
-    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
         return None  # no known law that moves the task position
 
 
@@ -223,7 +223,7 @@ class MujocoState:
     def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
         return None  # no map of the world: no way known
 
-    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
         return None  # no known law that moves the task position
 
 
@@ -277,12 +277,13 @@ class PointMazeState:
     def goal(self) -> np.ndarray | None:
         return np.concatenate([np.asarray(self.env.goal, dtype=np.float64), np.zeros(2)])
 
-    # PD law on the ball (4.2 kg, 100 N per unit action: 24 m/s^2): critically damped, ~0.3 s to settle.
-    kp, kd = 2.0, 0.6  # normalised action per m of error, per m/s of speed
+    # PD law on the ball (4.2 kg, 100 N per unit action: 24 m/s^2), about critically damped: at speed 1,
+    # 7 rad/s, settling in ~0.6 s (the explorer's pace); speed s multiplies the rate (kp s^2, kd s).
+    kp, kd = 2.0, 0.6  # normalised action per m of error, per m/s of speed, at speed 1
 
-    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
         """The normalised force that drives the ball towards ``target`` (x, y) in m and stops it there."""
-        return self.kp * (np.asarray(target[:2]) - state[:2]) - self.kd * state[2:4]
+        return self.kp * speed ** 2 * (np.asarray(target[:2]) - state[:2]) - self.kd * speed * state[2:4]
 
     def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
         """Waypoints (x, y) in m from ``start`` to ``goal`` along a shortest path through the free
@@ -507,10 +508,12 @@ class GymEnv:
         points = np.stack([self.task_position(np.asarray(start, dtype=np.float64)), *route])
         return float(np.linalg.norm(np.diff(points, axis=0), axis=1).sum())
 
-    def steer(self, state: np.ndarray, target: np.ndarray) -> np.ndarray | None:
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
         """A normalised action (may exceed [-1, 1]) that moves true ``state``'s task position towards
-        ``target`` and holds it there; None where the family knows no such law."""
-        return self._access.steer(np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64))
+        ``target`` and holds it there, ``speed`` times as briskly as the explorer's pace; None where the
+        family knows no such law."""
+        return self._access.steer(np.asarray(state, dtype=np.float64), np.asarray(target, dtype=np.float64),
+                                  speed)
 
     def goal_state(self) -> np.ndarray | None:
         """The env's own goal of this episode as a state at rest (None if it has none)."""
