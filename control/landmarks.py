@@ -7,7 +7,7 @@ behind a wall: the robot is drawn straight at the goal and stalls. A
 * **landmarks** are k-means centres of the latents of recorded frames;
 * two landmarks are **linked** where the robot was seen to pass from one
   to the other between two consecutive frames, at least ``min_passes``
-  times (fewer passes are taken for a latent that strayed);
+  times (a rarer pass is taken for a latent that strayed, and left out);
 * each link weighs the latent distance between its landmarks.
 
 The cost-to-go of a latent ``z`` towards the goal latent ``g``

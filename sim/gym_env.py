@@ -123,7 +123,24 @@ class StateAccess(Protocol):
     def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None: ...
 
 
-class ObservationState:
+class Unmapped:
+    """What a family knows of an env it has no map of: no goal, no route, no steering law; the task
+    position is the state's first two values."""
+
+    def task_position(self, state: np.ndarray) -> np.ndarray:
+        return np.asarray(state[:2], dtype=np.float64)
+
+    def goal(self) -> np.ndarray | None:
+        return None
+
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        return None  # no map of the world: no way known
+
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
+        return None  # no known law that moves the task position
+
+
+class ObservationState(Unmapped):
     """Any env: the flattened observation (``observation`` of a dict space), read only."""
 
     success_radius = None
@@ -158,20 +175,8 @@ class ObservationState:
         raise ValueError(f"{self.env.spec.id}: no state access for this env family, so no state can be drawn "
                          f"(see jepa_pilot.sim.gym_env)")
 
-    def task_position(self, state: np.ndarray) -> np.ndarray:
-        return np.asarray(state[:2], dtype=np.float64)
 
-    def goal(self) -> np.ndarray | None:
-        return None
-
-    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
-        return None  # no map of the world: no way known
-
-    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
-        return None  # no known law that moves the task position
-
-
-class MujocoState:
+class MujocoState(Unmapped):
     """A Gymnasium MuJoCo env: ``qpos`` then ``qvel`` of its model, set with the env's ``set_state``."""
 
     success_radius = None
@@ -213,18 +218,6 @@ class MujocoState:
         """The model's initial pose plus a little noise, at rest (Gymnasium MuJoCo envs start near it)."""
         qpos = self.sim.init_qpos + rng.uniform(-0.1, 0.1, self.nq)
         return np.concatenate([qpos, np.zeros(self.nv)])
-
-    def task_position(self, state: np.ndarray) -> np.ndarray:
-        return np.asarray(state[:2], dtype=np.float64)
-
-    def goal(self) -> np.ndarray | None:
-        return None
-
-    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
-        return None  # no map of the world: no way known
-
-    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray | None:
-        return None  # no known law that moves the task position
 
 
 class PointMazeState:
