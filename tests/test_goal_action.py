@@ -270,9 +270,17 @@ def goal_image(g, state):
 
 
 def reset(g, state=START) -> None:
+    """Put the robot in ``state`` and wait for a latent of a frame taken there: a latent of before the
+    reset, still in flight, would be the planner's view of the robot when the next goal arrives."""
     from jepa_pilot.srv import ResetSim
 
+    seconds = lambda stamp: stamp.sec + stamp.nanosec * 1e-9  # noqa: E731
+    there = lambda m: math.dist((m.pose.pose.position.x, m.pose.pose.position.y), state[:2]) < 0.02  # noqa: E731
     assert g.probe.call(ResetSim, "/sim/reset", ResetSim.Request(seed=0, state=list(state))).success
+    assert g.probe.spin_until(lambda: g.odom and there(g.odom[-1]), 20), "no odometry at the reset state"
+    since = seconds(g.odom[-1].header.stamp)
+    assert g.probe.spin_until(lambda: g.latents and seconds(g.latents[-1].header.stamp) >= since, 20), \
+        "no latent of a frame taken after the reset"
 
 
 def send(g, state, timeout: float = 0.0, tolerance: float = 0.0, image=None):

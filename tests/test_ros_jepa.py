@@ -467,3 +467,34 @@ def test_status_values_are_the_plan_status_constants():
                  if name.startswith("STATUS_")}
     assert constants, "PlanStatus has no STATUS_ constants"
     assert {s.name: int(s) for s in Status} == constants
+
+
+def landmarks_bundle(dest: Path, encoder_sha256: str) -> Path:
+    """A copy of the bundle with a landmarks file built from random latents, stamped with ``encoder_sha256``."""
+    from jepa_pilot.control.landmarks import LandmarkGraph
+    from jepa_pilot.perception.bundle import sha256
+
+    shutil.copytree(BUNDLE, dest)
+    latent_dim = load_bundle(BUNDLE).spec.latent_dim
+    walk = np.cumsum(np.random.default_rng(0).normal(0, 0.3, (400, latent_dim)), axis=0)
+    LandmarkGraph.build([walk], landmarks=20, encoder_sha256=encoder_sha256).save(dest / "landmarks.npz")
+    meta = yaml.safe_load((dest / "bundle.yaml").read_text())
+    meta["files"]["landmarks"] = {"path": "landmarks.npz", "sha256": sha256(dest / "landmarks.npz")}
+    (dest / "bundle.yaml").write_text(yaml.safe_dump(meta))
+    return dest
+
+
+def test_the_planner_plans_along_shipped_landmarks_and_refuses_another_encoders(g, tmp_path):
+    encoder = load_bundle(BUNDLE).spec.files["encoder"]["sha256"]
+    for name, stamp, expect in (("planner_marks", encoder, "planning along the bundle's 20 landmarks"),
+                                ("planner_stale", "0" * 64, "built with another encoder")):
+        bundle = landmarks_bundle(tmp_path / name, stamp)
+        node = NodeProcess("planner_node", name, dict(bundle=str(bundle), providers=["cpu"],
+                                                      command_topic=f"/cmd_vel_{name}"), tmp_path)
+        try:
+            assert g.probe.spin_until(lambda: expect in node.log() or node.proc.poll() is not None, 30), node.log()
+            assert node.proc.poll() is None, f"the node exited:\n{node.log()}"
+            state = g.probe.call(GetState, f"/{name}/get_state", GetState.Request())
+            assert state.current_state.label == ("active" if stamp == encoder else "unconfigured"), node.log()
+        finally:
+            node.stop()
