@@ -145,6 +145,10 @@ def test_a_bundle_ships_its_landmarks_and_loading_checks_them(tmp_path):
     graph = LandmarkGraph.of_bundle(loaded)
     assert loaded.has("landmarks") and graph.centres.shape == (20, 32) and len(graph.links) > 0
     assert loaded.spec.metrics["landmarks"]["frames"] == 4 * 61
+    reacher = str(package_share() / "models" / "reacher")
+    assert main(["landmarks", reacher, "--data", str(tmp_path / "data"), "--providers", "cpu"]) == 2  # not its data
+    assert main(["landmarks", str(tmp_path / "none"), "--data", str(tmp_path / "data")]) == 2
+    assert not (package_share() / "models" / "reacher" / "landmarks.npz").exists()
     with open(bundle / "landmarks.npz", "ab") as f:
         f.write(b"\0")
     with pytest.raises(BundleError, match="sha256"):
