@@ -121,6 +121,7 @@ class PlannerNode(ModelNode):
     def check_fit(self, engine) -> None:
         super().check_fit(engine)
         robot_fit(self.profile, engine.spec, self.cfg.command_type)
+        LandmarkGraph.of_bundle(engine.bundle)  # refused now if they belong to another encoder, not at the switch
 
     def switched(self, old) -> None:
         """A fresh MPC on the new model; the e-stop carries over, the goal comes in the new latent space."""

@@ -160,6 +160,7 @@ def test_rotated_dynamics_are_learned_and_exported(rotated, base, tmp_path):
     parent, new = load_bundle(SHIPPED), load_bundle(result.bundle)
     assert new.spec.model_id != parent.spec.model_id and new.spec.model_id.startswith("two_rooms-")
     assert new.spec.files["encoder"]["sha256"] == parent.spec.files["encoder"]["sha256"]
+    assert new.has("landmarks") == parent.has("landmarks")  # the same encoder: its landmarks carried over
     assert new.spec.io_shapes() == parent.spec.io_shapes()
     assert (new.spec.action_names, new.spec.control_period) == (parent.spec.action_names, parent.spec.control_period)
     assert new.spec.training["parent"] == parent.spec.model_id and new.spec.metrics["finetune"]["accepted"]
@@ -186,6 +187,7 @@ def test_rotated_dynamics_are_learned_with_the_encoder_too(rotated, base, tmp_pa
     assert g.candidate_rank >= 0.75 * g.current_rank > 1.0, g.reason  # no collapse
     parent, new = load_bundle(SHIPPED), load_bundle(result.bundle)
     assert new.spec.files["encoder"]["sha256"] != parent.spec.files["encoder"]["sha256"]  # a new latent space
+    assert parent.has("landmarks") and not new.has("landmarks")  # the parent's landmarks are stale here
     assert new.spec.io_shapes() == parent.spec.io_shapes()
     assert new.spec.metrics["finetune"]["metric"] == "rollout/copy-last MSE"
     engine = WorldModelEngine(result.bundle, providers=["cpu"])  # the runtime runs both new graphs

@@ -37,13 +37,17 @@ def model_params(**extra) -> dict:
     return dict(bundle=str(BUNDLE), providers=["cpu"], threads=1, use_sim_time=True, **extra)
 
 
-def renamed_bundle(where: Path, model_id: str, corrupt: bool = False, encoder_scale: float = 1.0) -> Path:
+def renamed_bundle(where: Path, model_id: str, corrupt: bool = False, encoder_scale: float = 1.0,
+                   landmarks: bool = True) -> Path:
     """A copy of the shipped bundle under another model id (optionally with a corrupted rollout graph, or
-    an encoder whose latents are ``encoder_scale`` times the shipped one's: another latent space)."""
+    an encoder whose latents are ``encoder_scale`` times the shipped one's: another latent space, in which
+    the shipped landmarks, if kept, are stale)."""
     out = where / model_id
     shutil.copytree(BUNDLE, out)
     spec = yaml.safe_load((out / "bundle.yaml").read_text())
     spec["model_id"] = model_id
+    if not landmarks and spec["files"].pop("landmarks", None):
+        (out / "landmarks.npz").unlink()
     (out / "bundle.yaml").write_text(yaml.safe_dump(spec, sort_keys=False))
     if corrupt:
         data = bytearray((out / "rollout.onnx").read_bytes())
@@ -186,8 +190,13 @@ def test_a_bundle_with_another_encoder_re_encodes_the_goal(graph):
     goal_stamp = drive_far(g)
     old = [m for t, m in g["goals"] if t > started and m.model_id == current]
     assert old, logs(g)
+    stale = "two_rooms-encoder-x1.5-stale"  # the new encoder with the old encoder's landmarks: refused
+    announce(g, renamed_bundle(g["work"], stale, encoder_scale=1.5), stale)
+    assert g["probe"].spin_until(lambda: "planner" in reports(g, stale), 60), logs(g)
+    report = reports(g, stale)["planner"]
+    assert not report.ready and "another encoder" in report.message, report
     new = "two_rooms-encoder-x1.5"  # frames map to 1.5x the shipped latents: a new latent space
-    since = announce(g, renamed_bundle(g["work"], new, encoder_scale=1.5), new)
+    since = announce(g, renamed_bundle(g["work"], new, encoder_scale=1.5, landmarks=False), new)
     goal = lambda: next((m for t, m in g["goals"] if t > since and m.model_id == new), None)  # noqa: E731
     assert g["probe"].spin_until(lambda: goal() is not None, 60), logs(g)
     # The same goal image, encoded again by the new encoder (not the old latent relabelled).

@@ -539,7 +539,8 @@ def gate(current_live: float, candidate_live: float, current_base: float, candid
 def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, training: dict, metrics: dict,
                      encoder: bool = False) -> Path:
     """The parent bundle with ``model``'s predictor (and, with ``encoder``, its encoder) as a new bundle at
-    ``out``, all or nothing; without ``encoder`` the parent's encoder.onnx is kept byte for byte."""
+    ``out``, all or nothing; without ``encoder`` the parent's encoder.onnx is kept byte for byte, and so are
+    its landmarks (a new encoder makes them stale: they are left out)."""
     out, spec = Path(out), parent.spec
     if out.exists():
         raise FileExistsError(f"{out} already exists: fine-tuning writes a new bundle folder")
@@ -556,6 +557,9 @@ def export_candidate(model: WorldModel, parent: Bundle, out: str | Path, trainin
                   torch.rand(2, spec.horizon * spec.frameskip, spec.action_dim) * 2 - 1)
         _export(_Rollout(model), inputs, ["z_hist", "actions"], "latents", tmp / "rollout.onnx")
         files = {n: {"path": f"{n}.onnx", "sha256": sha256(tmp / f"{n}.onnx")} for n in ("encoder", "rollout")}
+        if not encoder and parent.has("landmarks"):  # the same encoder: its landmarks still hold
+            shutil.copyfile(parent.path("landmarks"), tmp / "landmarks.npz")
+            files["landmarks"] = {"path": "landmarks.npz", "sha256": sha256(tmp / "landmarks.npz")}
         digest = hashlib.sha256((files["encoder"]["sha256"] + files["rollout"]["sha256"]).encode()).hexdigest()
         new = dataclasses.replace(spec, model_id=f"{spec.robot}-{digest[:8]}", files=files, training=training,
                                   metrics=metrics)
