@@ -35,8 +35,8 @@ from jepa_pilot.control.planner import Planner, PlannerConfig
 from jepa_pilot.control.supervisor import Status, SupervisorConfig
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
 
-__all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "ShortestPathPolicy", "goal_pairs",
-           "run_episode", "sim_planner_settings"]
+__all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "ShortestPathPolicy",
+           "goal_pairs", "run_episode", "sim_planner_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
