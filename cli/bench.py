@@ -21,6 +21,10 @@
   gpu    a bundle's encoder, rollout (N 256, 4096) and full plan (default, 4096 samples) on every path
          this machine offers: ORT CPU, ORT CUDA, ORT CUDA with IO binding and CUDA graphs, the PyTorch
          CUDA-graph floor, plus a DINO-WM-sized planning reference; paths that cannot run say why
+  planning  closed-loop success to goal images in --env (two_rooms) over --seeds (101,102,103) x
+         --episodes (100), every --policies (latent, true_state, shortest_path, random; as `jepa-pilot
+         eval` plays them): per seed, and the mean and spread; then the latent planner at each of
+         --budgets (samples x iterations) on the first seed's first --budget-episodes (50), with a plot
 """
 from __future__ import annotations
 
@@ -46,14 +50,17 @@ DDS_SCENARIOS = {
 
 
 def register(sub) -> None:
-    p = sub.add_parser("bench", help="benchmarks: measured numbers, printed and written as JSON (sim, dds, model, swap, finetune, faults, loop, soak, gpu)",
+    p = sub.add_parser("bench", help="benchmarks: measured numbers, printed and written as JSON (sim, dds, model, swap, finetune, faults, "
+                                         "loop, soak, gpu, planning)",
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak", "gpu"),
+    p.add_argument("what", choices=("sim", "dds", "model", "swap", "finetune", "faults", "loop", "soak", "gpu",
+                                     "planning"),
                    help="which benchmark")
     p.add_argument("--json", type=Path, help="also write the results to this JSON file")
     p.add_argument("--repeats", type=int, default=3, help="runs per measurement; medians are reported (default 3)")
     p.add_argument("--env", action="append", help="env(s) to measure (default: all for sim, two_rooms for dds)")
-    p.add_argument("--bundle", default="two_rooms", help="model, swap: bundle to measure (a name in models/ or a path)")
+    p.add_argument("--bundle", help="model, swap, gpu, planning: bundle to measure (a name in models/ or a path; "
+                                    "default two_rooms, planning: the env's name)")
     p.add_argument("--providers", default="cuda,cpu", help="model, swap: ONNX Runtime providers in order")
     p.add_argument("--faults", help="faults: comma-separated names (default: all; see evaluation/faults.py)")
     p.add_argument("--scale", type=float, default=1.0, help="faults: multiply each fault's duration (default 1)")
@@ -68,7 +75,16 @@ def register(sub) -> None:
                    help="loop, soak: camera rate; the sim steps at 100 Hz (default 30)")
     p.add_argument("--compose", action="store_true",
                    help="loop: the encoder, planner and predictor in one process (compose:=true)")
-    p.add_argument("--plot", type=Path, help="loop, soak: the plot (default: next to --json, .png)")
+    p.add_argument("--plot", type=Path, help="loop, soak, planning: the plot (default: next to --json, .png)")
+    p.add_argument("--seeds", default="101,102,103", help="planning: comma-separated seeds of the start/goal pairs "
+                                                          "(default 101,102,103: none was used to develop on)")
+    p.add_argument("--episodes", type=int, default=100, help="planning: episodes per seed and policy (default 100)")
+    p.add_argument("--policies", default="latent,true_state,shortest_path,random",
+                   help="planning: direct policies, as `jepa-pilot eval` names them (default: all four)")
+    p.add_argument("--budgets", default="32x1,64x2,128x3,256x3,512x5",
+                   help="planning: samples x iterations to sweep (default 32x1,64x2,128x3,256x3,512x5; "
+                        "256x3 is the planner node's); empty: no sweep")
+    p.add_argument("--budget-episodes", type=int, default=50, help="planning: episodes per budget (default 50)")
     p.add_argument("--scenarios", default="rotation,gain,harmless",
                    help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
     p.add_argument("--base-data", type=Path, default=Path("out/adapt/base"),
@@ -80,7 +96,9 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     benches = {"sim": bench_sim, "dds": bench_dds, "model": bench_model, "swap": bench_swap, "finetune": bench_finetune,
-               "faults": bench_faults, "loop": bench_loop, "soak": bench_soak, "gpu": bench_gpu}
+               "faults": bench_faults, "loop": bench_loop, "soak": bench_soak, "gpu": bench_gpu, "planning": bench_planning}
+    if args.bundle is None and args.what != "planning":
+        args.bundle = "two_rooms"
     results = benches[args.what](args)
     results = {"benchmark": args.what, "command": command_line(args.argv), "machine": machine(), "repeats": args.repeats,
                **results}
@@ -302,7 +320,7 @@ def bench_loop(args: argparse.Namespace) -> dict:
 def bench_gpu(args: argparse.Namespace) -> dict:
     from jepa_pilot.evaluation import gpu_bench
 
-    out = gpu_bench.run(args.bundle or "two_rooms", calls=50 * args.repeats)
+    out = gpu_bench.run(args.bundle, calls=50 * args.repeats)
     cuda = out["cuda"]
     print(f"{out['model_id']}; CUDA: " + (cuda.get("device", "") if cuda["available"] else f"not measured ({cuda['why']})"))
     for name, path in out["paths"].items():
@@ -363,3 +381,45 @@ def bench_soak(args: argparse.Namespace) -> dict:
     return {"env": "two_rooms", "minutes": args.minutes, "every_s": args.every, "camera_hz": args.camera_hz,
             "goals": soak.goals, "reached": soak.reached, **result, "plot": str(plot_path),
             "samples": soak.samples}
+
+
+def bench_planning(args: argparse.Namespace) -> dict:
+    from tqdm import tqdm
+
+    from jepa_pilot import sim
+    from jepa_pilot.common.config import ConfigError
+    from jepa_pilot.evaluation import planning_bench
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, sim_planner_settings
+
+    env_name = (args.env or ["two_rooms"])[0]
+    try:
+        seeds = [int(v) for v in args.seeds.split(",") if v.strip()]
+        budgets = planning_bench.parse_budgets(args.budgets) if args.budgets.strip() else []
+        policies = [v.strip() for v in args.policies.split(",") if v.strip()]
+        env = sim.make(env_name)
+        radius = getattr(env, "success_radius", None) or LoopConfig.success_radius
+        loop = LoopConfig(episodes=args.episodes, success_radius=radius)
+        planner, supervisor = sim_planner_settings()
+        progress = lambda pairs, label: tqdm(pairs, desc=label, unit="episode", mininterval=5.0)  # noqa: E731
+        out = {"env": env_name, "bundle": args.bundle or env_name, "loop": loop.to_dict(),
+               "planner": planner.to_dict(),
+               **planning_bench.run_seeds(env, policies, seeds, loop, planner, supervisor, args.bundle, progress=progress)}
+        print(f"{'policy':<14}{'success mean':>13}{'min':>7}{'max':>7}{'to goal (s)':>13}{'decision (ms)':>15}")
+        for name, p in out["policies"].items():
+            fmt = lambda v, f: format(v, f) if v is not None else "-"  # noqa: E731
+            print(f"{name:<14}{p['success_mean']:>13.1%}{p['success_min']:>7.0%}{p['success_max']:>7.0%}"
+                  f"{fmt(p['time_to_goal_median_s'], '.1f'):>13}{fmt(p['decision_ms_median'], '.1f'):>15}")
+        if budgets:
+            sweep = LoopConfig(episodes=args.budget_episodes, seed=seeds[0], success_radius=radius)
+            out["budgets"] = planning_bench.run_budgets(env, budgets, sweep, planner, supervisor, args.bundle,
+                                                        progress=progress)
+            for b in out["budgets"]:
+                print(f"budget {b['samples']:>4} x {b['iterations']}: success {b['success_rate']:6.1%}, "
+                      f"decision {b['decision_ms_median']:.1f} ms")
+            plot = args.plot or (args.json.with_suffix(".png") if args.json else None)
+            if plot:
+                planning_bench.plot_budgets(out["budgets"], plot, f"{out['bundle']} on {env_name}, seed {seeds[0]}")
+                print(f"wrote {plot}")
+    except (ConfigError, ValueError) as exc:
+        raise SystemExit(f"jepa-pilot bench planning: error: {exc}") from None
+    return out

@@ -118,23 +118,9 @@ def run_direct(name: str, args, env, pairs, cfg, planner, supervisor):
     """The episodes of one direct policy, with a progress bar."""
     from tqdm import tqdm
 
-    from jepa_pilot.evaluation.closed_loop import (LatentPolicy, RandomPolicy, ShortestPathPolicy, TrueStatePolicy,
-                                                   run_episode)
-    from jepa_pilot.perception.engine import WorldModelEngine
-    from jepa_pilot.perception.latents import resolve_bundle
+    from jepa_pilot.evaluation.closed_loop import make_policy, run_episode
 
-    if name == "latent":
-        engine = WorldModelEngine(resolve_bundle(args.bundle or args.env), providers=("cuda", "cpu"))
-        if abs(engine.spec.control_period - env.control_period) > 1e-9:
-            raise ValueError(f"the bundle was trained at {engine.spec.control_period:g} s per action, {env.name} "
-                             f"steps every {env.control_period:g} s (gym:ENV_ID: set --action-repeat to match)")
-        policy = LatentPolicy(engine, planner, supervisor, landmarks=not args.no_landmarks)
-    elif name == "true_state":
-        policy = TrueStatePolicy(env, planner)
-    elif name == "shortest_path":
-        policy = ShortestPathPolicy(env)
-    else:
-        policy = RandomPolicy(env.action_dim, cfg.seed)
+    policy = make_policy(name, env, planner, supervisor, cfg.seed, bundle=args.bundle, landmarks=not args.no_landmarks)
     return [run_episode(env, policy, start, goal, cfg)
             for start, goal in tqdm(pairs, desc=name, unit="episode", mininterval=2.0)]
 

@@ -56,16 +56,18 @@ def run(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def shortest_ways(robot: str):
-    """``path_length(a, b)`` of the env the data came from, where it knows its map (PointMaze), else None."""
+    """``path_length(a, b)`` of the env the data came from, where it knows its map (the two-rooms
+    worlds, PointMaze), else None."""
     from jepa_pilot import sim
     from jepa_pilot.sim.gym_env import is_gym
 
-    if not is_gym(robot):
-        yield None
+    if robot not in sim.registered() and not is_gym(robot):
+        yield None  # data from a robot or an env this install does not build
         return
     with sim.make(robot) as env:
         state = env.state()
-        yield env.path_length if env.path_length(state, state) is not None else None
+        known = getattr(env, "path_length", None) is not None and env.path_length(state, state) is not None
+        yield env.path_length if known else None
 
 
 def summary(r: dict) -> str:

@@ -49,6 +49,7 @@ GRID = 8  # cells per axis of the coverage grid
 EXPLORER_DEFAULTS: dict[str, dict[str, Any]] = {
     "two_rooms": {},
     "two_rooms_diff": {"tolerance": 0.08, "seek_noise": 0.1},
+    "two_rooms_random_door": {},
     "reacher": {"seek_prob": 0.3, "tolerance": 0.15, "seek_steps_max": 60},
 }
 
@@ -148,7 +149,7 @@ def make_explorer(env: MujocoEnv | GymEnv, rng: np.random.Generator, walk_memory
         jitter = max(world.door_width / 2 - env.base_radius, 0.0) / 2  # half the door's free play, m
 
         def route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-            return door_route(state[:2], env.sample_state(rng)[:2], world.door_y, jitter=jitter, rng=rng)
+            return door_route(state[:2], env.sample_state(rng)[:2], env.door_y, jitter=jitter, rng=rng)
 
         scale = env.action_scale
         steer = proportional_steer(scale) if env.holonomic else unicycle_steer(scale[0], scale[1])
@@ -183,8 +184,9 @@ def arena_layout(env: TwoRoomsEnv) -> tuple[float, float]:
     return half, (_nm(inner[0]) if inner else 0.0)
 
 
-def door_region(env: TwoRoomsEnv) -> tuple[float, float, float, float]:
-    """(centre x, centre y, half extent x, half extent y) of the start area "near the door".
+def door_region(env: TwoRoomsEnv, door_y: float | None = None) -> tuple[float, float, float, float]:
+    """(centre x, centre y, half extent x, half extent y) of the start area "near the door" (at
+    ``door_y``, by default where it is now).
 
     Centred on the door in the dividing wall; it reaches one door width into
     either room and, along the wall, half a door plus 1.5 base radii each
@@ -193,7 +195,8 @@ def door_region(env: TwoRoomsEnv) -> tuple[float, float, float, float]:
     """
     world = env.config
     _, wall_x = arena_layout(env)
-    return wall_x, world.door_y, world.door_width, _nm(world.door_width / 2 + 1.5 * env.base_radius)
+    door_y = env.door_y if door_y is None else door_y
+    return wall_x, door_y, world.door_width, _nm(world.door_width / 2 + 1.5 * env.base_radius)
 
 
 def start_state(env: MujocoEnv | GymEnv, rng: np.random.Generator, door_start_prob: float) -> np.ndarray | None:
@@ -202,9 +205,9 @@ def start_state(env: MujocoEnv | GymEnv, rng: np.random.Generator, door_start_pr
     if not env.can_set_state:
         return None
     if isinstance(env, TwoRoomsEnv) and rng.random() < door_start_prob:
-        cx, cy, reach_x, reach_y = door_region(env)
         for _ in range(100):
-            state = env.sample_state(rng)  # keeps the heading draw of a differential base
+            state = env.sample_state(rng)  # keeps the heading draw of a differential base (and a moving door's)
+            cx, cy, reach_x, reach_y = door_region(env, env.state_door(state))
             state[0] = cx + rng.uniform(-reach_x, reach_x)
             state[1] = cy + rng.uniform(-reach_y, reach_y)
             try:

@@ -11,9 +11,10 @@ step budget runs out. Policies:
   env's own kinematics and walls (:class:`TrueKinematics`), a Euclidean cost:
   a reference for the planner settings, not an upper bound (it stalls at walls);
 * ``random``: uniform random actions: a lower bound;
-* ``shortest_path``: where the env knows its map and a steering law
-  (PointMaze): its shortest route to the goal on the true state, followed
-  with its steering law: what a scripted controller with a map achieves.
+* ``shortest_path``: where the env knows its map and a steering law (the
+  two-rooms worlds, PointMaze): its shortest route to the goal on the true
+  state, followed with its steering law: what a scripted controller with a
+  map achieves.
 
 The settings the planner node runs with in the sim graph (``config/sim.yaml``,
 section ``planner``) are the defaults here too (:func:`sim_planner_settings`),
@@ -36,7 +37,7 @@ from jepa_pilot.control.supervisor import Status, SupervisorConfig
 from jepa_pilot.evaluation.metrics import EpisodeRecord, GoalTracker
 
 __all__ = ["LoopConfig", "LatentPolicy", "TrueKinematics", "TrueStatePolicy", "RandomPolicy", "ShortestPathPolicy",
-           "goal_pairs", "run_episode", "sim_planner_settings"]
+           "DIRECT_POLICIES", "goal_pairs", "make_policy", "run_episode", "sim_planner_settings"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,8 +57,9 @@ def sim_planner_settings(**overrides) -> tuple[PlannerConfig, SupervisorConfig]:
 
 
 def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """(start, goal) states: in different rooms for the two-rooms worlds, drawn by the env itself
-    where it has its own goals (Gymnasium goal envs, e.g. PointMaze), independent otherwise."""
+    """(start, goal) states: in different rooms for the two-rooms worlds (the goal behind the start's
+    door where the door moves), drawn by the env itself where it has its own goals (Gymnasium goal
+    envs, e.g. PointMaze), independent otherwise."""
     rng = np.random.default_rng(seed)
     pairs = []
     for _ in range(count):
@@ -66,7 +68,8 @@ def goal_pairs(env, count: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]
             pairs.append(own)
         elif hasattr(env, "room_of"):
             room = int(rng.integers(2))
-            pairs.append((env.sample_state(rng, room=room), env.sample_state(rng, room=1 - room)))
+            start = env.sample_state(rng, room=room)
+            pairs.append((start, env.sample_state(rng, room=1 - room, door_y=env.state_door(start))))
         else:
             pairs.append((env.sample_state(rng), env.sample_state(rng)))
     return pairs
@@ -117,8 +120,7 @@ class TrueKinematics:
         self.env, self.horizon, self.frameskip, self.action_dim = env, horizon, frameskip, env.action_dim
         self.step = np.asarray(env.action_scale, dtype=np.float64) * env.control_period
         if env.embodiment == "holonomic_base":
-            r = env.base_radius
-            self.boxes = np.array([(cx, cy, hx + r, hy + r) for cx, cy, hx, hy in env.walls()])
+            self.boxes = self._grown_walls()
         elif env.embodiment == "arm":
             from jepa_pilot.sim.reacher import JOINT_LIMITS, fingertip
 
@@ -131,7 +133,15 @@ class TrueKinematics:
         """True state -> what the planner works on: the base (x, y), or the arm's joint angles."""
         return np.asarray(state[:2], dtype=np.float64)
 
+    def _grown_walls(self) -> np.ndarray:
+        r = self.env.base_radius
+        return np.array([(cx, cy, hx + r, hy + r) for cx, cy, hx, hy in self.env.walls()])
+
     def goal_of(self, state: np.ndarray) -> np.ndarray:
+        """The goal the planner aims at; a new goal is a new episode, so the walls are read again
+        (a moving door has moved)."""
+        if self.env.embodiment == "holonomic_base":
+            self.boxes = self._grown_walls()
         return self.env.task_position(state)
 
     def _blocked(self, p: np.ndarray) -> np.ndarray:
@@ -203,15 +213,17 @@ class RandomPolicy:
 class ShortestPathPolicy:
     """The env's own shortest route to the goal (``env.route``) on the true state, each waypoint
     steered to with the env's steering law (``env.steer``, at ``speed`` times the explorer's pace)
-    until the ball is within ``switch`` of it."""
+    until the robot is within ``switch`` of it (by default the env's ``waypoint_switch``)."""
 
     name = "shortest_path"
 
-    def __init__(self, env, switch: float = 0.5, speed: float = 2.0) -> None:
+    def __init__(self, env, switch: float | None = None, speed: float = 2.0) -> None:
         state = env.state()
         if getattr(env, "route", None) is None or env.route(state, state) is None:
-            raise ValueError(f"shortest_path: {env.name} knows no route (it exists for PointMaze)")
-        self.env, self.switch, self.speed = env, switch, speed
+            raise ValueError(f"shortest_path: {env.name} knows no route (it exists for the two-rooms "
+                             f"worlds and PointMaze)")
+        self.env, self.speed = env, speed
+        self.switch = env.waypoint_switch if switch is None else switch
 
     def reset(self, goal_image: np.ndarray, goal_state: np.ndarray) -> None:
         self.goal, self.waypoints = goal_state, None
@@ -243,3 +255,28 @@ def run_episode(env, policy, start: np.ndarray, goal: np.ndarray, cfg: LoopConfi
         if tracker.observe(step, obs.state):
             break
     return tracker.record(planner_reached=policy.reached, decision_times=times)
+
+
+DIRECT_POLICIES = ("latent", "true_state", "random", "shortest_path")
+
+
+def make_policy(name: str, env, planner: PlannerConfig, supervisor: SupervisorConfig, seed: int,
+                bundle: str | None = None, landmarks: bool = True):
+    """The direct policy ``name`` (``DIRECT_POLICIES``) for ``env``; ``bundle`` (a name in models/ or
+    a path, default the env's name) for the latent one. ValueError if it cannot run on this env."""
+    if name == "latent":
+        from jepa_pilot.perception.engine import WorldModelEngine
+        from jepa_pilot.perception.latents import resolve_bundle
+
+        engine = WorldModelEngine(resolve_bundle(bundle or env.name), providers=("cuda", "cpu"))
+        if abs(engine.spec.control_period - env.control_period) > 1e-9:
+            raise ValueError(f"the bundle was trained at {engine.spec.control_period:g} s per action, {env.name} "
+                             f"steps every {env.control_period:g} s (gym:ENV_ID: set --action-repeat to match)")
+        return LatentPolicy(engine, planner, supervisor, landmarks=landmarks)
+    if name == "true_state":
+        return TrueStatePolicy(env, planner)
+    if name == "shortest_path":
+        return ShortestPathPolicy(env)
+    if name == "random":
+        return RandomPolicy(env.action_dim, seed)
+    raise ValueError(f"unknown policy {name!r}; direct policies: {', '.join(DIRECT_POLICIES)}")

@@ -1,7 +1,8 @@
 """jepa_pilot.sim: the built-in MuJoCo worlds behind a gymnasium-style API.
 
 ``make(name, **overrides)`` builds a registered environment (``registered()``
-lists them: ``two_rooms``, ``two_rooms_diff``, ``reacher``). Rendering is
+lists them: ``two_rooms``, ``two_rooms_diff``,
+``two_rooms_random_door``, ``reacher``). Rendering is
 offscreen; without a display MuJoCo uses EGL unless ``MUJOCO_GL`` says
 otherwise. Nothing here imports ROS.
 """
@@ -16,6 +17,7 @@ from jepa_pilot.sim.two_rooms import TwoRoomsConfig, TwoRoomsEnv  # noqa: E402
 
 register("two_rooms", TwoRoomsEnv, TwoRoomsConfig, drive="holonomic")
 register("two_rooms_diff", TwoRoomsEnv, TwoRoomsConfig, drive="differential")
+register("two_rooms_random_door", TwoRoomsEnv, TwoRoomsConfig, drive="holonomic", door_y_range=0.6)
 register("reacher", ReacherEnv, ReacherConfig)
 
 __all__ = [

@@ -349,6 +349,7 @@ class GymEnv:
 
     embodiment = "gym"
     camera_frame_id = "camera_optical_frame"
+    waypoint_switch = 0.5  # m (half a PointMaze cell) from a route's waypoint at which a follower heads for the next
 
     def __init__(self, config: GymConfig | None = None) -> None:
         self._config = config = config or GymConfig()

@@ -16,6 +16,13 @@ control period). Their force is bounded, so pressing against a wall moves
 the base at most a few millimetres into it. With differential drive the
 lateral actuator holds the sideways velocity at zero, as wheels would.
 
+The door can move: with ``door_y_range`` > 0 (registered as
+``two_rooms_random_door``) its centre is drawn uniformly in ``door_y`` +-
+``door_y_range`` at every reset, the state gains the door's ``door_y``, and
+the camera and the goal image show where it is. The two wall pieces beside
+the door are then mocap bodies, so each MjData (the running simulation, the
+goal render) carries its own door.
+
 Why holonomic is the default: the overhead image then observes the whole
 state (there is no heading to infer from a few pixels), planning through
 the door needs no turning manoeuvres, and the public two-room JEPA
@@ -48,6 +55,8 @@ TRACKING = 1.0          # velocity gain in inertia / timestep: the error halves 
 SLEW_STEPS = 2          # physics steps the actuator force limit allows for a full-scale speed change
 CONTACT_TOLERANCE = 0.01  # m the base may press into a wall in a valid state (contacts are soft)
 SAMPLE_MARGIN = 0.02    # m kept between a sampled base and the walls
+DOOR_APPROACH = 0.25    # m before and beyond the door where a route lines up with it
+MIN_WALL_PIECE = 0.05   # m, the shortest wall piece a moving door leaves beside it
 
 FLOOR_RGBA = "0.88 0.88 0.84 1"
 WALL_RGBA = "0.12 0.12 0.16 1"
@@ -63,7 +72,10 @@ class TwoRoomsConfig(EnvConfig):
                          choices=("holonomic", "differential"))
     door_width: float = setting(0.4, "width of the door in the middle wall in metres "
                                 "(below the base diameter 0.2 m the rooms are closed)", low=0.0, high=2.0)
-    door_y: float = setting(0.0, "y of the door centre in metres", low=-1.0, high=1.0)
+    door_y: float = setting(0.0, "y of the door centre in metres (the middle of its range if it moves)",
+                            low=-1.0, high=1.0)
+    door_y_range: float = setting(0.0, "the door centre is drawn uniformly in door_y +- door_y_range (m) at "
+                                  "every reset; 0 keeps the door in place", low=0.0, high=1.0)
     max_speed: float = setting(0.5, "linear speed of a normalised action of 1.0 in m/s",
                                low=0.01, high=5.0)
     max_turn_rate: float = setting(2.0, "turn rate of a normalised action of 1.0 in rad/s "
@@ -75,6 +87,11 @@ class TwoRoomsConfig(EnvConfig):
             self._fail("door_y", self.door_y,
                        f"the door (width {self.door_width:g} m) must lie within the wall, "
                        f"i.e. |door_y| + door_width / 2 <= {ARENA_HALF:g} m")
+        reach = ARENA_HALF - MIN_WALL_PIECE - self.door_width / 2
+        if self.door_y_range > 0 and abs(self.door_y) + self.door_y_range > reach + 1e-9:
+            self._fail("door_y_range", self.door_y_range,
+                       f"a moving door (width {self.door_width:g} m) must leave at least {MIN_WALL_PIECE:g} m "
+                       f"of wall on either side: |door_y| + door_y_range <= {reach:g} m")
         if self.drive == "differential" and self.action_rotation_deg != 0.0:
             self._fail("action_rotation_deg", self.action_rotation_deg,
                        "expected 0 with drive differential: its actions (v, omega) are a speed and a turn rate, "
@@ -100,10 +117,19 @@ class TwoRoomsEnv(MujocoEnv):
 
     base_radius = BASE_RADIUS
     base_top_z = BASE_Z + BASE_HEIGHT / 2
+    waypoint_switch = 0.1  # m from a route's waypoint at which a follower heads for the next
+
+    def __init__(self, config: TwoRoomsConfig | None = None) -> None:
+        self._door_pieces: tuple[int, int] | None = None  # the mocap wall pieces of a moving door
+        super().__init__(config)
 
     @property
     def config(self) -> TwoRoomsConfig:
         return self._config
+
+    @property
+    def moving_door(self) -> bool:
+        return self._config.door_y_range > 0
 
     @property
     def holonomic(self) -> bool:
@@ -111,6 +137,8 @@ class TwoRoomsEnv(MujocoEnv):
 
     @property
     def name(self) -> str:
+        if self.moving_door:
+            return "two_rooms_random_door" if self.holonomic else "two_rooms_diff_random_door"
         return "two_rooms" if self.holonomic else "two_rooms_diff"
 
     @property
@@ -133,24 +161,34 @@ class TwoRoomsEnv(MujocoEnv):
 
     @property
     def state_names(self) -> tuple[str, ...]:
-        return ("x", "y", "vx", "vy") if self.holonomic else ("x", "y", "yaw", "v", "omega")
+        names = ("x", "y", "vx", "vy") if self.holonomic else ("x", "y", "yaw", "v", "omega")
+        return names + (("door_y",) if self.moving_door else ())
 
     @property
     def state_units(self) -> tuple[str, ...]:
-        return ("m", "m", "m/s", "m/s") if self.holonomic else ("m", "m", "rad", "m/s", "rad/s")
+        units = ("m", "m", "m/s", "m/s") if self.holonomic else ("m", "m", "rad", "m/s", "rad/s")
+        return units + (("m",) if self.moving_door else ())
+
+    @property
+    def door_y(self) -> float:
+        """The y of the door centre in the running simulation, m."""
+        return float(self.data.userdata[0]) if self.moving_door else self._config.door_y
 
     # --- the world ------------------------------------------------------------
-    def walls(self) -> list[tuple[float, float, float, float]]:
-        """Wall boxes as (centre x, centre y, half size x, half size y) in metres."""
+    def walls(self, door_y: float | None = None) -> list[tuple[float, float, float, float]]:
+        """Wall boxes as (centre x, centre y, half size x, half size y) in metres: the four outer
+        walls, then the pieces below and above the door (at ``door_y``, by default where it is now)."""
         half_t, outer = WALL_THICKNESS / 2, ARENA_HALF + WALL_THICKNESS
         boxes = [(-ARENA_HALF - half_t, 0.0, half_t, outer), (ARENA_HALF + half_t, 0.0, half_t, outer),
                  (0.0, -ARENA_HALF - half_t, outer, half_t), (0.0, ARENA_HALF + half_t, outer, half_t)]
-        door_low = self._config.door_y - self._config.door_width / 2
-        door_high = self._config.door_y + self._config.door_width / 2
-        for low, high in ((-ARENA_HALF, door_low), (door_high, ARENA_HALF)):
-            if high - low > 1e-9:
-                boxes.append((0.0, (low + high) / 2, half_t, (high - low) / 2))
-        return boxes
+        if door_y is None:
+            door_y = self.door_y if self.moving_door else self._config.door_y
+        return boxes + self._door_pieces_at(door_y)
+
+    def _door_pieces_at(self, door_y: float) -> list[tuple[float, float, float, float]]:
+        door_low, door_high = door_y - self._config.door_width / 2, door_y + self._config.door_width / 2
+        return [(0.0, (low + high) / 2, WALL_THICKNESS / 2, (high - low) / 2)
+                for low, high in ((-ARENA_HALF, door_low), (door_high, ARENA_HALF)) if high - low > 1e-9]
 
     def _model_xml(self) -> str:
         cfg = self._config
@@ -164,10 +202,17 @@ class TwoRoomsEnv(MujocoEnv):
         force = BASE_MASS * cfg.max_speed / (SLEW_STEPS * cfg.physics_timestep)
         torque = inertia_z * cfg.max_turn_rate / (SLEW_STEPS * cfg.physics_timestep)
         solref = f"{2 * cfg.physics_timestep:g} 1"
+        wall = (f'type="box" rgba="{WALL_RGBA}" condim="1" solref="{solref}"')
+        boxes = self.walls(self._config.door_y)
+        fixed = boxes[:4] if self.moving_door else boxes
         walls = "\n".join(
-            f'    <geom name="wall{i}" type="box" pos="{x:g} {y:g} {WALL_HEIGHT / 2:g}" '
-            f'size="{hx:g} {hy:g} {WALL_HEIGHT / 2:g}" rgba="{WALL_RGBA}" condim="1" solref="{solref}"/>'
-            for i, (x, y, hx, hy) in enumerate(self.walls()))
+            f'    <geom name="wall{i}" pos="{x:g} {y:g} {WALL_HEIGHT / 2:g}" '
+            f'size="{hx:g} {hy:g} {WALL_HEIGHT / 2:g}" {wall}/>' for i, (x, y, hx, hy) in enumerate(fixed))
+        if self.moving_door:  # each piece beside the door is a mocap body: per-MjData positions
+            walls += "\n" + "\n".join(
+                f'    <body name="door_piece{i}" mocap="true" pos="{x:g} {y:g} {WALL_HEIGHT / 2:g}">\n'
+                f'      <geom name="wall{4 + i}" size="{hx:g} {hy:g} {WALL_HEIGHT / 2:g}" {wall}/>\n'
+                f'    </body>' for i, (x, y, hx, hy) in enumerate(boxes[4:]))
         nose = "" if self.holonomic else (
             f'      <geom name="nose" type="box" pos="{BASE_RADIUS * 0.5:g} 0 {BASE_HEIGHT / 2 + 0.002:g}" '
             f'size="{BASE_RADIUS * 0.48:g} {BASE_RADIUS * 0.5:g} 0.002" rgba="{NOSE_RGBA}" '
@@ -175,6 +220,7 @@ class TwoRoomsEnv(MujocoEnv):
         return f"""
 <mujoco model="two_rooms">
   <option timestep="{cfg.physics_timestep:g}" integrator="implicitfast"/>
+  <size nuserdata="1"/>
   <visual>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.55 0.55 0.55" specular="0 0 0"/>
   </visual>
@@ -217,12 +263,16 @@ class TwoRoomsEnv(MujocoEnv):
     def _read_state(self, data: mujoco.MjData) -> np.ndarray:
         x, y, yaw = data.qpos
         vx, vy, wz = data.qvel
+        door = (float(data.userdata[0]),) if self.moving_door else ()
         if self.holonomic:
-            return np.array([x, y, vx, vy])
+            return np.array([x, y, vx, vy, *door])
         forward = vx * math.cos(yaw) + vy * math.sin(yaw)
-        return np.array([x, y, _wrap(yaw), forward, wz])
+        return np.array([x, y, _wrap(yaw), forward, wz, *door])
 
     def _write_state(self, data: mujoco.MjData, state: np.ndarray) -> None:
+        if self.moving_door:
+            self._place_door(data, float(state[-1]))
+            state = state[:-1]
         if self.holonomic:
             x, y, vx, vy = state
             data.qpos[:] = (x, y, 0.0)
@@ -232,21 +282,67 @@ class TwoRoomsEnv(MujocoEnv):
             data.qpos[:] = (x, y, _wrap(yaw))
             data.qvel[:] = (v * math.cos(yaw), v * math.sin(yaw), omega)
 
+    def _place_door(self, data: mujoco.MjData, door_y: float) -> None:
+        """Put the door of ``data`` at ``door_y``: the pieces' mocap positions (per MjData) and
+        lengths (in the model, shared: ``render_goal`` puts them back for the running simulation)."""
+        if self._door_pieces is None:
+            pieces = []
+            for i in (4, 5):
+                geom = mujoco.mj_name2id(self.model, mujoco.mjtObj.mjOBJ_GEOM, f"wall{i}")
+                # Bounds that hold for any length up to the whole wall: collisions are never culled.
+                half = (WALL_THICKNESS / 2, ARENA_HALF, WALL_HEIGHT / 2)
+                self.model.geom_rbound[geom] = math.hypot(*half)
+                self.model.geom_aabb[geom] = (0.0, 0.0, 0.0, *half)
+                pieces.append((geom, int(self.model.body_mocapid[self.model.geom_bodyid[geom]])))
+            self._door_pieces = tuple(pieces)
+        data.userdata[0] = door_y
+        for (geom, mocap), (x, y, hx, hy) in zip(self._door_pieces, self._door_pieces_at(door_y)):
+            self.model.geom_size[geom, :2] = (hx, hy)
+            data.mocap_pos[mocap] = (x, y, WALL_HEIGHT / 2)
+
+    def render_goal(self, state: np.ndarray) -> np.ndarray:
+        image = super().render_goal(state)
+        if self.moving_door:  # the goal's door sized the wall pieces: back to the running door
+            self._place_door(self.data, self.door_y)
+        return image
+
     def _check_state(self, state: np.ndarray) -> None:
         x, y = state[:2]
         limit = ARENA_HALF - BASE_RADIUS + CONTACT_TOLERANCE
         if abs(x) > limit or abs(y) > limit:
             raise ValueError(f"{self.name}: base at (x, y) = ({x:.3f}, {y:.3f}) m is outside the arena; "
                              f"its centre must satisfy |x|, |y| <= {ARENA_HALF - BASE_RADIUS:g} m")
-        for cx, cy, hx, hy in self.walls():
+        door_y = self.state_door(state)
+        for cx, cy, hx, hy in self.walls(door_y):
             gap = math.hypot(max(abs(x - cx) - hx, 0.0), max(abs(y - cy) - hy, 0.0))
             if gap < BASE_RADIUS - CONTACT_TOLERANCE:
                 raise ValueError(f"{self.name}: base at (x, y) = ({x:.3f}, {y:.3f}) m overlaps the wall "
                                  f"centred at ({cx:g}, {cy:g}) m (base radius {BASE_RADIUS:g} m)")
 
-    def sample_state(self, rng: np.random.Generator | None = None, room: int | None = None) -> np.ndarray:
-        """A state at rest at a uniform position in ``room`` (0, 1, or None for either)."""
+    def state_door(self, state: np.ndarray) -> float:
+        """The door centre (m) in ``state``: its last value if the door moves (ValueError if that is out
+        of the door's range), else the config's."""
+        cfg = self._config
+        if not self.moving_door:
+            return cfg.door_y
+        door_y = float(state[-1])
+        if abs(door_y - cfg.door_y) > cfg.door_y_range + 1e-9:
+            raise ValueError(f"{self.name}: door_y = {door_y:.3f} m is outside the door's range "
+                             f"{cfg.door_y:g} +- {cfg.door_y_range:g} m")
+        return door_y
+
+    def sample_state(self, rng: np.random.Generator | None = None, room: int | None = None,
+                     door_y: float | None = None) -> np.ndarray:
+        """A state at rest at a uniform position in ``room`` (0, 1, or None for either). A moving door
+        is at ``door_y``, or drawn uniformly in its range when None."""
         rng = self._rng if rng is None else rng
+        cfg = self._config
+        if self.moving_door:
+            door_y = rng.uniform(cfg.door_y - cfg.door_y_range, cfg.door_y + cfg.door_y_range) \
+                if door_y is None else door_y
+        elif door_y is not None and abs(door_y - cfg.door_y) > 1e-9:
+            raise ValueError(f"{self.name}: the door stays at door_y = {cfg.door_y:g} m (door_y_range 0), "
+                             f"asked for {door_y:g} m")
         if room is None:
             room = int(rng.integers(2))
         if room not in (0, 1):
@@ -255,9 +351,54 @@ class TwoRoomsEnv(MujocoEnv):
         outer = ARENA_HALF - BASE_RADIUS - SAMPLE_MARGIN
         x = rng.uniform(inner, outer) * (1 if room == 1 else -1)
         y = rng.uniform(-outer, outer)
+        door = (door_y,) if self.moving_door else ()
         if self.holonomic:
-            return np.array([x, y, 0.0, 0.0])
-        return np.array([x, y, rng.uniform(-math.pi, math.pi), 0.0, 0.0])
+            return np.array([x, y, 0.0, 0.0, *door])
+        return np.array([x, y, rng.uniform(-math.pi, math.pi), 0.0, 0.0, *door])
+
+    # --- the way between two states -------------------------------------------------
+    def route(self, start: np.ndarray, goal: np.ndarray) -> list[np.ndarray] | None:
+        """Waypoints (x, y) in m from state ``start`` to state ``goal``: the goal in the same room;
+        else a point ``DOOR_APPROACH`` before the door (of ``start``), one as far beyond it, then the
+        goal. None if the door is narrower than the base."""
+        start, goal = self.validate_state(start), self.validate_state(goal)
+        door_y, side = self.state_door(start), math.copysign(1.0, start[0])
+        if math.copysign(1.0, goal[0]) == side:
+            return [goal[:2].copy()]
+        if self._config.door_width < 2 * BASE_RADIUS:
+            return None
+        return [np.array([side * DOOR_APPROACH, door_y]), np.array([-side * DOOR_APPROACH, door_y]),
+                goal[:2].copy()]
+
+    def path_length(self, start: np.ndarray, goal: np.ndarray) -> float | None:
+        """The geodesic distance (m) the base centre travels from ``start`` to ``goal``: straight in
+        one room; between rooms, through the part of the door the base fits through (the wall taken
+        as thin), bending at the door's edge where the straight line misses it. None if the door is
+        narrower than the base."""
+        start, goal = self.validate_state(start), self.validate_state(goal)
+        a, b = start[:2], goal[:2]
+        if math.copysign(1.0, a[0]) == math.copysign(1.0, b[0]):
+            return float(np.linalg.norm(b - a))
+        play = self._config.door_width / 2 - BASE_RADIUS
+        if play < 0:
+            return None
+        door_y = self.state_door(start)
+        # The length through (0, y) is convex in y: the best y in the gap is the straight line's, clipped.
+        crossing = a[1] + (b[1] - a[1]) * abs(a[0]) / (abs(a[0]) + abs(b[0]))
+        y = min(max(crossing, door_y - play), door_y + play)
+        return float(math.hypot(a[0], a[1] - y) + math.hypot(b[0], b[1] - y))
+
+    def steer(self, state: np.ndarray, target: np.ndarray, speed: float = 1.0) -> np.ndarray:
+        """A normalised action (may exceed [-1, 1]) towards position ``target`` (x, y) in m: holonomic,
+        the velocity that closes the error in 0.5 / ``speed`` s; differential, turn to it and drive
+        while facing it."""
+        dx, dy = float(target[0] - state[0]), float(target[1] - state[1])
+        gain = 2.0 * speed
+        if self.holonomic:
+            return gain * np.array([dx, dy]) / self.action_scale
+        error = _wrap(math.atan2(dy, dx) - state[2])
+        forward = gain * math.hypot(dx, dy) * max(math.cos(error), 0.0)
+        return np.array([forward, 1.5 * gain * error]) / self.action_scale
 
     @staticmethod
     def room_of(state: np.ndarray) -> int:

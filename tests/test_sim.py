@@ -13,12 +13,13 @@ from jepa_pilot.sim.reacher import JOINT_LIMITS, LIMIT_TOLERANCE
 pytestmark = pytest.mark.sim
 
 NAMES = sim.registered()
-BASES = ("two_rooms", "two_rooms_diff")
+BASES = ("two_rooms", "two_rooms_diff", "two_rooms_random_door")
 
 # A start state per env from which an all-ones action moves the robot freely for a few steps.
 FREE_START = {
     "two_rooms": [-0.6, 0.0, 0.0, 0.0],
     "two_rooms_diff": [-0.6, 0.0, 0.0, 0.0, 0.0],
+    "two_rooms_random_door": [-0.6, 0.0, 0.0, 0.0, 0.0],  # the door at y = 0, in line with the base
     "reacher": [0.0, 0.0, 0.0, 0.0],
 }
 

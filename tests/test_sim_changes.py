@@ -20,9 +20,11 @@ STEPS = 5                  # control steps of 0.1 s: 0.25 m at the base's full s
 FREE_START = {
     "two_rooms": [-0.6, 0.0, 0.0, 0.0],
     "two_rooms_diff": [-0.6, 0.0, 0.0, 0.0, 0.0],
+    "two_rooms_random_door": [-0.6, 0.0, 0.0, 0.0, 0.0],  # the door at y = 0
     "reacher": [0.0, 0.0, 0.0, 0.0],
 }
 CHANGED = {"two_rooms": dict(action_rotation_deg=90.0, action_gain=0.5, light_scale=1.3),
+           "two_rooms_random_door": dict(action_rotation_deg=90.0, action_gain=0.5, light_scale=1.3),
            "two_rooms_diff": dict(action_gain=0.5, light_scale=1.3),  # rotation is refused for these two
            "reacher": dict(action_gain=0.5, light_scale=1.3)}
 DEFAULTS = dict(action_rotation_deg=0.0, action_gain=1.0, light_scale=1.0)
