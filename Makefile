@@ -111,6 +111,7 @@ soak: $(STAMPS)/colcon  ## one hour driving random goals: memory, CPU, latency, 
 
 train: $(STAMPS)/colcon  ## reproduce the shipped bundles in models/ (collect, train, export, evaluate)
 	$(ENV) scripts/train_default.sh two_rooms 1000 100 config/train/two_rooms.yaml 300
+	$(ENV) scripts/train_default.sh two_rooms_random_door 1000 100 config/train/two_rooms_random_door.yaml 300
 	$(ENV) scripts/train_default.sh reacher 500
 	$(ENV) scripts/train_default.sh pointmaze_umaze 400 200 config/train/pointmaze.yaml 300 \
 	  --env gym:PointMaze_UMaze-v3 --action-repeat 5

@@ -85,6 +85,9 @@ def register(sub) -> None:
                    help="planning: samples x iterations to sweep (default 32x1,64x2,128x3,256x3,512x5; "
                         "256x3 is the planner node's); empty: no sweep")
     p.add_argument("--budget-episodes", type=int, default=50, help="planning: episodes per budget (default 50)")
+    p.add_argument("--goal-tolerance", type=float,
+                   help="planning: the planner's goal_tolerance (default: config/sim.yaml's; calibrate per bundle "
+                        "with eval-model's latent_distance_at_5cm)")
     p.add_argument("--scenarios", default="rotation,gain,harmless",
                    help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
     p.add_argument("--base-data", type=Path, default=Path("out/adapt/base"),
@@ -399,10 +402,11 @@ def bench_planning(args: argparse.Namespace) -> dict:
         env = sim.make(env_name)
         radius = getattr(env, "success_radius", None) or LoopConfig.success_radius
         loop = LoopConfig(episodes=args.episodes, success_radius=radius)
-        planner, supervisor = sim_planner_settings()
+        planner, supervisor = sim_planner_settings(**({} if args.goal_tolerance is None
+                                                       else {"goal_tolerance": args.goal_tolerance}))
         progress = lambda pairs, label: tqdm(pairs, desc=label, unit="episode", mininterval=5.0)  # noqa: E731
         out = {"env": env_name, "bundle": args.bundle or env_name, "loop": loop.to_dict(),
-               "planner": planner.to_dict(),
+               "planner": planner.to_dict(), "supervisor": supervisor.to_dict(),
                **planning_bench.run_seeds(env, policies, seeds, loop, planner, supervisor, args.bundle, progress=progress)}
         print(f"{'policy':<14}{'success mean':>13}{'min':>7}{'max':>7}{'to goal (s)':>13}{'decision (ms)':>15}")
         for name, p in out["policies"].items():

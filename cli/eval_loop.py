@@ -53,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--samples", type=int, help="planner samples per iteration (default: config/sim.yaml)")
     p.add_argument("--iterations", type=int, help="planner iterations per step (default: config/sim.yaml)")
     p.add_argument("--method", choices=("cem", "mppi"), help="planner (default: config/sim.yaml)")
+    p.add_argument("--goal-tolerance", type=float,
+                   help="latent distance the planner counts as reached (default: config/sim.yaml's 1.5, about 7 cm "
+                        "for two_rooms); calibrate per bundle: eval-model's latent_distance_at_5cm")
     p.add_argument("--no-landmarks", action="store_true",
                    help="latent: plan on the straight latent distance even if the bundle ships landmarks")
     p.add_argument("--json", type=Path, help="write the results here")
@@ -71,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"jepa-pilot eval: error: unknown policies {unknown}; choose from {', '.join(POLICIES)}")
         return 2
     overrides = {k: v for k, v in (("samples", args.samples), ("iterations", args.iterations),
-                                   ("method", args.method)) if v is not None}
+                                   ("method", args.method), ("goal_tolerance", args.goal_tolerance)) if v is not None}
     try:
         env = sim.make(args.env, env_kwargs=args.env_kwargs, action_repeat=args.action_repeat)
         radius = args.success_radius if args.success_radius is not None else getattr(env, "success_radius", None)

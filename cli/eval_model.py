@@ -76,6 +76,9 @@ def summary(r: dict) -> str:
         lines.append("probe R²        " + ", ".join(f"{k} {v:.3f}" for k, v in r["probe_r2"].items())
                      + f"  (position: {r['probe_r2_position']:.3f})")
         lines.append(f"latent vs true distance (Spearman) {r['latent_vs_true_distance_spearman']:.3f}")
+    if "latent_distance_at_5cm" in r:
+        lines.append(f"latent distance between frames 5 cm apart (median) {r['latent_distance_at_5cm']:.3f} "
+                     f"(a planner goal_tolerance of about 5 cm)")
     if "cost_vs_shortest_way_spearman" in r:
         lines.append("cost vs shortest way (Spearman) " + ", ".join(
             f"{k.replace('_', ' ')} {v:.3f}" for k, v in r["cost_vs_shortest_way_spearman"].items()))

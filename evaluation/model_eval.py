@@ -8,6 +8,8 @@ Everything runs on the exported ONNX graphs (what deployment runs):
 * per-dimension latent std (a collapsed dimension has ~0 std);
 * how well latent distance tracks true distance (Spearman rank correlation
   over random frame pairs): what a planner's goal cost relies on;
+* the latent distance between frames of one episode 4-6 cm apart (median):
+  a goal tolerance for the planner that means about 5 cm;
 * where the env knows the shortest way between two states (``path_length``:
   PointMaze), how well the planner's cost ranks it: the latent distance and,
   if the bundle ships them, the landmarks' cost-to-go (Spearman per goal
@@ -26,7 +28,7 @@ from jepa_pilot.data.probe import linear_probe_r2
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.perception.preprocess import to_model_input
 
-__all__ = ["held_out_episodes", "evaluate", "plot_evaluation"]
+__all__ = ["held_out_episodes", "evaluate", "latent_distance_near", "plot_evaluation"]
 
 
 def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) -> tuple[list[int], list[int]]:
@@ -112,10 +114,27 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
         report["latent_vs_true_distance_spearman"] = _spearman(
             np.linalg.norm(all_z[pairs[:, 0]] - all_z[pairs[:, 1]], axis=1),
             np.linalg.norm(all_s[pairs[:, 0]] - all_s[pairs[:, 1]], axis=1))
+        near = latent_distance_near(latents, [st[:, dims] for st in states], 0.05)
+        if near is not None:
+            report["latent_distance_at_5cm"] = near
         if path_length is not None:
             report["cost_vs_shortest_way_spearman"] = cost_vs_shortest_way(
                 engine, all_z, np.concatenate(states), path_length, rng)
     return report
+
+
+def latent_distance_near(latents: list[np.ndarray], positions: list[np.ndarray], metres: float,
+                         max_lag: int = 8) -> float | None:
+    """Median latent distance of frame pairs of one episode (up to ``max_lag`` frames apart) whose true
+    positions lie ``metres`` +- 20 % apart; None if no pair does."""
+    found = []
+    for z, pos in zip(latents, positions):
+        for lag in range(1, min(max_lag, len(z) - 1) + 1):
+            true = np.linalg.norm(pos[lag:] - pos[:-lag], axis=1)
+            near = np.abs(true - metres) <= 0.2 * metres
+            found.append(np.linalg.norm(z[lag:] - z[:-lag], axis=1)[near])
+    found = np.concatenate(found) if found else np.zeros(0)
+    return float(np.median(found)) if len(found) else None
 
 
 def cost_vs_shortest_way(engine: WorldModelEngine, latents: np.ndarray, states: np.ndarray, path_length,

@@ -181,9 +181,7 @@ class TwoRoomsEnv(MujocoEnv):
         half_t, outer = WALL_THICKNESS / 2, ARENA_HALF + WALL_THICKNESS
         boxes = [(-ARENA_HALF - half_t, 0.0, half_t, outer), (ARENA_HALF + half_t, 0.0, half_t, outer),
                  (0.0, -ARENA_HALF - half_t, outer, half_t), (0.0, ARENA_HALF + half_t, outer, half_t)]
-        if door_y is None:
-            door_y = self.door_y if self.moving_door else self._config.door_y
-        return boxes + self._door_pieces_at(door_y)
+        return boxes + self._door_pieces_at(self.door_y if door_y is None else door_y)
 
     def _door_pieces_at(self, door_y: float) -> list[tuple[float, float, float, float]]:
         door_low, door_high = door_y - self._config.door_width / 2, door_y + self._config.door_width / 2
@@ -202,7 +200,7 @@ class TwoRoomsEnv(MujocoEnv):
         force = BASE_MASS * cfg.max_speed / (SLEW_STEPS * cfg.physics_timestep)
         torque = inertia_z * cfg.max_turn_rate / (SLEW_STEPS * cfg.physics_timestep)
         solref = f"{2 * cfg.physics_timestep:g} 1"
-        wall = (f'type="box" rgba="{WALL_RGBA}" condim="1" solref="{solref}"')
+        wall = f'type="box" rgba="{WALL_RGBA}" condim="1" solref="{solref}"'
         boxes = self.walls(self._config.door_y)
         fixed = boxes[:4] if self.moving_door else boxes
         walls = "\n".join(

@@ -106,3 +106,40 @@ def test_closed_loop_eval_runs_every_direct_policy_on_the_same_pairs(tmp_path):
         assert result["success_rate"] == sum(r["success"] for r in records) / len(records)
     # The planner on the true position is the reference: it reaches both goals (seeded, deterministic).
     assert report["policies"]["true_state"]["success_rate"] == 1.0
+
+
+def _bundle_named(name: str):
+    found = [b for b in BUNDLES if b.name == name]
+    return found[0] if found else pytest.skip(f"no shipped bundle {name}")
+
+
+def test_the_shipped_cost_is_zero_at_the_goal_and_larger_behind_the_wall():
+    """two_rooms' landmarks: a frame 1 m from the goal behind the wall costs more than one 1 m away in the
+    open, and the goal frame itself costs (almost) nothing."""
+    from jepa_pilot.control.landmarks import LandmarkGraph
+
+    engine = WorldModelEngine(_bundle_named("two_rooms"), providers=("cpu",))
+    graph = LandmarkGraph.of_bundle(engine.bundle)
+    with sim.make("two_rooms") as env:
+        goal, behind, open_ = ([x, y, 0.0, 0.0] for x, y in ((-0.5, -0.6), (0.5, -0.6), (-0.5, 0.4)))
+        z = engine.encode(np.stack([env.render_goal(s) for s in (goal, behind, open_)]))
+    cost = graph.to_goal(z[0])(z)
+    assert cost[0] < 0.1 * cost[2] and cost[1] > cost[2], cost
+
+
+# Known-good cross-room episodes of each shipped two-rooms bundle (env, seed of goal_pairs, episodes):
+# each reached its goal with the shipped model and the planner node's settings. A model or planner
+# change that loses one of them fails here.
+REGRESSION_EPISODES = [("two_rooms", 2026, 4)]
+
+
+@pytest.mark.parametrize("env_name, seed, count", REGRESSION_EPISODES)
+def test_known_good_episodes_still_reach_their_goals(env_name, seed, count):
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs, make_policy, run_episode, sim_planner_settings
+
+    planner, supervisor = sim_planner_settings(seed=seed)
+    cfg = LoopConfig(episodes=count, seed=seed)
+    with sim.make(env_name) as env:
+        policy = make_policy("latent", env, planner, supervisor, seed, bundle=_bundle_named(env_name).name)
+        records = [run_episode(env, policy, start, goal, cfg) for start, goal in goal_pairs(env, count, seed)]
+    assert all(r.success for r in records), [(r.closest_distance, r.notes) for r in records]
