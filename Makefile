@@ -91,7 +91,7 @@ test-gpu: $(STAMPS)/colcon  ## only the CUDA tests (make test-gpu GPU=1 on a mac
 demo: $(STAMPS)/colcon  ## run the ROS 2 graph driving the built-in simulated robot
 	$(ENV) jepa-pilot demo $(DEMO_ARGS)
 
-bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 80 min on 2 cores)
+bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/ (about 2 h on 2 cores)
 	$(ENV) jepa-pilot bench sim --json benchmarks/sim.json
 	$(ENV) jepa-pilot bench dds --json benchmarks/dds.json
 	$(ENV) jepa-pilot bench model --bundle two_rooms --json benchmarks/model_two_rooms.json
@@ -100,6 +100,13 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies latent,true_state,random \
 	  --json benchmarks/eval_two_rooms_direct.json
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 0 --policies ros --json benchmarks/eval_two_rooms_ros.json
+	$(ENV) jepa-pilot bench planning --env two_rooms --json benchmarks/planning_two_rooms.json
+	$(ENV) jepa-pilot bench planning --env two_rooms_random_door --goal-tolerance 0.83 \
+	  --policies latent,shortest_path,random --budgets "" --json benchmarks/planning_two_rooms_random_door.json
+	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 101 --policies ros \
+	  --json benchmarks/eval_two_rooms_ros_seed101.json
+	$(ENV) jepa-pilot eval --env two_rooms_random_door --episodes 50 --seed 101 --goal-tolerance 0.83 --policies ros \
+	  --json benchmarks/eval_two_rooms_random_door_ros_seed101.json
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
 	$(ENV) jepa-pilot bench loop --json benchmarks/loop.json
