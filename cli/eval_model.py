@@ -34,8 +34,8 @@ def run(args: argparse.Namespace) -> int:
         engine = WorldModelEngine(args.bundle, providers=args.providers.split(","))
         dataset = Dataset(args.data)
         fit, held_out = held_out_episodes(dataset, engine.spec.recipe, engine.spec.training.get("dataset"))
-        with shortest_ways(dataset.info.robot) as path_length:
-            report = evaluate(engine, dataset, held_out, fit, path_length=path_length)
+        with env_geometry(dataset.info.robot) as geometry:
+            report = evaluate(engine, dataset, held_out, fit, **geometry)
     except (BundleError, DatasetError, ValueError) as exc:
         print(f"jepa-pilot eval-model: error: {exc}")
         return 2
@@ -55,19 +55,23 @@ def run(args: argparse.Namespace) -> int:
 
 
 @contextlib.contextmanager
-def shortest_ways(robot: str):
-    """``path_length(a, b)`` of the env the data came from, where it knows its map (the two-rooms
-    worlds, PointMaze), else None."""
+def env_geometry(robot: str):
+    """``evaluate``'s keywords from the env the data came from: ``path_length(a, b)``, the shortest way
+    where it knows its map (the two-rooms worlds, PointMaze); ``task_position(state)``, what its
+    success definition measures; ``success_radius``, its own or `jepa-pilot eval`'s default. None
+    for what it lacks; nothing for data from elsewhere."""
     from jepa_pilot import sim
+    from jepa_pilot.evaluation.closed_loop import LoopConfig
     from jepa_pilot.sim.gym_env import is_gym
 
     if robot not in sim.registered() and not is_gym(robot):
-        yield None  # data from a robot or an env this install does not build
+        yield {}  # data from a robot or an env this install does not build
         return
     with sim.make(robot) as env:
         state = env.state()
         known = getattr(env, "path_length", None) is not None and env.path_length(state, state) is not None
-        yield env.path_length if known else None
+        yield {"path_length": env.path_length if known else None, "task_position": env.task_position,
+               "success_radius": getattr(env, "success_radius", None) or LoopConfig.success_radius}
 
 
 def summary(r: dict) -> str:
@@ -77,8 +81,11 @@ def summary(r: dict) -> str:
                      + f"  (position: {r['probe_r2_position']:.3f})")
         lines.append(f"latent vs true distance (Spearman) {r['latent_vs_true_distance_spearman']:.3f}")
     if "latent_distance_at_5cm" in r:
-        lines.append(f"latent distance between frames 5 cm apart (median) {r['latent_distance_at_5cm']:.3f} "
-                     f"(a planner goal_tolerance of about 5 cm)")
+        lines.append(f"latent distance between frames 5 cm apart (median) {r['latent_distance_at_5cm']:.3f}")
+    if (r.get("goal_tolerance") or {}).get("latent") is not None:
+        g = r["goal_tolerance"]
+        lines.append(f"goal_tolerance  {g['latent']:.3f} (99 % of frame pairs closer in the latent lie within "
+                     f"the success radius {g['success_radius']:g} m: pass it to the planner)")
     if "cost_vs_shortest_way_spearman" in r:
         lines.append("cost vs shortest way (Spearman) " + ", ".join(
             f"{k.replace('_', ' ')} {v:.3f}" for k, v in r["cost_vs_shortest_way_spearman"].items()))

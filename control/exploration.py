@@ -9,13 +9,13 @@ Two drivers, both producing normalised actions in [-1, 1]^A:
   also covers places a random walk rarely reaches, e.g. the far side of a
   door. What a waypoint is and how to steer towards it are given as small
   functions: :func:`proportional_steer` (holonomic bases in world-frame
-  velocities, arms in joint space), :func:`unicycle_steer` (differential
-  drive) and :func:`door_route` (two rooms joined by a door).
+  velocities, arms in joint space); simulated worlds that know their way
+  bring their own (``route`` and ``steer`` of the two-rooms and Gymnasium
+  envs).
 """
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Callable, Sequence
 
 import numpy as np
@@ -23,7 +23,7 @@ import numpy as np
 from jepa_pilot.common.config import Config, setting
 
 __all__ = ["RandomWalkConfig", "MomentumRandomWalk", "WaypointConfig", "WaypointExplorer",
-           "Route", "Steer", "door_route", "proportional_steer", "unicycle_steer"]
+           "Route", "Steer", "proportional_steer"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -174,40 +174,3 @@ def proportional_steer(scale: Sequence[float], gain: float = 2.0, first: int = 0
         return gain * (np.asarray(target) - state[first:first + len(scale)]) / scale
 
     return steer
-
-
-def unicycle_steer(linear_scale: float, angular_scale: float, gain: float = 2.0,
-                   turn_gain: float = 3.0) -> Steer:
-    """Go-to-point control of a differential-drive base with state (x, y, yaw, ...).
-
-    Turn rate ``turn_gain * heading error`` (rad/s); forward speed
-    ``gain * distance * cos(heading error)`` (m/s), zero while the target
-    is behind. Both normalised by the speeds of action 1.0.
-    """
-    def steer(state: np.ndarray, target: np.ndarray) -> np.ndarray:
-        dx, dy = target[0] - state[0], target[1] - state[1]
-        error = (math.atan2(dy, dx) - state[2] + math.pi) % (2 * math.pi) - math.pi
-        forward = gain * math.hypot(dx, dy) * max(math.cos(error), 0.0)
-        return np.array([forward / linear_scale, turn_gain * error / angular_scale])
-
-    return steer
-
-
-def door_route(start: np.ndarray, goal: np.ndarray, door_y: float, approach: float = 0.25,
-               wall_x: float = 0.0, jitter: float = 0.0,
-               rng: np.random.Generator | None = None) -> list[np.ndarray]:
-    """Waypoints (x, y) in metres from ``start`` to ``goal`` in a world split by a wall.
-
-    The wall runs along x = ``wall_x`` with one door centred at y =
-    ``door_y``. In the same room the route is just the goal; otherwise it
-    passes a point ``approach`` m before the door, one as far beyond it, then
-    the goal. ``jitter`` (m) shifts the door points along y uniformly, so
-    repeated crossings do not all follow one line.
-    """
-    start, goal = np.asarray(start[:2], dtype=np.float64), np.asarray(goal[:2], dtype=np.float64)
-    side = math.copysign(1.0, start[0] - wall_x)
-    if math.copysign(1.0, goal[0] - wall_x) == side:
-        return [goal]
-    shift = 0.0 if rng is None or jitter == 0 else float(rng.uniform(-jitter, jitter))
-    y = door_y + shift
-    return [np.array([wall_x + side * approach, y]), np.array([wall_x - side * approach, y]), goal]

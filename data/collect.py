@@ -32,13 +32,13 @@ import numpy as np
 from tqdm import tqdm
 
 from jepa_pilot.common.config import Config, setting
-from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, door_route,
-                                            proportional_steer, unicycle_steer)
+from jepa_pilot.control.exploration import WaypointConfig, WaypointExplorer, proportional_steer
 from jepa_pilot.data.dataset import DatasetError, DatasetInfo, DatasetWriter, Episode
 from jepa_pilot.sim import MujocoEnv, TwoRoomsEnv, make
 from jepa_pilot.sim.gym_env import GymEnv, gym_only_problem, is_gym
 from jepa_pilot.sim.base import CHANGE_SETTINGS, GAIN_RANGE, LIGHT_RANGE, ROTATION_RANGE_DEG
 from jepa_pilot.sim.reacher import JOINT_LIMITS
+from jepa_pilot.sim.two_rooms import door_waypoints
 
 __all__ = ["CollectConfig", "Coverage", "arena_layout", "collect", "door_region", "episode_rng", "make_explorer",
            "rollout", "start_state"]
@@ -149,11 +149,14 @@ def make_explorer(env: MujocoEnv | GymEnv, rng: np.random.Generator, walk_memory
         jitter = max(world.door_width / 2 - env.base_radius, 0.0) / 2  # half the door's free play, m
 
         def route(state: np.ndarray, rng: np.random.Generator) -> list[np.ndarray]:
-            return door_route(state[:2], env.sample_state(rng)[:2], env.door_y, jitter=jitter, rng=rng)
+            way = door_waypoints(state, env.sample_state(rng), env.door_y)
+            if len(way) == 3 and jitter > 0:  # through the door: shift its two points alike
+                shift = float(rng.uniform(-jitter, jitter))
+                for point in way[:2]:
+                    point[1] += shift
+            return way
 
-        scale = env.action_scale
-        steer = proportional_steer(scale) if env.holonomic else unicycle_steer(scale[0], scale[1])
-        return WaypointExplorer(env.action_dim, route, steer, lambda s: s[:2], config, rng)
+        return WaypointExplorer(env.action_dim, route, env.steer, env.task_position, config, rng)
     if env.embodiment != "arm":
         raise ValueError(f"no explorer for env {env.name!r} ({env.embodiment})")
 

@@ -8,8 +8,10 @@ Everything runs on the exported ONNX graphs (what deployment runs):
 * per-dimension latent std (a collapsed dimension has ~0 std);
 * how well latent distance tracks true distance (Spearman rank correlation
   over random frame pairs): what a planner's goal cost relies on;
-* the latent distance between frames of one episode 4-6 cm apart (median):
-  a goal tolerance for the planner that means about 5 cm;
+* the latent distance between frames of one episode 4-6 cm apart (median);
+* a calibrated goal tolerance for the planner (``goal_tolerance``): the
+  largest latent distance below which 99 % of frame pairs of one episode
+  (up to 30 frames apart) lie within the success radius of each other;
 * where the env knows the shortest way between two states (``path_length``:
   PointMaze), how well the planner's cost ranks it: the latent distance and,
   if the bundle ships them, the landmarks' cost-to-go (Spearman per goal
@@ -28,7 +30,7 @@ from jepa_pilot.data.probe import linear_probe_r2
 from jepa_pilot.perception.engine import WorldModelEngine
 from jepa_pilot.perception.preprocess import to_model_input
 
-__all__ = ["held_out_episodes", "evaluate", "latent_distance_near", "plot_evaluation"]
+__all__ = ["held_out_episodes", "evaluate", "calibrated_goal_tolerance", "latent_distance_near", "plot_evaluation"]
 
 
 def held_out_episodes(dataset: Dataset, recipe: dict, trained_on: str | None) -> tuple[list[int], list[int]]:
@@ -57,9 +59,13 @@ def _encode_episode(engine: WorldModelEngine, images: np.ndarray) -> np.ndarray:
 
 
 def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fit_episodes: list[int],
-             max_windows: int = 2000, seed: int = 0, path_length=None) -> dict:
+             max_windows: int = 2000, seed: int = 0, path_length=None, task_position=None,
+             success_radius: float | None = None) -> dict:
     """Metrics on ``episodes``; the linear probe is fitted on ``fit_episodes``. ``path_length(a, b)``:
-    the shortest way between true states a and b, where the env knows it (else None)."""
+    the shortest way between true states a and b, where the env knows it (else None).
+    ``task_position(state)``: what the success definition measures (a base's (x, y), an arm's
+    fingertip), for the distance metrics; without it, the dataset's position values.
+    ``success_radius`` (m): the goal tolerance is calibrated to it where given."""
     spec, rng = engine.spec, np.random.default_rng(seed)
     k, h, s = spec.history, spec.horizon, spec.frameskip
     latents, states, actions_of, windows = [], [], [], []
@@ -109,14 +115,18 @@ def evaluate(engine: WorldModelEngine, dataset: Dataset, episodes: list[int], fi
         report["probe_r2"] = dict(zip(names, map(float, r2)))
         dims = dataset.info.position_dims
         report["probe_r2_position"] = float(np.mean(r2[dims]))
-        all_s = np.concatenate(states)[:, dims]
+        positions = [np.stack([task_position(x) for x in st]) if task_position else st[:, dims] for st in states]
+        all_s = np.concatenate(positions)
         pairs = rng.integers(0, len(all_z), size=(4000, 2))
         report["latent_vs_true_distance_spearman"] = _spearman(
             np.linalg.norm(all_z[pairs[:, 0]] - all_z[pairs[:, 1]], axis=1),
             np.linalg.norm(all_s[pairs[:, 0]] - all_s[pairs[:, 1]], axis=1))
-        near = latent_distance_near(latents, [st[:, dims] for st in states], 0.05)
+        near = latent_distance_near(latents, positions, 0.05)
         if near is not None:
             report["latent_distance_at_5cm"] = near
+        if success_radius is not None:
+            report["goal_tolerance"] = {"success_radius": success_radius,
+                                        "latent": calibrated_goal_tolerance(latents, positions, success_radius)}
         if path_length is not None:
             report["cost_vs_shortest_way_spearman"] = cost_vs_shortest_way(
                 engine, all_z, np.concatenate(states), path_length, rng)
@@ -135,6 +145,26 @@ def latent_distance_near(latents: list[np.ndarray], positions: list[np.ndarray],
             found.append(np.linalg.norm(z[lag:] - z[:-lag], axis=1)[near])
     found = np.concatenate(found) if found else np.zeros(0)
     return float(np.median(found)) if len(found) else None
+
+
+def calibrated_goal_tolerance(latents: list[np.ndarray], positions: list[np.ndarray], radius: float,
+                              max_lag: int = 30, miss: float = 0.01) -> float | None:
+    """The largest latent distance ``d`` such that, of the frame pairs of one episode (up to ``max_lag``
+    frames apart) closer than ``d`` in the latent, at most ``miss`` lie ``radius`` or more apart in
+    true position: a planner that stops when the latent distance to its goal is below ``d`` stops
+    within the success radius but rarely. None if no pair qualifies."""
+    dist, true = [], []
+    for z, pos in zip(latents, positions):
+        for lag in range(1, min(max_lag, len(z) - 1) + 1):
+            dist.append(np.linalg.norm(z[lag:] - z[:-lag], axis=1))
+            true.append(np.linalg.norm(pos[lag:] - pos[:-lag], axis=1))
+    if not dist:
+        return None
+    dist, true = np.concatenate(dist), np.concatenate(true)
+    order = np.argsort(dist)
+    missed = np.cumsum(true[order] >= radius) / np.arange(1, len(order) + 1)  # among pairs closer than each
+    ok = np.flatnonzero(missed <= miss)
+    return float(dist[order][ok[-1]]) if len(ok) else None
 
 
 def cost_vs_shortest_way(engine: WorldModelEngine, latents: np.ndarray, states: np.ndarray, path_length,

@@ -90,6 +90,9 @@ class ReacherEnv(MujocoEnv):
     state_names = ("q_shoulder", "q_elbow", "dq_shoulder", "dq_elbow")
     state_units = ("rad", "rad", "rad/s", "rad/s")
     tip_z = ARM_Z + 0.02
+    # Reaching counts when the fingertip is within 5 cm of the goal's: inside the drawn fingertip ball
+    # (radius 5.5 cm), 1.5 pixels of the 64-pixel image (3.2 cm per pixel), 5.6 % of the 0.9 m reach.
+    success_radius = 0.05
 
     @property
     def config(self) -> ReacherConfig:

@@ -41,7 +41,7 @@ import numpy as np
 from jepa_pilot.common.config import setting
 from jepa_pilot.sim.base import EnvConfig, MujocoEnv, RobotState
 
-__all__ = ["TwoRoomsConfig", "TwoRoomsEnv"]
+__all__ = ["TwoRoomsConfig", "TwoRoomsEnv", "door_waypoints"]
 
 ARENA_HALF = 1.0        # m, the free floor spans [-ARENA_HALF, ARENA_HALF] in x and y
 WALL_THICKNESS = 0.05   # m
@@ -96,6 +96,17 @@ class TwoRoomsConfig(EnvConfig):
             self._fail("action_rotation_deg", self.action_rotation_deg,
                        "expected 0 with drive differential: its actions (v, omega) are a speed and a turn rate, "
                        "not a planar velocity that could be rotated (use drive holonomic)")
+
+
+def door_waypoints(start: np.ndarray, goal: np.ndarray, door_y: float) -> list[np.ndarray]:
+    """Waypoints (x, y) in m from position ``start`` to position ``goal`` (the first two values of each
+    are read) in a world split by the wall at x = 0 with a door centred at y = ``door_y``: the goal in
+    the same room; else a point ``DOOR_APPROACH`` before the door, one as far beyond it, then the goal."""
+    goal = np.array(goal[:2], dtype=np.float64)
+    side = math.copysign(1.0, start[0])
+    if math.copysign(1.0, goal[0]) == side:
+        return [goal]
+    return [np.array([side * DOOR_APPROACH, door_y]), np.array([-side * DOOR_APPROACH, door_y]), goal]
 
 
 def _wrap(angle: float) -> float:
@@ -360,13 +371,10 @@ class TwoRoomsEnv(MujocoEnv):
         else a point ``DOOR_APPROACH`` before the door (of ``start``), one as far beyond it, then the
         goal. None if the door is narrower than the base."""
         start, goal = self.validate_state(start), self.validate_state(goal)
-        door_y, side = self.state_door(start), math.copysign(1.0, start[0])
-        if math.copysign(1.0, goal[0]) == side:
-            return [goal[:2].copy()]
-        if self._config.door_width < 2 * BASE_RADIUS:
+        crossing = math.copysign(1.0, start[0]) != math.copysign(1.0, goal[0])
+        if crossing and self._config.door_width < 2 * BASE_RADIUS:
             return None
-        return [np.array([side * DOOR_APPROACH, door_y]), np.array([-side * DOOR_APPROACH, door_y]),
-                goal[:2].copy()]
+        return door_waypoints(start, goal, self.state_door(start))
 
     def path_length(self, start: np.ndarray, goal: np.ndarray) -> float | None:
         """The geodesic distance (m) the base centre travels from ``start`` to ``goal``: straight in

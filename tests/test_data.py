@@ -9,8 +9,7 @@ import numpy as np
 import pytest
 import yaml
 
-from jepa_pilot.control.exploration import (WaypointConfig, WaypointExplorer, door_route, proportional_steer,
-                                            unicycle_steer)
+from jepa_pilot.control.exploration import WaypointConfig, WaypointExplorer, proportional_steer
 from jepa_pilot.data.bag import BagError, BagImportConfig, actions_for, import_bag, resample
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.data.dataset import Dataset, DatasetError, DatasetInfo, DatasetWriter, Episode
@@ -124,15 +123,6 @@ def drive_point(explorer: WaypointExplorer, start, steps: int, speed: float = 0.
 
 
 @pytest.mark.unit
-def test_door_route_goes_through_the_door_only_between_rooms():
-    assert [w.tolist() for w in door_route([-0.5, 0.3], [-0.2, -0.6], door_y=0.1)] == [[-0.2, -0.6]]
-    route = door_route([-0.5, 0.3], [0.7, -0.6], door_y=0.1, approach=0.25)
-    np.testing.assert_allclose(route, [[-0.25, 0.1], [0.25, 0.1], [0.7, -0.6]])
-    back = door_route([0.7, -0.6], [-0.5, 0.3], door_y=0.1, jitter=0.05, rng=np.random.default_rng(0))
-    assert back[0][0] == 0.25 and back[1][0] == -0.25 and abs(back[0][1] - 0.1) <= 0.05
-
-
-@pytest.mark.unit
 def test_waypoint_explorer_reaches_its_waypoints_and_is_seeded():
     goal = np.array([0.6, -0.4])
     config = WaypointConfig(seek_prob=1.0, seek_noise=0.0, speed_min=1.0)
@@ -151,17 +141,6 @@ def test_waypoint_explorer_reaches_its_waypoints_and_is_seeded():
     assert not np.array_equal(run(1), run(2))
     actions = np.diff(run(1), axis=0) / 0.05
     assert np.abs(actions).max() <= 1.0 + 1e-9 and actions.std(axis=0).min() > 0.2
-
-
-@pytest.mark.unit
-def test_unicycle_steer_turns_towards_the_target_and_waits_while_it_is_behind():
-    steer = unicycle_steer(0.5, 2.0)
-    ahead = steer(np.array([0.0, 0.0, 0.0]), np.array([0.5, 0.0]))
-    assert ahead[0] > 0 and ahead[1] == pytest.approx(0.0)
-    left = steer(np.array([0.0, 0.0, 0.0]), np.array([0.0, 0.5]))
-    assert left[0] == pytest.approx(0.0, abs=1e-12) and left[1] > 0
-    behind = steer(np.array([0.0, 0.0, math.pi / 2]), np.array([0.0, -0.5]))
-    assert behind[0] == 0.0 and abs(behind[1]) > 0
 
 
 # --- resampling and action alignment (pure) ----------------------------------------------

@@ -95,6 +95,27 @@ def test_the_route_lines_up_with_the_door_and_ends_at_the_goal(moving):
     assert [w.tolist() for w in moving.route(start, start)] == [[-0.7, 0.8]]
 
 
+def test_door_waypoints_cross_only_between_rooms_and_the_route_refuses_a_door_too_narrow():
+    from jepa_pilot.sim.two_rooms import door_waypoints
+    assert [w.tolist() for w in door_waypoints([-0.5, 0.3], [-0.2, -0.6], door_y=0.1)] == [[-0.2, -0.6]]
+    np.testing.assert_allclose(door_waypoints([0.7, -0.6], [-0.5, 0.3], door_y=0.1),
+                               [[0.25, 0.1], [-0.25, 0.1], [-0.5, 0.3]])
+    with sim.make("two_rooms", door_width=0.15) as narrow:
+        start, goal = np.array([-0.7, 0.8, 0, 0]), np.array([0.6, 0.7, 0, 0])
+        assert narrow.route(start, goal) is None and narrow.path_length(start, goal) is None
+        assert [w.tolist() for w in narrow.route(start, [-0.2, 0.1, 0, 0])] == [[-0.2, 0.1]]
+
+
+def test_a_differential_base_turns_towards_its_target_and_waits_while_it_is_behind():
+    with sim.make("two_rooms_diff") as env:
+        ahead = env.steer(np.array([0.0, 0.0, 0.0, 0, 0, 0]), np.array([0.5, 0.0]))
+        assert ahead[0] > 0 and ahead[1] == pytest.approx(0.0)
+        left = env.steer(np.array([0.0, 0.0, 0.0, 0, 0, 0]), np.array([0.0, 0.5]))
+        assert left[0] == pytest.approx(0.0, abs=1e-12) and left[1] > 0
+        behind = env.steer(np.array([0.0, 0.0, math.pi / 2, 0, 0, 0]), np.array([0.0, -0.5]))
+        assert behind[0] == 0.0 and abs(behind[1]) > 0
+
+
 @pytest.mark.parametrize("name", ["two_rooms", "two_rooms_random_door"])
 def test_following_the_route_reaches_goals_in_the_other_room(name):
     with sim.make(name) as env:
