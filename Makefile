@@ -107,6 +107,10 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	  --json benchmarks/eval_two_rooms_ros_seed101.json
 	$(ENV) jepa-pilot eval --env two_rooms_random_door --episodes 50 --seed 101 --goal-tolerance 0.83 --policies ros \
 	  --json benchmarks/eval_two_rooms_random_door_ros_seed101.json
+	$(ENV) jepa-pilot bench planning --env reacher --goal-tolerance 0.266 --policies latent,true_state,random \
+	  --json benchmarks/planning_reacher.json
+	$(ENV) jepa-pilot eval --env reacher --episodes 50 --seed 101 --goal-tolerance 0.266 --policies ros \
+	  --json benchmarks/eval_reacher_ros_seed101.json
 	$(ENV) jepa-pilot demo --out out/demo && cp out/demo/demo.json benchmarks/demo.json
 	$(ENV) jepa-pilot bench faults --json benchmarks/faults.json
 	$(ENV) jepa-pilot bench loop --json benchmarks/loop.json

@@ -87,7 +87,7 @@ def register(sub) -> None:
     p.add_argument("--budget-episodes", type=int, default=50, help="planning: episodes per budget (default 50)")
     p.add_argument("--goal-tolerance", type=float,
                    help="planning: the planner's goal_tolerance (default: config/sim.yaml's; calibrate per bundle "
-                        "with eval-model's latent_distance_at_5cm)")
+                        "with eval-model's goal_tolerance)")
     p.add_argument("--scenarios", default="rotation,gain,harmless",
                    help="finetune: world changes (eval-adapt's; default rotation,gain,harmless)")
     p.add_argument("--base-data", type=Path, default=Path("out/adapt/base"),

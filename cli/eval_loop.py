@@ -55,7 +55,7 @@ def register(sub) -> None:
     p.add_argument("--method", choices=("cem", "mppi"), help="planner (default: config/sim.yaml)")
     p.add_argument("--goal-tolerance", type=float,
                    help="latent distance the planner counts as reached (default: config/sim.yaml's 1.5, about 7 cm "
-                        "for two_rooms); calibrate per bundle: eval-model's latent_distance_at_5cm")
+                        "for two_rooms); calibrate per bundle: eval-model's goal_tolerance")
     p.add_argument("--no-landmarks", action="store_true",
                    help="latent: plan on the straight latent distance even if the bundle ships landmarks")
     p.add_argument("--json", type=Path, help="write the results here")

@@ -148,11 +148,12 @@ def latent_distance_near(latents: list[np.ndarray], positions: list[np.ndarray],
 
 
 def calibrated_goal_tolerance(latents: list[np.ndarray], positions: list[np.ndarray], radius: float,
-                              max_lag: int = 30, miss: float = 0.01) -> float | None:
+                              max_lag: int = 30, miss: float = 0.01, min_pairs: int = 100) -> float | None:
     """The largest latent distance ``d`` such that, of the frame pairs of one episode (up to ``max_lag``
     frames apart) closer than ``d`` in the latent, at most ``miss`` lie ``radius`` or more apart in
     true position: a planner that stops when the latent distance to its goal is below ``d`` stops
-    within the success radius but rarely. None if no pair qualifies."""
+    outside the success radius but rarely. Judged on at least ``min_pairs`` pairs; None if no such
+    ``d`` exists (a latent blind to the position)."""
     dist, true = [], []
     for z, pos in zip(latents, positions):
         for lag in range(1, min(max_lag, len(z) - 1) + 1):
@@ -163,7 +164,7 @@ def calibrated_goal_tolerance(latents: list[np.ndarray], positions: list[np.ndar
     dist, true = np.concatenate(dist), np.concatenate(true)
     order = np.argsort(dist)
     missed = np.cumsum(true[order] >= radius) / np.arange(1, len(order) + 1)  # among pairs closer than each
-    ok = np.flatnonzero(missed <= miss)
+    ok = np.flatnonzero(missed[min_pairs - 1:] <= miss) + min_pairs - 1
     return float(dist[order][ok[-1]]) if len(ok) else None
 
 

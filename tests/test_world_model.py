@@ -336,6 +336,22 @@ def test_spearman_ranks_and_ignores_scale():
     assert _spearman(x, np.array([1.0, 2.0, 3.0, 4.0, 5.0])) == pytest.approx(0.8)  # rank differences 0,1,1,1,1: 1 - 6*4/(5*24)
 
 
+@pytest.mark.unit
+def test_the_calibrated_goal_tolerance_is_the_latent_distance_of_the_success_radius():
+    from jepa_pilot.evaluation.model_eval import calibrated_goal_tolerance
+
+    # A robot moving 1 cm a frame, seen by a latent 10 units per metre: the success radius 5 cm is 0.5 units.
+    positions = [np.stack([np.arange(100) * 0.01, np.zeros(100)], axis=1)]
+    latents = [positions[0] * 10.0]
+    tolerance = calibrated_goal_tolerance(latents, positions, radius=0.05)
+    assert 0.5 <= tolerance < 0.55, tolerance  # the 1 % of pairs it may let through lie just beyond 0.5
+    assert calibrated_goal_tolerance(latents, positions, radius=0.1) > 2 * tolerance * 0.95
+    # A latent that ignores the position cannot promise the radius at any distance beyond its noise.
+    blind = [np.random.default_rng(0).normal(size=(100, 4))]
+    assert calibrated_goal_tolerance(blind, positions, radius=0.05) is None
+    assert calibrated_goal_tolerance([], [], radius=0.05) is None
+
+
 @pytest.mark.slow
 def test_non_finite_latents_are_refused(exported, tmp_path):
     """An encoder graph that outputs NaN (its last bias poisoned) must not pass latents on."""
