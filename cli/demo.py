@@ -39,8 +39,12 @@ def register(sub) -> None:
     p.add_argument("--bundle", help="model bundle: a name in models/ or a path (default: the env's name)")
     p.add_argument("--goals", type=int, default=5, help="goal images, start and goal in different rooms (default 5)")
     p.add_argument("--timeout", type=float, default=30.0, help="simulated seconds per goal (default 30)")
-    p.add_argument("--success-radius", type=float, default=0.1,
-                   help="success: the true distance to the goal that counts as reached, in m (default 0.1)")
+    p.add_argument("--success-radius", type=float,
+                   help="success: the true distance to the goal that counts as reached, in m (default: the env's "
+                        "own, 0.05 for the reacher's fingertip; else 0.1)")
+    p.add_argument("--goal-tolerance", type=float,
+                   help="the planner's goal_tolerance (default: config/sim.yaml's 1.5, about 7 cm for two_rooms); "
+                        "calibrate per bundle with eval-model's goal_tolerance (reacher: 0.266)")
     p.add_argument("--seconds", type=float, default=30.0, help="explorer driver: simulated seconds to run")
     p.add_argument("--seed", type=int, default=0, help="seed of starts and goals (default 0)")
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="folder for the GIF, plots, JSON and logs")
@@ -53,7 +57,8 @@ def run(args: argparse.Namespace) -> int:
 
     jepa = args.driver == "jepa"
     try:
-        specs = sim_graph(args.env, args.seed, jepa=jepa, bundle=args.bundle)
+        tolerance = {} if args.goal_tolerance is None else {"planner": {"goal_tolerance": args.goal_tolerance}}
+        specs = sim_graph(args.env, args.seed, jepa=jepa, bundle=args.bundle, **tolerance)
     except LaunchError as exc:
         print(f"jepa-pilot demo: error: {exc}")
         return 2
@@ -75,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
 # --- the world model drives ---------------------------------------------------------
 def drive_to_goals(args: argparse.Namespace, launcher) -> int:
     from jepa_pilot import sim
-    from jepa_pilot.evaluation.closed_loop import goal_pairs
+    from jepa_pilot.evaluation.closed_loop import LoopConfig, goal_pairs
     from jepa_pilot.evaluation.metrics import summarize
     from jepa_pilot.evaluation.rosgraph import run_goals
 
     world = sim.make(args.env)
+    radius = args.success_radius if args.success_radius is not None else (
+        getattr(world, "success_radius", None) or LoopConfig.success_radius)
     pairs = goal_pairs(world, args.goals, args.seed)
     max_steps = int(round(args.timeout / world.config.control_period))
     bar = tqdm(total=len(pairs), unit="goal", desc="goals")
@@ -92,7 +99,7 @@ def drive_to_goals(args: argparse.Namespace, launcher) -> int:
                   + (f"  stops: {'; '.join(r.notes)}" if r.notes else ""))
 
     try:
-        records, drawings, watcher = run_goals(world, pairs, max_steps, args.success_radius, alive=launcher.alive,
+        records, drawings, watcher = run_goals(world, pairs, max_steps, radius, alive=launcher.alive,
                                                on_goal=report_goal)
     except RuntimeError as exc:
         bar.close()
@@ -103,7 +110,7 @@ def drive_to_goals(args: argparse.Namespace, launcher) -> int:
     planning = np.array([m.planning_time for _, m in watcher.plans if m.planning_time > 0]) * 1e3
     summary = {
         "command": command_line(args.argv),
-        "env": args.env, "success_radius": args.success_radius, "machine": machine(), **summarize(records),
+        "env": args.env, "success_radius": radius, "machine": machine(), **summarize(records),
         "loop_latency_ms": {"p50": _pct(latency, 50), "p99": _pct(latency, 99), "samples": int(latency.size)},
         "planning_ms": {"p50": _pct(planning, 50), "p99": _pct(planning, 99), "samples": int(planning.size)},
         "records": [r.to_dict() for r in records],
