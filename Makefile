@@ -103,6 +103,8 @@ bench: $(STAMPS)/colcon  ## regenerate every number in README.md and benchmarks/
 	$(ENV) jepa-pilot bench planning --env two_rooms --json benchmarks/planning_two_rooms.json
 	$(ENV) jepa-pilot bench planning --env two_rooms_random_door --goal-tolerance 0.83 \
 	  --policies latent,shortest_path,random --budgets "" --json benchmarks/planning_two_rooms_random_door.json
+	$(ENV) jepa-pilot bench planning --env two_rooms_random_door --policies true_state --budgets "" \
+	  --json benchmarks/planning_two_rooms_random_door_true_state.json
 	$(ENV) jepa-pilot eval --env two_rooms --episodes 50 --seed 101 --policies ros \
 	  --json benchmarks/eval_two_rooms_ros_seed101.json
 	$(ENV) jepa-pilot eval --env two_rooms_random_door --episodes 50 --seed 101 --goal-tolerance 0.83 --policies ros \
