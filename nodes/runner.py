@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 import signal
 import traceback
+from pathlib import Path
 from typing import Callable
 
 import rclpy
@@ -31,22 +32,49 @@ from rclpy.signals import SignalHandlerOptions
 from jepa_pilot.common.config import ConfigError
 from jepa_pilot.common.worker import LatestWorker
 
-__all__ = ["run_node", "raise_priority", "node_worker"]
+__all__ = ["run_node", "raise_priority", "raise_autogroup", "node_worker"]
 
 RESPINS = 10  # executor races on destroyed entities tolerated per process (see run_node)
 
 
 def raise_priority(nice: int) -> str:
     """Lower this process's niceness to ``nice``: every thread it has now (DDS's, the executor's), and
-    the threads it starts later inherit it from the main thread. Never lowers the priority. Returns
-    '' or why it could not (below 0 needs CAP_SYS_NICE: root, or a ``nice`` entry in limits.conf)."""
-    if nice >= os.getpriority(os.PRIO_PROCESS, 0):
-        return ""
+    the threads it starts later inherit it from the main thread; with autogroup scheduling on, its
+    autogroup's too (:func:`raise_autogroup`). Never lowers the priority. Returns '' or why it could
+    not (below 0 needs CAP_SYS_NICE: root, or a ``nice`` entry in limits.conf)."""
+    if nice < os.getpriority(os.PRIO_PROCESS, 0):
+        try:
+            for tid in sorted(os.listdir("/proc/self/task"), key=lambda t: t != str(os.getpid())):  # main first
+                os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+        except (PermissionError, FileNotFoundError, ProcessLookupError) as exc:
+            return f"cannot run at nice {nice} ({exc}); running at {os.getpriority(os.PRIO_PROCESS, 0)}"
+    return raise_autogroup(nice)
+
+
+def raise_autogroup(nice: int) -> str:
+    """With the kernel's autogroup scheduling on (most desktop and robot Linux installs), the CPU is
+    shared between sessions first, equally whatever their threads' niceness, and a thread's niceness
+    only ranks it within its own session: a busy process in another session takes as much as the
+    whole loop. A process that leads its own session (``jepa-pilot up`` starts every node so) gets
+    ``nice`` for its autogroup, so its priority holds against the rest of the machine. One that
+    shares a session (its parent's) is left alone: raising that session would raise its neighbours
+    too. Returns '' or why the niceness does not reach beyond this process's session."""
+    group = Path("/proc/self/autogroup")
     try:
-        for tid in sorted(os.listdir("/proc/self/task"), key=lambda t: t != str(os.getpid())):  # main first
-            os.setpriority(os.PRIO_PROCESS, int(tid), nice)
-    except (PermissionError, FileNotFoundError, ProcessLookupError) as exc:
-        return f"cannot run at nice {nice} ({exc}); running at {os.getpriority(os.PRIO_PROCESS, 0)}"
+        enabled = Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+        current = int(group.read_text().split()[-1])              # "/autogroup-42 nice 0"
+    except (OSError, ValueError, IndexError):
+        return ""  # no autogroups here (another OS, or a kernel built without them)
+    if not enabled or nice >= current:
+        return ""
+    if os.getsid(0) != os.getpid():
+        return (f"autogroup scheduling is on and this process shares session {os.getsid(0)}: its nice {nice} "
+                f"ranks it only within that session; start it in a session of its own (setsid) or set "
+                f"kernel.sched_autogroup_enabled=0")
+    try:
+        group.write_text(str(nice))
+    except OSError as exc:
+        return f"cannot give this session's autogroup nice {nice} ({exc}); it stays at {current}"
     return ""
 
 

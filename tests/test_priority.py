@@ -1,10 +1,12 @@
-"""nodes/runner.py's raise_priority: every thread of the process gets the niceness, or it says why not."""
+"""nodes/runner.py's raise_priority: every thread of the process gets the niceness, and with autogroup
+scheduling on, so does the autogroup of a process that leads its own session; or it says why not."""
 from __future__ import annotations
 
 import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -19,18 +21,40 @@ why_not = raise_priority(-3)
 after = threading.Thread(target=stop.wait); after.start()            # one started after
 time.sleep(0.1)
 nices = {os.getpriority(os.PRIO_PROCESS, int(t)) for t in os.listdir("/proc/self/task")}
-print(json.dumps([why_not, sorted(nices), raise_priority(5), os.getpriority(os.PRIO_PROCESS, 0)]))
+group = open("/proc/self/autogroup").read().split()[-1] if os.path.exists("/proc/self/autogroup") else None
+print(json.dumps([why_not, sorted(nices), raise_priority(5), os.getpriority(os.PRIO_PROCESS, 0), group]))
 stop.set()
 """
 
+AUTOGROUPS = Path("/proc/sys/kernel/sched_autogroup_enabled")
+AUTOGROUPS_ON = AUTOGROUPS.exists() and AUTOGROUPS.read_text().strip() == "1"
 
-def test_every_thread_gets_the_niceness_or_it_says_why_not():
+
+def run_script(own_session: bool) -> tuple:
     done = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True, timeout=60,
-                          env=dict(os.environ))
+                          env=dict(os.environ), start_new_session=own_session)
     assert done.returncode == 0, done.stderr
-    why_not, nices, again, final = json.loads(done.stdout)
+    return tuple(json.loads(done.stdout))
+
+
+def test_every_thread_and_its_own_sessions_autogroup_get_the_niceness_or_it_says_why_not():
+    why_not, nices, again, final, group = run_script(own_session=True)
     if not why_not:  # allowed here (root or CAP_SYS_NICE): every thread, the one started later too
         assert nices == [-3] and final == -3
+        if AUTOGROUPS_ON:  # a session leader's autogroup competes with the other sessions at -3
+            assert group == "-3"
     else:
         assert "cannot run at nice -3" in why_not and final >= 0
     assert again == ""  # asking for a lower priority changes nothing and is no error
+
+
+def test_a_process_sharing_its_parents_session_keeps_the_sessions_autogroup_and_says_so():
+    why_not, nices, again, final, group = run_script(own_session=False)
+    if "cannot run at nice" in why_not:  # not allowed here: nothing changed
+        assert final >= 0
+        return
+    assert nices == [-3] and final == -3  # the threads rank within the session either way
+    if AUTOGROUPS_ON:
+        assert f"shares session {os.getsid(0)}" in why_not and group == open("/proc/self/autogroup").read().split()[-1]
+    else:
+        assert why_not == ""
