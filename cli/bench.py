@@ -326,14 +326,16 @@ def bench_gpu(args: argparse.Namespace) -> dict:
     out = gpu_bench.run(args.bundle, calls=50 * args.repeats)
     cuda = out["cuda"]
     print(f"{out['model_id']}; CUDA: " + (cuda.get("device", "") if cuda["available"] else f"not measured ({cuda['why']})"))
+    ms = lambda m: f"{m['ms_p50']:.3f}" if "ms_p50" in m else "failed"  # noqa: E731
     for name, path in out["paths"].items():
-        if "skipped" in path:
-            continue
-        plans = ", ".join(f"{k} {v['ms_p50']:.3f}" for k, v in path["plan"].items())
-        rollouts = ", ".join(f"{k} {v['ms_p50']:.3f}" for k, v in path["rollout"].items())
-        print(f"  {name:22s} encoder {path['encoder']['ms_p50']:.3f} ms; rollout {rollouts} ms; plan {plans} ms")
+        if "encoder" in path:
+            plans = ", ".join(f"{k} {ms(v)}" for k, v in path["plan"].items())
+            rollouts = ", ".join(f"{k} {ms(v)}" for k, v in path["rollout"].items())
+            print(f"  {name:22s} encoder {ms(path['encoder'])} ms; rollout {rollouts} ms; plan {plans} ms")
     if "ms_p50" in out["dino_wm_reference"]:
         print(f"  DINO-WM-sized plan: {out['dino_wm_reference']['ms_p50']:.1f} ms")
+    for where, why in gpu_bench.failures(out):
+        print(f"  failed: {where}: {why}")
     return out
 
 

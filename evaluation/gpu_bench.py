@@ -23,7 +23,9 @@ bf16, in PyTorch (random weights: only its cost is measured).
 
 Every number is the median wall time in ms of repeated calls after a
 warm-up (a CUDA graph is captured then), each call ending with its result
-on the host or the device synchronised.
+on the host or the device synchronised. A measurement that fails (a graph
+ONNX Runtime cannot capture, say) is recorded as ``{"failed": why}`` and
+the others still run: one run shows every path it could measure.
 """
 from __future__ import annotations
 
@@ -35,10 +37,13 @@ import numpy as np
 from jepa_pilot.control.planner import Planner, PlannerConfig
 from jepa_pilot.perception.engine import WorldModelEngine
 
-__all__ = ["timed_ms", "cuda_status", "run"]
+__all__ = ["timed_ms", "attempt", "failures", "cuda_status", "targets", "run"]
 
 ROLLOUT_N = (256, 4096)
 PLANS = {"default": {}, "samples4096": {"samples": 4096}}
+# What the GPU path should reach (README, Performance): ONNX Runtime's encoder against the PyTorch
+# CUDA-graph floor, and a full plan on the bound path.
+TARGETS = {"encoder_ort_over_floor": 1.3, "plan_default_ms": 2.0, "plan_samples4096_ms": 5.0}
 DINO = dict(tokens=196, dim=384, layers=6, heads=6, samples=300, horizon=5, iterations=30, elites=30, action_dim=2)
 
 
@@ -57,6 +62,23 @@ def timed_ms(fn: Callable[[], object], calls: int, budget_s: float = 20.0) -> di
         times.append(time.perf_counter() - start)
     p50, p90 = np.percentile(times, [50, 90]) * 1e3
     return {"ms_p50": round(float(p50), 4), "ms_p90": round(float(p90), 4), "calls": calls}
+
+
+def attempt(measure: Callable[[], dict]) -> dict:
+    """``measure()``, or ``{"failed": "<exception>: <message>"}`` where it raised."""
+    try:
+        return measure()
+    except Exception as exc:  # noqa: BLE001 - recorded in the JSON and printed, never hidden
+        return {"failed": f"{type(exc).__name__}: {str(exc).strip()[:500]}"}
+
+
+def failures(tree: dict, where: str = "") -> list[tuple[str, str]]:
+    """Every ``{"failed": why}`` in a result, with where it is ("paths ort_cuda encoder")."""
+    found = [(where, tree["failed"])] if "failed" in tree else []
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            found += failures(value, f"{where} {key}".strip())
+    return found
 
 
 def cuda_status() -> dict:
@@ -150,33 +172,47 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     sync = torch.cuda.synchronize
     dims = dict(history=spec.history, latent_dim=spec.latent_dim, horizon=spec.horizon, frameskip=spec.frameskip,
                 action_dim=spec.action_dim, device="cuda")
-    bound, floor = {}, {}
-
-    encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True),
-                           {"frames": frame.shape, "latent": (1, spec.latent_dim)})
-    bound["encoder"] = timed_ms(lambda: encoder.run(frames=frame), calls)
+    bound = {"rollout": {}, "plan": {}}
+    floor = {"rollout": {}, "plan": {}}
     model = load_world_model(engine.bundle.root).cuda().eval()
-    x = torch.as_tensor(frame, device="cuda")
-    encode = _graphed(model.encoder, x.clone())
-    floor["encoder"] = timed_ms(lambda: (encode(x), sync()), calls)
+
+    def bound_encoder():
+        encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True),
+                               {"frames": frame.shape, "latent": (1, spec.latent_dim)})
+        return timed_ms(lambda: encoder.run(frames=frame), calls)
+
+    def floor_encoder():
+        x = torch.as_tensor(frame, device="cuda")
+        encode = _graphed(model.encoder, x.clone())
+        return timed_ms(lambda: (encode(x), sync()), calls)
+
+    bound["encoder"], floor["encoder"] = attempt(bound_encoder), attempt(floor_encoder)
 
     zt = torch.as_tensor(z, device="cuda")
-    bound["rollout"], floor["rollout"], bound["plan"], floor["plan"] = {}, {}, {}, {}
-    rollouts = {}
+    rollouts: dict[int, tuple] = {}
     for n in sorted({*ROLLOUT_N, *(PlannerConfig(**cfg).samples for cfg in PLANS.values())}):
-        session = cuda_session(engine.bundle.path("rollout"), cuda_graph=True)
         a = torch.zeros((n, spec.horizon * spec.frameskip, spec.action_dim), device="cuda")
-        rollouts[n] = (OrtDeviceRollout(session, n, **dims),
-                       _GraphedRollout(TorchRollout(model, spec.horizon), zt, a))
+
+        def ort_rollout(n=n):
+            return OrtDeviceRollout(cuda_session(engine.bundle.path("rollout"), cuda_graph=True), n, **dims)
+
+        rollouts[n] = (ort_rollout, lambda a=a: _GraphedRollout(TorchRollout(model, spec.horizon), zt, a))
+    built: dict[tuple[int, int], object] = {}
+
+    def rollout(n: int, which: int):  # built once per (N, path), on first use
+        if (n, which) not in built:
+            built[n, which] = rollouts[n][which]()
+        return built[n, which]
+
     for n in ROLLOUT_N:
         at = torch.as_tensor(actions[n], device="cuda")
-        ort_rollout, torch_rollout = rollouts[n]
-        bound["rollout"][f"N{n}"] = timed_ms(lambda: (ort_rollout(zt, at), sync()), calls)
-        floor["rollout"][f"N{n}"] = timed_ms(lambda: (torch_rollout(zt, at), sync()), calls)
+        for which, out in enumerate((bound, floor)):
+            out["rollout"][f"N{n}"] = attempt(lambda: timed_ms(lambda r=rollout(n, which): (r(zt, at), sync()), calls))
     for name, cfg in PLANS.items():
         config = PlannerConfig(**cfg)
-        for out, rollout in zip((bound, floor), rollouts[config.samples]):
-            out["plan"][name] = timed_ms(_cold_plan(DevicePlanner(rollout, config, "cuda"), z, goal), calls)
+        for which, out in enumerate((bound, floor)):
+            out["plan"][name] = attempt(lambda: timed_ms(
+                _cold_plan(DevicePlanner(rollout(config.samples, which), config, "cuda"), z, goal), calls))
     return {"ort_cuda_bound_graph": bound, "torch_cuda_graph": floor}
 
 
@@ -212,6 +248,29 @@ def dino_wm_reference(calls: int) -> dict:
     return {"setting": dict(d), **timed_ms(plan, calls, budget_s=60.0)}
 
 
+def targets(out: dict) -> dict:
+    """Each of TARGETS measured against this run (ms_p50s), or why it was not measured."""
+    paths = out["paths"]
+    bound, floor = paths.get("ort_cuda_bound_graph", {}), paths.get("torch_cuda_graph", {})
+
+    def ms(path: dict, *keys: str) -> float | None:
+        for key in keys:
+            path = path.get(key, {})
+        return path.get("ms_p50")
+
+    values = {"encoder_ort_over_floor": (ms(bound, "encoder"), ms(floor, "encoder")),
+              "plan_default_ms": (ms(bound, "plan", "default"), 1.0),
+              "plan_samples4096_ms": (ms(bound, "plan", "samples4096"), 1.0)}
+    result = {}
+    for name, (value, over) in values.items():
+        if value is None or over is None:
+            result[name] = {"limit": TARGETS[name], "measured": False}
+        else:
+            result[name] = {"limit": TARGETS[name], "value": round(value / over, 3),
+                            "met": value / over <= TARGETS[name]}
+    return result
+
+
 def run(bundle: str, calls: int = 50, seed: int = 0) -> dict:
     """Every path this machine offers, for ``bundle`` (a name in models/ or a path)."""
     from jepa_pilot.perception.latents import resolve_bundle
@@ -226,9 +285,11 @@ def run(bundle: str, calls: int = 50, seed: int = 0) -> dict:
         for name in ("ort_cuda", "ort_cuda_bound_graph", "torch_cuda_graph"):
             out["paths"][name] = {"skipped": cuda["why"]}
         out["dino_wm_reference"] = {"skipped": cuda["why"]}
+        out["targets"] = targets(out)
         return out
     gpu = WorldModelEngine(resolve_bundle(bundle), providers=["cuda"])
-    out["paths"]["ort_cuda"] = ort_path(gpu, spec, calls, rng)
+    out["paths"]["ort_cuda"] = attempt(lambda: ort_path(gpu, spec, calls, rng))
     out["paths"].update(cuda_paths(gpu, spec, calls, rng))
-    out["dino_wm_reference"] = dino_wm_reference(max(5, calls // 10))
+    out["dino_wm_reference"] = attempt(lambda: dino_wm_reference(max(5, calls // 10)))
+    out["targets"] = targets(out)
     return out

@@ -101,3 +101,22 @@ def test_bench_gpu_measures_the_cpu_path_and_says_why_cuda_paths_were_not(monkey
         assert out["cuda"]["why"]
         for name in ("ort_cuda", "ort_cuda_bound_graph", "torch_cuda_graph"):
             assert out["paths"][name] == {"skipped": out["cuda"]["why"]}
+        assert not any(t["measured"] for t in out["targets"].values())
+
+
+def test_a_failed_measurement_is_recorded_where_it_happened_and_the_targets_are_judged_on_the_rest():
+    from jepa_pilot.evaluation.gpu_bench import TARGETS, attempt, failures, targets
+
+    def broken():
+        raise RuntimeError("graph capture is not supported\n")
+
+    out = {"paths": {"ort_cuda_bound_graph": {"encoder": {"ms_p50": 0.5}, "plan": {"default": {"ms_p50": 2.5},
+                                                                                     "samples4096": attempt(broken)}},
+                     "torch_cuda_graph": {"encoder": {"ms_p50": 0.4}, "plan": {}}}}
+    assert attempt(lambda: {"ms_p50": 1.0}) == {"ms_p50": 1.0}
+    assert failures(out) == [("paths ort_cuda_bound_graph plan samples4096",
+                              "RuntimeError: graph capture is not supported")]
+    judged = targets(out)
+    assert judged["encoder_ort_over_floor"] == {"limit": TARGETS["encoder_ort_over_floor"], "value": 1.25, "met": True}
+    assert judged["plan_default_ms"] == {"limit": 2.0, "value": 2.5, "met": False}
+    assert judged["plan_samples4096_ms"] == {"limit": 5.0, "measured": False}
