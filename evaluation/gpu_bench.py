@@ -8,7 +8,8 @@ not where it does not (no CUDA device, no onnxruntime-gpu):
 * ``ort_cuda``: the same engine on the CUDA provider, host arrays (each
   call uploads its inputs and downloads its outputs);
 * ``ort_cuda_bound_graph``: IO binding on device buffers, captured as CUDA
-  graphs (perception/bound.py); the plan on the device
+  graphs (perception/bound.py; where ONNX Runtime cannot capture a graph,
+  its plain CUDA session, and ``sessions`` says why); the plan on the device
   (control.device_planner.DevicePlanner around the bound rollout);
 * ``torch_cuda_graph``: the same weights in PyTorch (read back from the
   ONNX files), captured as CUDA graphs: the floor; the plan on the device
@@ -172,13 +173,26 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     sync = torch.cuda.synchronize
     dims = dict(history=spec.history, latent_dim=spec.latent_dim, horizon=spec.horizon, frameskip=spec.frameskip,
                 action_dim=spec.action_dim, device="cuda")
-    bound = {"rollout": {}, "plan": {}}
+    bound = {"rollout": {}, "plan": {}, "sessions": {}}
     floor = {"rollout": {}, "plan": {}}
     model = load_world_model(engine.bundle.root).cuda().eval()
 
+    def graphed_or_plain(graph: str, key: str, build: Callable, trial: Callable):
+        """``build(session)`` on a session captured as a CUDA graph, tried three times with ``trial``;
+        where ONNX Runtime cannot capture it, on a plain CUDA session, saying why in ``sessions``."""
+        try:
+            built = build(cuda_session(engine.bundle.path(graph), cuda_graph=True))
+            for _ in range(3):
+                trial(built)
+            bound["sessions"][key] = "cuda graph"
+        except Exception as exc:  # noqa: BLE001 - recorded: the plain session is measured instead
+            bound["sessions"][key] = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+            built = build(cuda_session(engine.bundle.path(graph)))
+        return built
+
     def bound_encoder():
-        encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True),
-                               {"frames": frame.shape, "latent": (1, spec.latent_dim)})
+        encoder = graphed_or_plain("encoder", "encoder", lambda session: BoundSession(
+            session, {"frames": frame.shape, "latent": (1, spec.latent_dim)}), lambda e: e.run(frames=frame))
         return timed_ms(lambda: encoder.run(frames=frame), calls)
 
     def floor_encoder():
@@ -193,8 +207,9 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     for n in sorted({*ROLLOUT_N, *(PlannerConfig(**cfg).samples for cfg in PLANS.values())}):
         a = torch.zeros((n, spec.horizon * spec.frameskip, spec.action_dim), device="cuda")
 
-        def ort_rollout(n=n):
-            return OrtDeviceRollout(cuda_session(engine.bundle.path("rollout"), cuda_graph=True), n, **dims)
+        def ort_rollout(n=n, a=a):
+            return graphed_or_plain("rollout", f"rollout N{n}", lambda session: OrtDeviceRollout(session, n, **dims),
+                                    lambda r: (r(zt, a), sync()))
 
         rollouts[n] = (ort_rollout, lambda a=a: _GraphedRollout(TorchRollout(model, spec.horizon), zt, a))
     built: dict[tuple[int, int], object] = {}
