@@ -14,7 +14,10 @@ Its model is a *device rollout* of fixed batch N = ``samples``:
 its device, with ``horizon``, ``frameskip`` and ``action_dim``:
 
 * :class:`OrtDeviceRollout`: the bundle's rollout.onnx in ONNX Runtime,
-  bound to device tensors (perception/bound.py), optionally a CUDA graph;
+  bound to device tensors (perception/bound.py); on CUDA (:func:`cuda_rollout`)
+  a session of its own computing on the planner's torch stream, captured as
+  a CUDA graph: a plan queues every iteration without the host waiting,
+  until the chosen plan comes down;
 * :class:`TorchRollout`: the same weights in PyTorch (world_model), the
   floor the GPU benchmark compares ONNX Runtime against.
 
@@ -23,33 +26,75 @@ torch is needed here only (the CPU path never imports this module).
 from __future__ import annotations
 
 import numpy as np
+import onnxruntime as ort
 import torch
 
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
-from jepa_pilot.perception.bound import bind_tensors, on_cuda
+from jepa_pilot.perception.bound import bind_tensors, cuda_session, on_cuda
 
-__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "engine_planner"]
+__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "cuda_rollout", "engine_planner"]
 
 
 class OrtDeviceRollout:
-    """rollout.onnx run by ``session`` (on CUDA, or the CPU) on tensors of ``device``, batch ``samples``."""
+    """rollout.onnx run by ``session`` (on CUDA, or the CPU) on tensors of ``device``, batch ``samples``.
+
+    ``stream``: the torch stream ``session`` computes on (perception.bound.cuda_session(stream=)).
+    Then a call queues its copies and the run on that stream, ordered after the caller's stream and
+    before it by events, and the host never waits. Without one, ONNX Runtime runs on a stream of its
+    own: the host waits for the copies before the run and for the run before returning."""
 
     def __init__(self, session, samples: int, history: int, latent_dim: int, horizon: int, frameskip: int,
-                 action_dim: int, device: str | torch.device) -> None:
+                 action_dim: int, device: str | torch.device, stream=None) -> None:
         self.session, self.horizon, self.frameskip, self.action_dim = session, horizon, frameskip, action_dim
         zeros = lambda *shape: torch.zeros(shape, dtype=torch.float32, device=device)  # noqa: E731
         self.z, self.a = zeros(samples, history, latent_dim), zeros(samples, horizon * frameskip, action_dim)
         self.out = zeros(samples, horizon, latent_dim)
         self.binding = bind_tensors(session, {"z_hist": self.z, "actions": self.a, "latents": self.out})
+        self.stream, self.options = stream, None
+        self.captured = "no cuda graph (a plain session)"  # what cuda_rollout made of it
+        if stream is not None:
+            self.options = ort.RunOptions()
+            self.options.add_run_config_entry("disable_synchronize_execution_providers", "1")
 
     def __call__(self, z_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The forecast, in a buffer the next call overwrites."""
-        self.z.copy_(z_hist.expand_as(self.z))
-        self.a.copy_(actions)
-        if self.z.is_cuda:
-            torch.cuda.synchronize(self.z.device)  # ONNX Runtime runs on a stream of its own
-        self.session.run_with_iobinding(self.binding)
+        if self.stream is None:
+            self.z.copy_(z_hist.expand_as(self.z))
+            self.a.copy_(actions)
+            if self.z.is_cuda:
+                torch.cuda.synchronize(self.z.device)  # ONNX Runtime runs on a stream of its own
+            self.session.run_with_iobinding(self.binding)
+            return self.out
+        caller = torch.cuda.current_stream(self.z.device)
+        self.stream.wait_stream(caller)
+        with torch.cuda.stream(self.stream):
+            self.z.copy_(z_hist.expand_as(self.z))
+            self.a.copy_(actions)
+            self.session.run_with_iobinding(self.binding, self.options)
+        caller.wait_stream(self.stream)
         return self.out
+
+
+def cuda_rollout(path, samples: int, history: int, latent_dim: int, horizon: int, frameskip: int,
+                 action_dim: int, device_id: int = 0) -> OrtDeviceRollout:
+    """rollout.onnx on CUDA for a DevicePlanner: a session of its own on a torch stream of its own,
+    captured as a CUDA graph on three trial runs (its shapes and addresses never change); where ONNX
+    Runtime cannot capture it, a plain session on that stream. ``captured`` says which, and why."""
+    stream = torch.cuda.Stream(device=device_id)
+    dims = (samples, history, latent_dim, horizon, frameskip, action_dim, f"cuda:{device_id}")
+    z = torch.zeros(history, latent_dim, device=f"cuda:{device_id}")
+    try:
+        rollout = OrtDeviceRollout(cuda_session(path, cuda_graph=True, device_id=device_id, stream=stream), *dims,
+                                   stream=stream)
+        a = torch.zeros_like(rollout.a)
+        for _ in range(3):
+            rollout(z, a)
+        torch.cuda.synchronize(device_id)
+        rollout.captured = "cuda graph"
+    except Exception as exc:  # noqa: BLE001 - the reason is kept in `captured` and reported
+        rollout = OrtDeviceRollout(cuda_session(path, device_id=device_id, stream=stream), *dims, stream=stream)
+        rollout.captured = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+    return rollout
 
 
 class TorchRollout:
@@ -96,6 +141,10 @@ class DevicePlanner:
     @torch.no_grad()
     def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
         """Planner.plan, on the device: (K, D) latest latents and the (D,) goal in, the plan out."""
+        with torch.cuda.stream(getattr(self.model, "stream", None)):  # the rollout's, if it has one
+            return self._plan(z_hist, goal, periods)
+
+    def _plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float) -> Plan:
         cfg, lim, dev = self.config, self.config.action_limit, self.device
         z = torch.as_tensor(np.asarray(z_hist, np.float32), device=dev)       # (K, D)
         g = torch.as_tensor(np.asarray(goal, np.float32), device=dev)         # (D,)
@@ -123,14 +172,16 @@ class DevicePlanner:
 
 
 def engine_planner(engine, config: PlannerConfig) -> DevicePlanner:
-    """A DevicePlanner on a WorldModelEngine's rollout session, on the device that session runs on:
-    CUDA (IO-bound to torch CUDA tensors) when ONNX Runtime placed it there, else the CPU (the same
-    code on host tensors). Raises RuntimeError when the session is on CUDA and torch cannot use it."""
+    """A DevicePlanner for a WorldModelEngine, on the device ONNX Runtime placed its rollout on. On
+    CUDA: the bundle's rollout in a session of its own on the planner's stream, a CUDA graph where ONNX
+    Runtime can capture it (:func:`cuda_rollout`); on the CPU: the engine's own rollout session bound
+    to host tensors (the same code). Raises RuntimeError when the rollout is on CUDA and torch cannot
+    use it."""
     session, spec = engine.sessions["rollout"], engine.spec
-    device = "cuda" if on_cuda(session) else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
+    dims = (config.samples, spec.history, spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim)
+    if not on_cuda(session):
+        return DevicePlanner(OrtDeviceRollout(session, *dims, "cpu"), config, "cpu")
+    if not torch.cuda.is_available():
         raise RuntimeError("search: device needs torch with CUDA when the rollout runs on CUDA "
                            f"(torch {torch.__version__} sees no GPU); use search: host")
-    rollout = OrtDeviceRollout(session, config.samples, spec.history, spec.latent_dim, spec.horizon,
-                               spec.frameskip, spec.action_dim, device)
-    return DevicePlanner(rollout, config, device)
+    return DevicePlanner(cuda_rollout(engine.bundle.path("rollout"), *dims), config, "cuda")

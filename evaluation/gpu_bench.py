@@ -10,7 +10,9 @@ not where it does not (no CUDA device, no onnxruntime-gpu):
 * ``ort_cuda_bound_graph``: IO binding on device buffers, captured as CUDA
   graphs (perception/bound.py; where ONNX Runtime cannot capture a graph,
   its plain CUDA session, and ``sessions`` says why); the plan on the device
-  (control.device_planner.DevicePlanner around the bound rollout);
+  as the planner node's ``search: device`` runs it
+  (control.device_planner.DevicePlanner around a cuda_rollout: its own
+  session on the planner's stream, the host waiting only for the plan);
 * ``torch_cuda_graph``: the same weights in PyTorch (read back from the
   ONNX files), captured as CUDA graphs: the floor; the plan on the device
   around the captured rollout.
@@ -162,37 +164,30 @@ class _GraphedRollout:
 
 
 def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
-    """The bound + CUDA-graph ONNX Runtime path and the PyTorch CUDA-graph floor."""
+    """The bound + CUDA-graph ONNX Runtime path (as the planner node's ``search: device`` builds it) and
+    the PyTorch CUDA-graph floor."""
     import torch
 
-    from jepa_pilot.control.device_planner import DevicePlanner, OrtDeviceRollout, TorchRollout
+    from jepa_pilot.control.device_planner import DevicePlanner, TorchRollout, cuda_rollout
     from jepa_pilot.perception.bound import BoundSession, cuda_session
     from jepa_pilot.world_model.finetune import load_world_model
 
     frame, z, goal, actions = _host_inputs(spec, rng)
     sync = torch.cuda.synchronize
-    dims = dict(history=spec.history, latent_dim=spec.latent_dim, horizon=spec.horizon, frameskip=spec.frameskip,
-                action_dim=spec.action_dim, device="cuda")
     bound = {"rollout": {}, "plan": {}, "sessions": {}}
     floor = {"rollout": {}, "plan": {}}
     model = load_world_model(engine.bundle.root).cuda().eval()
 
-    def graphed_or_plain(graph: str, key: str, build: Callable, trial: Callable):
-        """``build(session)`` on a session captured as a CUDA graph, tried three times with ``trial``;
-        where ONNX Runtime cannot capture it, on a plain CUDA session, saying why in ``sessions``."""
-        try:
-            built = build(cuda_session(engine.bundle.path(graph), cuda_graph=True))
-            for _ in range(3):
-                trial(built)
-            bound["sessions"][key] = "cuda graph"
-        except Exception as exc:  # noqa: BLE001 - recorded: the plain session is measured instead
-            bound["sessions"][key] = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
-            built = build(cuda_session(engine.bundle.path(graph)))
-        return built
-
     def bound_encoder():
-        encoder = graphed_or_plain("encoder", "encoder", lambda session: BoundSession(
-            session, {"frames": frame.shape, "latent": (1, spec.latent_dim)}), lambda e: e.run(frames=frame))
+        shapes = {"frames": frame.shape, "latent": (1, spec.latent_dim)}
+        try:
+            encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True), shapes)
+            for _ in range(3):
+                encoder.run(frames=frame)
+            bound["sessions"]["encoder"] = "cuda graph"
+        except Exception as exc:  # noqa: BLE001 - recorded: the plain session is measured instead
+            bound["sessions"]["encoder"] = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+            encoder = BoundSession(cuda_session(engine.bundle.path("encoder")), shapes)
         return timed_ms(lambda: encoder.run(frames=frame), calls)
 
     def floor_encoder():
@@ -203,20 +198,18 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     bound["encoder"], floor["encoder"] = attempt(bound_encoder), attempt(floor_encoder)
 
     zt = torch.as_tensor(z, device="cuda")
-    rollouts: dict[int, tuple] = {}
-    for n in sorted({*ROLLOUT_N, *(PlannerConfig(**cfg).samples for cfg in PLANS.values())}):
-        a = torch.zeros((n, spec.horizon * spec.frameskip, spec.action_dim), device="cuda")
-
-        def ort_rollout(n=n, a=a):
-            return graphed_or_plain("rollout", f"rollout N{n}", lambda session: OrtDeviceRollout(session, n, **dims),
-                                    lambda r: (r(zt, a), sync()))
-
-        rollouts[n] = (ort_rollout, lambda a=a: _GraphedRollout(TorchRollout(model, spec.horizon), zt, a))
+    dims = (spec.history, spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim)
+    builders = {0: lambda n: cuda_rollout(engine.bundle.path("rollout"), n, *dims),
+                1: lambda n: _GraphedRollout(TorchRollout(model, spec.horizon), zt,
+                                             torch.zeros((n, spec.horizon * spec.frameskip, spec.action_dim),
+                                                         device="cuda"))}
     built: dict[tuple[int, int], object] = {}
 
     def rollout(n: int, which: int):  # built once per (N, path), on first use
         if (n, which) not in built:
-            built[n, which] = rollouts[n][which]()
+            built[n, which] = builders[which](n)
+            if which == 0:
+                bound["sessions"][f"rollout N{n}"] = built[n, which].captured
         return built[n, which]
 
     for n in ROLLOUT_N:

@@ -104,7 +104,8 @@ class PlannerNode(ModelNode):
         if cfg.search == "device":
             from jepa_pilot.control.device_planner import engine_planner  # torch: only on this path
             planner = engine_planner(engine, cfg.part(PlannerConfig))
-            self.get_logger().info(f"search on the device: torch tensors on {planner.device}")
+            captured = f", its rollout {planner.model.captured}" if planner.device.type == "cuda" else ""
+            self.get_logger().info(f"search on the device: torch tensors on {planner.device}{captured}")
         metric = LandmarkGraph.of_bundle(engine.bundle)  # the bundle's map of its latent space, if it ships one
         if metric is not None and planner is not None:
             self.get_logger().warning("the bundle's landmarks are not used by search:=device (latent distance)")

@@ -19,6 +19,7 @@ from typing import Sequence
 import numpy as np
 import onnxruntime as ort
 
+from jepa_pilot.perception.bound import CUDA_OPTIONS
 from jepa_pilot.perception.bundle import Bundle, BundleError, load_bundle
 from jepa_pilot.perception.preprocess import prepare, to_model_input
 
@@ -59,9 +60,10 @@ class WorldModelEngine:
         cache = TRT_CACHE / self.spec.model_id
         if PROVIDERS["tensorrt"] in names:
             cache.mkdir(parents=True, exist_ok=True)
-        chosen = [(n, {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True",
-                       "trt_engine_cache_path": str(cache), "trt_timing_cache_path": str(cache)})
-                  if n == PROVIDERS["tensorrt"] else n for n in names]
+        options_of = {PROVIDERS["tensorrt"]: {"trt_engine_cache_enable": "True", "trt_timing_cache_enable": "True",
+                                              "trt_engine_cache_path": str(cache), "trt_timing_cache_path": str(cache)},
+                      PROVIDERS["cuda"]: CUDA_OPTIONS}
+        chosen = [(n, options_of[n]) if n in options_of else n for n in names]
         self.sessions = {}
         for name in ("encoder", "rollout"):
             try:

@@ -69,17 +69,30 @@ def test_the_device_planner_on_cuda_plans_like_the_cpu_planner(engines):
     assert host.cost < host.goal_distance and device.cost <= 1.25 * host.cost + 1e-6, (device.cost, host.cost)
 
 
-def test_the_planner_nodes_device_search_runs_on_the_engines_cuda_session(engines):
-    """search: device (nodes/planner_node.py) on an engine whose rollout ONNX Runtime put on CUDA."""
-    from jepa_pilot.control.device_planner import engine_planner
+def test_the_planner_nodes_device_search_plans_on_its_own_stream_as_the_host_waiting_path_does(engines):
+    """search: device (nodes/planner_node.py) on an engine whose rollout ONNX Runtime put on CUDA: a
+    captured rollout on the planner's stream, never waited for by the host mid-plan, gives the plan
+    that the same search gives when the host waits for every step (same seed: the same numbers)."""
+    import torch
+
+    from jepa_pilot.control.device_planner import DevicePlanner, OrtDeviceRollout, engine_planner
+    from jepa_pilot.perception.bound import cuda_session
 
     _, cuda = engines
-    planner = engine_planner(cuda, PlannerConfig())
-    assert planner.device.type == "cuda"
+    spec, config = cuda.spec, PlannerConfig()
+    planner = engine_planner(cuda, config)
+    assert planner.device.type == "cuda" and planner.model.captured == "cuda graph"
+    assert planner.model.stream is not None and planner.model.stream != torch.cuda.current_stream()
+    waiting = DevicePlanner(OrtDeviceRollout(cuda_session(BUNDLE / "rollout.onnx"), config.samples, spec.history,
+                                             spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim, "cuda"),
+                            config, "cuda")
     rng = np.random.default_rng(3)
-    z, goal = rng.standard_normal((2, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
-    plan = planner.plan(z, goal)
-    assert plan.actions.shape == (40, 2) and plan.cost < plan.goal_distance
+    for _ in range(3):  # warm-started plans: the stream's work and the host's bookkeeping stay in order
+        z, goal = rng.standard_normal((2, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+        plan, want = planner.plan(z, goal), waiting.plan(z, goal)
+        assert plan.actions.shape == (40, 2) and plan.cost < plan.goal_distance
+        np.testing.assert_allclose(plan.actions, want.actions, rtol=1e-4, atol=1e-5)
+        assert abs(plan.cost - want.cost) < 1e-4
 
 
 def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
@@ -92,3 +105,5 @@ def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
         path = result["paths"][name]
         assert "skipped" not in path and path["plan"]["default"]["ms_p50"] > 0, (name, path)
     assert result["dino_wm_reference"]["ms_p50"] > 0
+    assert result["paths"]["ort_cuda_bound_graph"]["sessions"]["rollout N256"] == "cuda graph"
+    assert all("value" in t for t in result["targets"].values()), result["targets"]
