@@ -332,6 +332,9 @@ def bench_gpu(args: argparse.Namespace) -> dict:
             plans = ", ".join(f"{k} {ms(v)}" for k, v in path["plan"].items())
             rollouts = ", ".join(f"{k} {ms(v)}" for k, v in path["rollout"].items())
             print(f"  {name:22s} encoder {ms(path['encoder'])} ms; rollout {rollouts} ms; plan {plans} ms")
+            if "plan_op_by_op" in path:
+                print(f"  {'':22s} the same search op by op: " +
+                      ", ".join(f"{k} {ms(v)}" for k, v in path["plan_op_by_op"].items()) + " ms")
     if "ms_p50" in out["dino_wm_reference"]:
         print(f"  DINO-WM-sized plan: {out['dino_wm_reference']['ms_p50']:.1f} ms")
     for where, why in gpu_bench.failures(out):

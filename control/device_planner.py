@@ -32,7 +32,37 @@ import torch
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
 from jepa_pilot.perception.bound import bind_tensors, cuda_session, on_cuda
 
-__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "cuda_rollout", "engine_planner"]
+__all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "candidates", "cuda_rollout", "engine_planner",
+           "search_costs", "update"]
+
+
+# One search step, on torch tensors: what DevicePlanner runs op by op and control.search_graph unrolls
+# into one ONNX graph (Planner, in NumPy, is the same search).
+def candidates(mean: torch.Tensor, std: torch.Tensor, noise: torch.Tensor, limit: float) -> torch.Tensor:
+    """(H, A) mean and std, (N, H, A) unit noise -> (N, H, A) macro actions within the limit; the
+    first is the current mean itself (always tried)."""
+    macro = (mean + std * noise).clamp(-limit, limit)
+    return torch.cat([mean.clamp(-limit, limit)[None], macro[1:]])
+
+
+def search_costs(latents: torch.Tensor, goal: torch.Tensor, macro: torch.Tensor, config: PlannerConfig):
+    """(N, H, D) forecasts, (D,) goal, (N, H, A) macro actions -> (N,) costs (Planner.costs)."""
+    dist = torch.linalg.vector_norm(latents - goal, dim=-1)                 # (N, H)
+    cost = dist.min(dim=1).values + config.terminal_weight * dist[:, -1]
+    if config.smoothness:
+        cost = cost + config.smoothness * torch.diff(macro, dim=1).square().sum(dim=(1, 2))
+    return cost
+
+
+def update(macro: torch.Tensor, cost: torch.Tensor, config: PlannerConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """(N, H, A) candidates and their (N,) costs -> the next (H, A) mean and std: CEM's elites, or
+    MPPI's exponentially weighted average of all of them."""
+    if config.method == "cem":
+        elite = macro[torch.topk(cost, config.elites, largest=False).indices]
+        return elite.mean(0), elite.std(0, unbiased=False).clamp_min(config.min_std)
+    w = torch.softmax(-(cost - cost.min()) / config.temperature, dim=0)
+    mean = torch.einsum("n,nha->ha", w, macro)
+    return mean, torch.einsum("n,nha->ha", w, (macro - mean) ** 2).sqrt().clamp_min(config.min_std)
 
 
 class OrtDeviceRollout:
@@ -131,12 +161,7 @@ class DevicePlanner:
         return torch.repeat_interleave(macro, self.model.frameskip, dim=-2)
 
     def costs(self, latents: torch.Tensor, goal: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
-        """(N, H, D) forecasts, (D,) goal, (N, H, A) macro actions -> (N,) costs (Planner.costs)."""
-        dist = torch.linalg.vector_norm(latents - goal, dim=-1)             # (N, H)
-        cost = dist.min(dim=1).values + self.config.terminal_weight * dist[:, -1]
-        if self.config.smoothness:
-            cost = cost + self.config.smoothness * torch.diff(macro, dim=1).square().sum(dim=(1, 2))
-        return cost
+        return search_costs(latents, goal, macro, self.config)
 
     @torch.no_grad()
     def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
@@ -152,36 +177,32 @@ class DevicePlanner:
         mean, std = self.warm.mean.clone(), self.warm.std.clone()
         for _ in range(iterations):
             noise = torch.randn((cfg.samples, *self.shape), generator=self.gen, device=dev)
-            macro = (mean + std * noise).clamp(-lim, lim)                     # (N, H, A)
-            macro[0] = mean.clamp(-lim, lim)                                  # always try the current mean
+            macro = candidates(mean, std, noise, lim)                        # (N, H, A)
             cost = self.costs(self.model(z, self.expand(macro)), g, macro)
-            if cfg.method == "cem":
-                elite = macro[torch.topk(cost, cfg.elites, largest=False).indices]
-                mean, std = elite.mean(0), elite.std(0, unbiased=False).clamp_min(cfg.min_std)
-            else:  # MPPI: exponentially weighted average of all samples
-                w = torch.softmax(-(cost - cost.min()) / cfg.temperature, dim=0)
-                mean = torch.einsum("n,nha->ha", w, macro)
-                std = torch.einsum("n,nha->ha", w, (macro - mean) ** 2).sqrt().clamp_min(cfg.min_std)
+            mean, std = update(macro, cost, cfg)
         best = mean.clamp(-lim, lim)                                          # (H, A)
         batch = self.expand(best).expand(cfg.samples, -1, -1)                 # fixed N: the rollout's shape
         final = self.model(z, batch)[0]                                       # (H, D)
         self.warm.keep(best, std)
         cost = float(self.costs(final[None], g, best[None])[0])
-        return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=final.cpu().numpy(),
+        # .copy(): on the CPU .cpu() is the rollout's own buffer, which the next plan overwrites
+        return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=final.cpu().numpy().copy(),
                     cost=cost, goal_distance=float(torch.linalg.vector_norm(z[-1] - g)), iterations=iterations)
 
 
-def engine_planner(engine, config: PlannerConfig) -> DevicePlanner:
-    """A DevicePlanner for a WorldModelEngine, on the device ONNX Runtime placed its rollout on. On
-    CUDA: the bundle's rollout in a session of its own on the planner's stream, a CUDA graph where ONNX
-    Runtime can capture it (:func:`cuda_rollout`); on the CPU: the engine's own rollout session bound
-    to host tensors (the same code). Raises RuntimeError when the rollout is on CUDA and torch cannot
-    use it."""
+def engine_planner(engine, config: PlannerConfig):
+    """The planner node's ``search: device`` for a WorldModelEngine, on the device ONNX Runtime placed
+    its rollout on. On CUDA: the whole search as one graph (control.search_graph.graph_planner: its
+    own session on the planner's stream, a CUDA graph where ONNX Runtime can capture it); on the CPU:
+    this DevicePlanner around the engine's own rollout session, bound to host tensors. Raises
+    RuntimeError when the rollout is on CUDA and torch cannot use it."""
     session, spec = engine.sessions["rollout"], engine.spec
-    dims = (config.samples, spec.history, spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim)
     if not on_cuda(session):
+        dims = (config.samples, spec.history, spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim)
         return DevicePlanner(OrtDeviceRollout(session, *dims, "cpu"), config, "cpu")
     if not torch.cuda.is_available():
         raise RuntimeError("search: device needs torch with CUDA when the rollout runs on CUDA "
                            f"(torch {torch.__version__} sees no GPU); use search: host")
-    return DevicePlanner(cuda_rollout(engine.bundle.path("rollout"), *dims), config, "cuda")
+    from jepa_pilot.control.search_graph import graph_planner
+
+    return graph_planner(engine.bundle, config, "cuda")

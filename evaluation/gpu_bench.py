@@ -9,13 +9,16 @@ not where it does not (no CUDA device, no onnxruntime-gpu):
   call uploads its inputs and downloads its outputs);
 * ``ort_cuda_bound_graph``: IO binding on device buffers, captured as CUDA
   graphs (perception/bound.py; where ONNX Runtime cannot capture a graph,
-  its plain CUDA session, and ``sessions`` says why); the plan on the device
-  as the planner node's ``search: device`` runs it
-  (control.device_planner.DevicePlanner around a cuda_rollout: its own
-  session on the planner's stream, the host waiting only for the plan);
+  its plain CUDA session, and ``sessions`` says why). ``plan``: as the
+  planner node's ``search: device`` runs it, the whole search as one
+  exported graph (control.search_graph.graph_planner: one run, one CUDA
+  graph replay per plan); ``plan_op_by_op``: the same search driven from
+  Python around the bound rollout (control.device_planner.DevicePlanner
+  with a cuda_rollout), for comparison;
 * ``torch_cuda_graph``: the same weights in PyTorch (read back from the
-  ONNX files), captured as CUDA graphs: the floor; the plan on the device
-  around the captured rollout.
+  ONNX files), captured as CUDA graphs: the floor. ``plan``: the search
+  module the export is made from, captured whole; ``plan_op_by_op``:
+  DevicePlanner around the captured rollout.
 
 Measured per path: the encoder on one prepared frame, the rollout at
 N = 256 and 4096 sequences, and a full plan (a cold plan: all iterations)
@@ -169,6 +172,7 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     import torch
 
     from jepa_pilot.control.device_planner import DevicePlanner, TorchRollout, cuda_rollout
+    from jepa_pilot.control.search_graph import GraphPlanner, SearchGraph, graph_planner, torch_runner
     from jepa_pilot.perception.bound import BoundSession, cuda_session
     from jepa_pilot.world_model.finetune import load_world_model
 
@@ -216,10 +220,21 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
         at = torch.as_tensor(actions[n], device="cuda")
         for which, out in enumerate((bound, floor)):
             out["rollout"][f"N{n}"] = attempt(lambda: timed_ms(lambda r=rollout(n, which): (r(zt, at), sync()), calls))
+    for out in (bound, floor):
+        out["plan_op_by_op"] = {}
     for name, cfg in PLANS.items():
         config = PlannerConfig(**cfg)
+        searches = (lambda: graph_planner(engine.bundle, config, "cuda"),
+                    lambda: GraphPlanner(torch_runner(SearchGraph(model, spec.horizon, config), capture=True), config,
+                                         spec, "cuda"))
         for which, out in enumerate((bound, floor)):
-            out["plan"][name] = attempt(lambda: timed_ms(
+            def fused(which=which):
+                planner = searches[which]()
+                if which == 0:
+                    bound["sessions"][f"search {name}"] = planner.captured
+                return timed_ms(_cold_plan(planner, z, goal), calls)
+            out["plan"][name] = attempt(fused)
+            out["plan_op_by_op"][name] = attempt(lambda: timed_ms(
                 _cold_plan(DevicePlanner(rollout(config.samples, which), config, "cuda"), z, goal), calls))
     return {"ort_cuda_bound_graph": bound, "torch_cuda_graph": floor}
 

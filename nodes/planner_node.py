@@ -48,6 +48,7 @@ from jepa_pilot.nodes.qos import qos
 from jepa_pilot.nodes.commands import CommandOutput
 from jepa_pilot.nodes.ros_io import from_time
 from jepa_pilot.nodes.runner import node_worker, run_node
+from jepa_pilot.perception.bound import on_cuda
 from jepa_pilot.perception.latents import latent_problem
 
 
@@ -60,8 +61,9 @@ class PlannerNodeConfig(ModelNodeConfig, SupervisorConfig, PlannerConfig):
     watchdog_rate_hz: float = setting(20.0, "wall-clock checks per second for stale latents and overruns",
                                       low=1.0, high=1000.0)
     search: str = setting("host", "where candidates are sampled, rolled out and scored: host (NumPy; each "
-                          "rollout's inputs and outputs cross to the provider) or device (torch on the device "
-                          "the rollout runs on, IO-bound: for a GPU; needs torch)", choices=("host", "device"))
+                          "rollout's inputs and outputs cross to the provider) or device (on the device the "
+                          "rollout runs on: for a GPU, where the whole search is one exported graph, cached, "
+                          "replayed as a CUDA graph; needs torch)", choices=("host", "device"))
 
     def part(self, cls):
         """The PlannerConfig or SupervisorConfig inside this config."""
@@ -104,7 +106,7 @@ class PlannerNode(ModelNode):
         if cfg.search == "device":
             from jepa_pilot.control.device_planner import engine_planner  # torch: only on this path
             planner = engine_planner(engine, cfg.part(PlannerConfig))
-            captured = f", its rollout {planner.model.captured}" if planner.device.type == "cuda" else ""
+            captured = f", the search graph: {planner.captured}" if planner.device.type == "cuda" else ""
             self.get_logger().info(f"search on the device: torch tensors on {planner.device}{captured}")
         metric = LandmarkGraph.of_bundle(engine.bundle)  # the bundle's map of its latent space, if it ships one
         if metric is not None and planner is not None:
@@ -121,6 +123,10 @@ class PlannerNode(ModelNode):
 
     def check_fit(self, engine) -> None:
         super().check_fit(engine)
+        if self.cfg.search == "device" and on_cuda(engine.sessions["rollout"]):
+            from jepa_pilot.control.search_graph import export_search  # torch: only on this path
+
+            export_search(engine.bundle, self.cfg.part(PlannerConfig))  # now, so the switch finds it cached
         robot_fit(self.profile, engine.spec, self.cfg.command_type)
         LandmarkGraph.of_bundle(engine.bundle)  # refused now if they belong to another encoder, not at the switch
 

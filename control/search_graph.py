@@ -1,0 +1,226 @@
+"""The whole search as one ONNX graph: a plan is one ONNX Runtime run, one CUDA graph replay.
+
+control.device_planner.DevicePlanner keeps the search on the GPU but drives it
+op by op from Python: each iteration is a dozen kernel launches around a
+rollout, and on a model this small the launches, not the arithmetic, set the
+time. Here the iterations are unrolled into one graph, built from the
+bundle's own weights (world_model.finetune.load_world_model, checked against
+its ONNX files) and the same step functions DevicePlanner runs
+(``candidates``, ``search_costs``, ``update``):
+
+    z_hist (K, D), goal (D,), mean (H, A), std (H, A),
+    noise (I, N, H, A), active (I,)
+        -> best (H, A), spread (H, A), latents (H, D), cost (1,)
+
+``I`` is the configured iterations, ``N`` the samples. Iteration ``i`` updates
+the mean and std only where ``active[i]`` is 1: a plan that may run fewer
+iterations (control.planner.WarmStart spreads a search over the frames it has)
+uses the same graph, so its shapes never change and ONNX Runtime captures it
+once. The noise comes from the caller (torch's generator): a replayed graph
+would repeat its own random numbers.
+
+:class:`GraphPlanner` is the planner around it, with DevicePlanner's API and
+warm start. The graph is exported once per model and search settings and kept
+in ``~/.cache/jepa_pilot/search`` (export takes seconds: done at configure).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from jepa_pilot.control.device_planner import candidates, search_costs, update
+from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
+from jepa_pilot.perception.bound import bind_tensors, cuda_session
+
+__all__ = ["SearchGraph", "GraphPlanner", "export_search", "graph_planner", "ort_runner", "torch_runner", "CACHE"]
+
+CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jepa_pilot" / "search"
+INPUTS = ("z_hist", "goal", "mean", "std", "noise", "active")
+OUTPUTS = ("best", "spread", "latents", "cost")
+
+
+class SearchGraph(nn.Module):
+    """``config.iterations`` search steps and the chosen plan's forecast, over a WorldModel."""
+
+    def __init__(self, model, horizon: int, config: PlannerConfig) -> None:
+        super().__init__()
+        self.model, self.horizon, self.config = model, horizon, config
+        self.frameskip, self.action_dim = model.cfg.frameskip, model.cfg.action_dim
+
+    def rollout(self, z_hist: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
+        """(K, D) latents, (N, H, A) macro actions -> (N, H, D), each held for S model substeps."""
+        n = macro.shape[0]
+        chunks = macro[:, :, None, :].expand(n, self.horizon, self.frameskip, self.action_dim)  # (N, H, S, A)
+        return self.model.rollout(z_hist.expand(n, *z_hist.shape), chunks)
+
+    def forward(self, z_hist, goal, mean, std, noise, active):
+        limit = self.config.action_limit
+        for i in range(noise.shape[0]):
+            macro = candidates(mean, std, noise[i], limit)                        # (N, H, A)
+            cost = search_costs(self.rollout(z_hist, macro), goal, macro, self.config)  # (N,)
+            new_mean, new_std = update(macro, cost, self.config)                  # (H, A) each
+            on = active[i] > 0.5
+            mean, std = torch.where(on, new_mean, mean), torch.where(on, new_std, std)
+        best = mean.clamp(-limit, limit)                                          # (H, A)
+        latents = self.rollout(z_hist, best[None])                                # (1, H, D)
+        return best, std, latents[0], search_costs(latents, goal, best[None], self.config)
+
+
+def _key(model_id: str, horizon: int, config: PlannerConfig) -> str:
+    search = {k: v for k, v in config.to_dict().items() if k not in ("init_std", "seed")}  # not in the graph
+    return hashlib.sha256(json.dumps([model_id, horizon, search], sort_keys=True).encode()).hexdigest()[:16]
+
+
+def export_search(bundle, config: PlannerConfig, cache: Path = CACHE) -> Path:
+    """The bundle's search graph for ``config``: from the cache, else exported there (atomically, so
+    concurrent nodes never read half a file)."""
+    from jepa_pilot.world_model.finetune import load_world_model  # the weights, checked against the bundle
+
+    spec = bundle.spec
+    path = cache / f"{spec.model_id}-{_key(spec.model_id, spec.horizon, config)}.onnx"
+    if path.exists():
+        return path
+    model = load_world_model(bundle.root).eval()
+    graph = SearchGraph(model, spec.horizon, config).eval()
+    inputs = (torch.zeros(spec.history, spec.latent_dim), torch.zeros(spec.latent_dim),
+              torch.zeros(spec.horizon, spec.action_dim), torch.ones(spec.horizon, spec.action_dim),
+              torch.zeros(config.iterations, config.samples, spec.horizon, spec.action_dim),
+              torch.ones(config.iterations))
+    cache.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=cache) as tmp:
+        staged = Path(tmp) / path.name
+        with torch.no_grad():
+            torch.onnx.export(graph, inputs, str(staged), dynamo=True, external_data=False, verbose=False,
+                              input_names=list(INPUTS), output_names=list(OUTPUTS))
+        os.replace(staged, path)
+    return path
+
+
+def ort_runner(session, stream=None):
+    """The exported graph in ``session``, bound to a GraphPlanner's buffers. With ``stream`` (the
+    session computes on it: cuda_session(stream=)) the run is queued there and the host does not
+    wait; without, it waits for the inputs first (ONNX Runtime runs on a stream of its own)."""
+    def make(buffers: dict) -> Callable[[], None]:
+        binding = bind_tensors(session, buffers)
+        if stream is not None:
+            options = ort.RunOptions()
+            options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            return lambda: session.run_with_iobinding(binding, options)
+
+        def run() -> None:
+            if buffers["mean"].is_cuda:
+                torch.cuda.synchronize(buffers["mean"].device)
+            session.run_with_iobinding(binding)
+        return run
+    return make
+
+
+def torch_runner(graph: SearchGraph, capture: bool = False):
+    """The SearchGraph module itself on the buffers' device (what the export is checked against),
+    optionally captured as one torch CUDA graph: the floor the GPU benchmark compares ONNX Runtime to."""
+    def make(buffers: dict) -> Callable[[], None]:
+        @torch.no_grad()
+        def step() -> None:
+            for name, out in zip(OUTPUTS, graph(*(buffers[n] for n in INPUTS))):
+                buffers[name].copy_(out.reshape(buffers[name].shape))
+        if not capture:
+            return step
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                step()
+        torch.cuda.current_stream().wait_stream(side)
+        captured = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(captured):
+            step()
+        return captured.replay
+    return make
+
+
+class GraphPlanner:
+    """DevicePlanner's search as one run of a SearchGraph (``make_run(buffers)`` binds it to this
+    planner's tensors on ``device``: :func:`ort_runner`, :func:`torch_runner`); on ``stream`` if the
+    run computes there, the host waiting only for the chosen plan."""
+
+    def __init__(self, make_run: Callable[[dict], Callable[[], None]], config: PlannerConfig, spec,
+                 device: str | torch.device = "cuda", stream=None) -> None:
+        self.config, self.device, self.stream = config, torch.device(device), stream
+        self.horizon, self.frameskip, self.action_dim = spec.horizon, spec.frameskip, spec.action_dim
+        self.shape = (spec.horizon, spec.action_dim)  # macro actions (H, A)
+        zeros = lambda *shape: torch.zeros(shape, dtype=torch.float32, device=self.device)  # noqa: E731
+        i, n = config.iterations, config.samples
+        self.buffers = {"z_hist": zeros(spec.history, spec.latent_dim), "goal": zeros(spec.latent_dim),
+                        "mean": zeros(*self.shape), "std": zeros(*self.shape), "noise": zeros(i, n, *self.shape),
+                        "active": zeros(i), "best": zeros(*self.shape), "spread": zeros(*self.shape),
+                        "latents": zeros(spec.horizon, spec.latent_dim), "cost": zeros(1)}
+        self.active = [torch.arange(i, device=self.device).lt(k).float() for k in range(i + 1)]  # k of I on
+        self.gen = torch.Generator(device=self.device).manual_seed(config.seed)
+        self.warm = WarmStart(spec.horizon, spec.frameskip, config.init_std * 0.5)
+        self.captured = "no cuda graph (a plain session)"  # what graph_planner made of it
+        self.reset()
+        with torch.cuda.stream(stream):
+            self.run = make_run(self.buffers)
+
+    def reset(self) -> None:
+        """Forget the previous plan (new goal, or the robot was moved)."""
+        self.warm.reset(torch.zeros(self.shape, device=self.device),
+                        torch.full(self.shape, self.config.init_std, device=self.device))
+
+    def expand(self, macro: torch.Tensor) -> torch.Tensor:
+        """(..., H, A) -> (..., H*S, A), each macro action held for S control periods."""
+        return torch.repeat_interleave(macro, self.frameskip, dim=-2)
+
+    @torch.no_grad()
+    def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
+        """DevicePlanner.plan: (K, D) latest latents and the (D,) goal in, the plan out."""
+        with torch.cuda.stream(self.stream):
+            b = self.buffers
+            iterations = self.warm.begin(periods, self.config.iterations)
+            b["z_hist"].copy_(torch.as_tensor(np.asarray(z_hist, np.float32)))
+            b["goal"].copy_(torch.as_tensor(np.asarray(goal, np.float32)))
+            b["mean"].copy_(self.warm.mean)
+            b["std"].copy_(self.warm.std)
+            for i in range(iterations):  # one draw per iteration run, as DevicePlanner draws them
+                b["noise"][i].normal_(generator=self.gen)  # (the inactive ones' noise is never used)
+            b["active"].copy_(self.active[iterations])
+            self.run()
+            best, spread = b["best"].clone(), b["spread"].clone()
+            self.warm.keep(best, spread)
+            latents = b["latents"].cpu().numpy().copy()  # on the CPU .cpu() is the buffer itself
+            return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=latents,
+                        cost=float(b["cost"][0]), iterations=iterations,
+                        goal_distance=float(torch.linalg.vector_norm(b["z_hist"][-1] - b["goal"])))
+
+
+def graph_planner(bundle, config: PlannerConfig, device: str = "cuda", cache: Path = CACHE) -> GraphPlanner:
+    """A GraphPlanner for ``bundle`` on ``device`` in ONNX Runtime. On CUDA: a session of its own on a
+    torch stream of its own, captured as a CUDA graph on three trial plans; where ONNX Runtime cannot
+    capture it, a plain session on that stream (``captured`` says which, and why). On the CPU: a CPU
+    session."""
+    path, spec = export_search(bundle, config, cache), bundle.spec
+    if torch.device(device).type == "cpu":
+        return GraphPlanner(ort_runner(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])),
+                            config, spec, "cpu")
+    stream = torch.cuda.Stream(device=device)
+    z, goal = np.zeros((spec.history, spec.latent_dim)), np.zeros(spec.latent_dim)
+    try:
+        planner = GraphPlanner(ort_runner(cuda_session(path, cuda_graph=True, stream=stream), stream), config, spec,
+                               device, stream)
+        for _ in range(3):
+            planner.plan(z, goal)
+        planner.captured = "cuda graph"
+    except Exception as exc:  # noqa: BLE001 - the reason is kept in `captured` and reported
+        planner = GraphPlanner(ort_runner(cuda_session(path, stream=stream), stream), config, spec, device, stream)
+        planner.captured = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+    planner.reset()
+    return planner

@@ -1,0 +1,65 @@
+"""control/search_graph.py on the CPU (slow: each search graph is an ONNX export of seconds): the
+whole search exported as one ONNX graph plans exactly as DevicePlanner does, step by step, with the
+same random numbers: cold, warm-started and with fewer iterations; the module it is exported from
+agrees; exports are cached per model and search settings. The same on CUDA: tests/test_gpu.py."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from jepa_pilot.common.paths import package_share
+from jepa_pilot.control.device_planner import engine_planner
+from jepa_pilot.control.planner import PlannerConfig
+from jepa_pilot.perception.engine import WorldModelEngine
+
+pytestmark = pytest.mark.slow
+
+BUNDLE = package_share() / "models" / "two_rooms"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return WorldModelEngine(BUNDLE, providers=["cpu"], threads=1)
+
+
+def plans(planner, seed: int = 5):
+    """Cold, warm-started and one-iteration plans towards random goals from random latents."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for periods in (1.0, 1.0, 1.0, 1 / 3, 1.0):
+        z, goal = rng.standard_normal((2, 32)).astype(np.float32), rng.standard_normal(32).astype(np.float32)
+        out.append(planner.plan(z, goal, periods))
+    return out
+
+
+@pytest.mark.parametrize("settings", [{}, {"method": "mppi", "samples": 128, "smoothness": 0.2, "terminal_weight": 0.5}],
+                         ids=["cem", "mppi-smooth-terminal"])
+def test_the_search_graph_plans_as_the_step_by_step_device_planner_does(engine, settings, tmp_path):
+    from jepa_pilot.control.search_graph import GraphPlanner, SearchGraph, graph_planner, torch_runner
+    from jepa_pilot.world_model.finetune import load_world_model
+
+    config = PlannerConfig(**settings)
+    graph = graph_planner(engine.bundle, config, "cpu", cache=tmp_path)
+    module = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE), engine.spec.horizon, config)), config,
+                          engine.spec, "cpu")
+    got, by_module, want = plans(graph), plans(module), plans(engine_planner(engine, config))
+    assert [p.iterations for p in got] == [p.iterations for p in want] == [3, 3, 3, 1, 3]
+    for g, m, w in zip(got, by_module, want):
+        assert g.actions.shape == (40, 2) and g.latents.shape == (10, 32)
+        np.testing.assert_allclose(g.actions, w.actions, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(g.latents, w.latents, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose([g.cost, g.goal_distance], [w.cost, w.goal_distance], rtol=1e-5)
+        np.testing.assert_allclose(m.actions, g.actions, rtol=1e-4, atol=1e-5)  # the export is its module
+    if not settings:  # the plain cost (the distance on the way) is comparable to where it starts
+        assert got[0].cost < got[0].goal_distance  # it found a way closer to the goal
+
+
+def test_search_graphs_are_cached_per_model_and_search_settings(engine, tmp_path):
+    from jepa_pilot.control.search_graph import export_search
+
+    first = export_search(engine.bundle, PlannerConfig(), tmp_path)
+    stamp = first.stat().st_mtime_ns
+    assert export_search(engine.bundle, PlannerConfig(seed=7, init_std=0.5), tmp_path) == first  # not in the graph
+    assert first.stat().st_mtime_ns == stamp and first.name.startswith(engine.spec.model_id)
+    other = export_search(engine.bundle, PlannerConfig(elites=10), tmp_path)
+    assert other != first and sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])
