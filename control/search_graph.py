@@ -176,6 +176,16 @@ class GraphPlanner:
         self.warm.reset(torch.zeros(self.shape, device=self.device),
                         torch.full(self.shape, self.config.init_std, device=self.device))
 
+    def warm_up(self, trials: int = 3) -> None:
+        """Plan ``trials`` times (ONNX Runtime captures its CUDA graph on these runs), then start
+        afresh: the warm start forgotten and the random numbers from the seed again, so the first
+        real plan is the one a planner that never warmed up would make."""
+        z, goal = np.zeros(self.buffers["z_hist"].shape), np.zeros(self.buffers["goal"].shape)
+        for _ in range(trials):
+            self.plan(z, goal)
+        self.reset()
+        self.gen.manual_seed(self.config.seed)
+
     def expand(self, macro: torch.Tensor) -> torch.Tensor:
         """(..., H, A) -> (..., H*S, A), each macro action held for S control periods."""
         return torch.repeat_interleave(macro, self.frameskip, dim=-2)
@@ -212,15 +222,12 @@ def graph_planner(bundle, config: PlannerConfig, device: str = "cuda", cache: Pa
         return GraphPlanner(ort_runner(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])),
                             config, spec, "cpu")
     stream = torch.cuda.Stream(device=device)
-    z, goal = np.zeros((spec.history, spec.latent_dim)), np.zeros(spec.latent_dim)
     try:
         planner = GraphPlanner(ort_runner(cuda_session(path, cuda_graph=True, stream=stream), stream), config, spec,
                                device, stream)
-        for _ in range(3):
-            planner.plan(z, goal)
+        planner.warm_up()
         planner.captured = "cuda graph"
     except Exception as exc:  # noqa: BLE001 - the reason is kept in `captured` and reported
         planner = GraphPlanner(ort_runner(cuda_session(path, stream=stream), stream), config, spec, device, stream)
         planner.captured = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
-    planner.reset()
     return planner
