@@ -190,12 +190,13 @@ class DevicePlanner:
                     cost=cost, goal_distance=float(torch.linalg.vector_norm(z[-1] - g)), iterations=iterations)
 
 
-def engine_planner(engine, config: PlannerConfig):
+def engine_planner(engine, config: PlannerConfig, load_model):
     """The planner node's ``search: device`` for a WorldModelEngine, on the device ONNX Runtime placed
     its rollout on. On CUDA: the whole search as one graph (control.search_graph.graph_planner: its
     own session on the planner's stream, a CUDA graph where ONNX Runtime can capture it); on the CPU:
     this DevicePlanner around the engine's own rollout session, bound to host tensors. Raises
-    RuntimeError when the rollout is on CUDA and torch cannot use it."""
+    RuntimeError when the rollout is on CUDA and torch cannot use it. ``load_model``: the bundle's
+    torch WorldModel from its folder, for the export (world_model.finetune.load_world_model)."""
     session, spec = engine.sessions["rollout"], engine.spec
     if not on_cuda(session):
         dims = (config.samples, spec.history, spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim)
@@ -205,4 +206,4 @@ def engine_planner(engine, config: PlannerConfig):
                            f"(torch {torch.__version__} sees no GPU); use search: host")
     from jepa_pilot.control.search_graph import graph_planner
 
-    return graph_planner(engine.bundle, config, "cuda")
+    return graph_planner(engine.bundle, config, load_model, "cuda")

@@ -80,16 +80,16 @@ def _key(model_id: str, horizon: int, config: PlannerConfig) -> str:
     return hashlib.sha256(json.dumps([model_id, horizon, search], sort_keys=True).encode()).hexdigest()[:16]
 
 
-def export_search(bundle, config: PlannerConfig, cache: Path = CACHE) -> Path:
+def export_search(bundle, config: PlannerConfig, load_model: Callable, cache: Path = CACHE) -> Path:
     """The bundle's search graph for ``config``: from the cache, else exported there (atomically, so
-    concurrent nodes never read half a file)."""
-    from jepa_pilot.world_model.finetune import load_world_model  # the weights, checked against the bundle
-
+    concurrent nodes never read half a file) from ``load_model(bundle.root)``, the bundle's torch
+    WorldModel (world_model.finetune.load_world_model: its weights read back from the bundle's ONNX
+    files and checked against them; passed in, as control does not depend on training code)."""
     spec = bundle.spec
     path = cache / f"{spec.model_id}-{_key(spec.model_id, spec.horizon, config)}.onnx"
     if path.exists():
         return path
-    model = load_world_model(bundle.root).eval()
+    model = load_model(bundle.root).eval()
     graph = SearchGraph(model, spec.horizon, config).eval()
     inputs = (torch.zeros(spec.history, spec.latent_dim), torch.zeros(spec.latent_dim),
               torch.zeros(spec.horizon, spec.action_dim), torch.ones(spec.horizon, spec.action_dim),
@@ -212,12 +212,13 @@ class GraphPlanner:
                         goal_distance=float(torch.linalg.vector_norm(b["z_hist"][-1] - b["goal"])))
 
 
-def graph_planner(bundle, config: PlannerConfig, device: str = "cuda", cache: Path = CACHE) -> GraphPlanner:
-    """A GraphPlanner for ``bundle`` on ``device`` in ONNX Runtime. On CUDA: a session of its own on a
-    torch stream of its own, captured as a CUDA graph on three trial plans; where ONNX Runtime cannot
-    capture it, a plain session on that stream (``captured`` says which, and why). On the CPU: a CPU
-    session."""
-    path, spec = export_search(bundle, config, cache), bundle.spec
+def graph_planner(bundle, config: PlannerConfig, load_model: Callable, device: str = "cuda",
+                  cache: Path = CACHE) -> GraphPlanner:
+    """A GraphPlanner for ``bundle`` on ``device`` in ONNX Runtime (the graph: :func:`export_search`).
+    On CUDA: a session of its own on a torch stream of its own, captured as a CUDA graph on three
+    trial plans; where ONNX Runtime cannot capture it, a plain session on that stream (``captured``
+    says which, and why). On the CPU: a CPU session."""
+    path, spec = export_search(bundle, config, load_model, cache), bundle.spec
     if torch.device(device).type == "cpu":
         return GraphPlanner(ort_runner(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])),
                             config, spec, "cpu")

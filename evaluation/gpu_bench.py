@@ -224,7 +224,7 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
         out["plan_op_by_op"] = {}
     for name, cfg in PLANS.items():
         config = PlannerConfig(**cfg)
-        searches = (lambda: graph_planner(engine.bundle, config, "cuda"),
+        searches = (lambda: graph_planner(engine.bundle, config, load_world_model, "cuda"),
                     lambda: GraphPlanner(torch_runner(SearchGraph(model, spec.horizon, config), capture=True), config,
                                          spec, "cuda"))
         for which, out in enumerate((bound, floor)):

@@ -105,7 +105,8 @@ class PlannerNode(ModelNode):
         planner = None
         if cfg.search == "device":
             from jepa_pilot.control.device_planner import engine_planner  # torch: only on this path
-            planner = engine_planner(engine, cfg.part(PlannerConfig))
+            from jepa_pilot.world_model.finetune import load_world_model
+            planner = engine_planner(engine, cfg.part(PlannerConfig), load_world_model)
             captured = f", the search graph: {planner.captured}" if planner.device.type == "cuda" else ""
             self.get_logger().info(f"search on the device: torch tensors on {planner.device}{captured}")
         metric = LandmarkGraph.of_bundle(engine.bundle)  # the bundle's map of its latent space, if it ships one
@@ -125,8 +126,9 @@ class PlannerNode(ModelNode):
         super().check_fit(engine)
         if self.cfg.search == "device" and on_cuda(engine.sessions["rollout"]):
             from jepa_pilot.control.search_graph import export_search  # torch: only on this path
+            from jepa_pilot.world_model.finetune import load_world_model
 
-            export_search(engine.bundle, self.cfg.part(PlannerConfig))  # now, so the switch finds it cached
+            export_search(engine.bundle, self.cfg.part(PlannerConfig), load_world_model)  # the switch finds it
         robot_fit(self.profile, engine.spec, self.cfg.command_type)
         LandmarkGraph.of_bundle(engine.bundle)  # refused now if they belong to another encoder, not at the switch
 

@@ -84,7 +84,7 @@ def test_the_planner_nodes_device_search_is_one_captured_graph_that_plans_as_the
 
     _, cuda = engines
     spec, config = cuda.spec, PlannerConfig()
-    planner = engine_planner(cuda, config)
+    planner = engine_planner(cuda, config, load_world_model)
     assert isinstance(planner, GraphPlanner) and planner.device.type == "cuda" and planner.captured == "cuda graph"
     assert planner.stream is not None and planner.stream != torch.cuda.current_stream()
     stepwise = DevicePlanner(OrtDeviceRollout(cuda_session(BUNDLE / "rollout.onnx"), config.samples, spec.history,

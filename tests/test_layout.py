@@ -129,9 +129,10 @@ def test_only_nodes_and_the_harness_import_ros():
     assert not offenders, "rclpy and message packages belong in nodes/ (or the harness):\n" + "\n".join(offenders)
 
 
-# The GPU path's two modules outside world_model/ that need torch: the planner on the device (only
-# imported where torch with CUDA is used) and the benchmark that measures it against PyTorch's floor.
-TORCH_ON_DEVICE = ("control/device_planner.py", "evaluation/gpu_bench.py")
+# The GPU path's modules outside world_model/ that need torch: the planner on the device and its
+# search graph (only imported where `search: device` is used) and the benchmark that measures them
+# against PyTorch's floor.
+TORCH_ON_DEVICE = ("control/device_planner.py", "control/search_graph.py", "evaluation/gpu_bench.py")
 
 
 def test_torch_stays_in_the_trainer():

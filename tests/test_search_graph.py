@@ -11,6 +11,7 @@ from jepa_pilot.common.paths import package_share
 from jepa_pilot.control.device_planner import engine_planner
 from jepa_pilot.control.planner import PlannerConfig
 from jepa_pilot.perception.engine import WorldModelEngine
+from jepa_pilot.world_model.finetune import load_world_model
 
 pytestmark = pytest.mark.slow
 
@@ -36,13 +37,12 @@ def plans(planner, seed: int = 5):
                          ids=["cem", "mppi-smooth-terminal"])
 def test_the_search_graph_plans_as_the_step_by_step_device_planner_does(engine, settings, tmp_path):
     from jepa_pilot.control.search_graph import GraphPlanner, SearchGraph, graph_planner, torch_runner
-    from jepa_pilot.world_model.finetune import load_world_model
 
     config = PlannerConfig(**settings)
-    graph = graph_planner(engine.bundle, config, "cpu", cache=tmp_path)
+    graph = graph_planner(engine.bundle, config, load_world_model, "cpu", cache=tmp_path)
     module = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE), engine.spec.horizon, config)), config,
                           engine.spec, "cpu")
-    got, by_module, want = plans(graph), plans(module), plans(engine_planner(engine, config))
+    got, by_module, want = plans(graph), plans(module), plans(engine_planner(engine, config, load_world_model))
     assert [p.iterations for p in got] == [p.iterations for p in want] == [3, 3, 3, 1, 3]
     graph.warm_up()  # as graph_planner does on CUDA (the capture): afterwards it plans as a fresh planner
     again = plans(graph)
@@ -60,9 +60,10 @@ def test_the_search_graph_plans_as_the_step_by_step_device_planner_does(engine, 
 def test_search_graphs_are_cached_per_model_and_search_settings(engine, tmp_path):
     from jepa_pilot.control.search_graph import export_search
 
-    first = export_search(engine.bundle, PlannerConfig(), tmp_path)
+    export = lambda config: export_search(engine.bundle, config, load_world_model, tmp_path)  # noqa: E731
+    first = export(PlannerConfig())
     stamp = first.stat().st_mtime_ns
-    assert export_search(engine.bundle, PlannerConfig(seed=7, init_std=0.5), tmp_path) == first  # not in the graph
+    assert export(PlannerConfig(seed=7, init_std=0.5)) == first  # neither is in the graph
     assert first.stat().st_mtime_ns == stamp and first.name.startswith(engine.spec.model_id)
-    other = export_search(engine.bundle, PlannerConfig(elites=10), tmp_path)
+    other = export(PlannerConfig(elites=10))
     assert other != first and sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])
