@@ -26,11 +26,10 @@ torch is needed here only (the CPU path never imports this module).
 from __future__ import annotations
 
 import numpy as np
-import onnxruntime as ort
 import torch
 
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
-from jepa_pilot.perception.bound import bind_tensors, cuda_session, on_cuda
+from jepa_pilot.perception.bound import bind_tensors, captured_or_plain, cuda_session, on_cuda, queued_run
 
 __all__ = ["DevicePlanner", "OrtDeviceRollout", "TorchRollout", "candidates", "cuda_rollout", "engine_planner",
            "search_costs", "update"]
@@ -80,11 +79,8 @@ class OrtDeviceRollout:
         self.z, self.a = zeros(samples, history, latent_dim), zeros(samples, horizon * frameskip, action_dim)
         self.out = zeros(samples, horizon, latent_dim)
         self.binding = bind_tensors(session, {"z_hist": self.z, "actions": self.a, "latents": self.out})
-        self.stream, self.options = stream, None
+        self.stream, self.options = stream, (queued_run() if stream is not None else None)
         self.captured = "no cuda graph (a plain session)"  # what cuda_rollout made of it
-        if stream is not None:
-            self.options = ort.RunOptions()
-            self.options.add_run_config_entry("disable_synchronize_execution_providers", "1")
 
     def __call__(self, z_hist: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """The forecast, in a buffer the next call overwrites."""
@@ -113,17 +109,15 @@ def cuda_rollout(path, samples: int, history: int, latent_dim: int, horizon: int
     stream = torch.cuda.Stream(device=device_id)
     dims = (samples, history, latent_dim, horizon, frameskip, action_dim, f"cuda:{device_id}")
     z = torch.zeros(history, latent_dim, device=f"cuda:{device_id}")
-    try:
-        rollout = OrtDeviceRollout(cuda_session(path, cuda_graph=True, device_id=device_id, stream=stream), *dims,
-                                   stream=stream)
-        a = torch.zeros_like(rollout.a)
-        for _ in range(3):
-            rollout(z, a)
+
+    def build(graph: bool) -> OrtDeviceRollout:
+        return OrtDeviceRollout(cuda_session(path, graph, device_id, stream), *dims, stream=stream)
+
+    def trial(rollout: OrtDeviceRollout) -> None:
+        rollout(z, torch.zeros_like(rollout.a))
         torch.cuda.synchronize(device_id)
-        rollout.captured = "cuda graph"
-    except Exception as exc:  # noqa: BLE001 - the reason is kept in `captured` and reported
-        rollout = OrtDeviceRollout(cuda_session(path, device_id=device_id, stream=stream), *dims, stream=stream)
-        rollout.captured = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+
+    rollout, rollout.captured = captured_or_plain(build, trial)
     return rollout
 
 

@@ -39,7 +39,7 @@ from torch import nn
 
 from jepa_pilot.control.device_planner import candidates, search_costs, update
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
-from jepa_pilot.perception.bound import bind_tensors, cuda_session
+from jepa_pilot.perception.bound import bind_tensors, captured_or_plain, cuda_session, queued_run
 
 __all__ = ["SearchGraph", "GraphPlanner", "export_search", "graph_planner", "ort_runner", "torch_runner", "CACHE"]
 
@@ -112,8 +112,7 @@ def ort_runner(session, stream=None):
     def make(buffers: dict) -> Callable[[], None]:
         binding = bind_tensors(session, buffers)
         if stream is not None:
-            options = ort.RunOptions()
-            options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            options = queued_run()
             return lambda: session.run_with_iobinding(binding, options)
 
         def run() -> None:
@@ -223,12 +222,9 @@ def graph_planner(bundle, config: PlannerConfig, load_model: Callable, device: s
         return GraphPlanner(ort_runner(ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])),
                             config, spec, "cpu")
     stream = torch.cuda.Stream(device=device)
-    try:
-        planner = GraphPlanner(ort_runner(cuda_session(path, cuda_graph=True, stream=stream), stream), config, spec,
-                               device, stream)
-        planner.warm_up()
-        planner.captured = "cuda graph"
-    except Exception as exc:  # noqa: BLE001 - the reason is kept in `captured` and reported
-        planner = GraphPlanner(ort_runner(cuda_session(path, stream=stream), stream), config, spec, device, stream)
-        planner.captured = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
+
+    def build(graph: bool) -> GraphPlanner:
+        return GraphPlanner(ort_runner(cuda_session(path, graph, stream=stream), stream), config, spec, device, stream)
+
+    planner, planner.captured = captured_or_plain(build, GraphPlanner.warm_up, trials=1)  # warm_up: 3 plans
     return planner

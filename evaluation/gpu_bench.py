@@ -173,7 +173,7 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
 
     from jepa_pilot.control.device_planner import DevicePlanner, TorchRollout, cuda_rollout
     from jepa_pilot.control.search_graph import GraphPlanner, SearchGraph, graph_planner, torch_runner
-    from jepa_pilot.perception.bound import BoundSession, cuda_session
+    from jepa_pilot.perception.bound import BoundSession, captured_or_plain, cuda_session
     from jepa_pilot.world_model.finetune import load_world_model
 
     frame, z, goal, actions = _host_inputs(spec, rng)
@@ -184,14 +184,9 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
 
     def bound_encoder():
         shapes = {"frames": frame.shape, "latent": (1, spec.latent_dim)}
-        try:
-            encoder = BoundSession(cuda_session(engine.bundle.path("encoder"), cuda_graph=True), shapes)
-            for _ in range(3):
-                encoder.run(frames=frame)
-            bound["sessions"]["encoder"] = "cuda graph"
-        except Exception as exc:  # noqa: BLE001 - recorded: the plain session is measured instead
-            bound["sessions"]["encoder"] = f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
-            encoder = BoundSession(cuda_session(engine.bundle.path("encoder")), shapes)
+        encoder, bound["sessions"]["encoder"] = captured_or_plain(
+            lambda graph: BoundSession(cuda_session(engine.bundle.path("encoder"), graph), shapes),
+            lambda e: e.run(frames=frame))
         return timed_ms(lambda: encoder.run(frames=frame), calls)
 
     def floor_encoder():

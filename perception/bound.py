@@ -20,12 +20,13 @@ which is how it is tested without a GPU.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Mapping
+from typing import Callable, Mapping, TypeVar
 
 import numpy as np
 import onnxruntime as ort
 
-__all__ = ["CUDA_OPTIONS", "BoundSession", "bind_tensors", "cuda_session", "on_cuda"]
+__all__ = ["CUDA_OPTIONS", "BoundSession", "bind_tensors", "captured_or_plain", "cuda_session", "on_cuda",
+           "queued_run"]
 
 # The CUDA provider's options on every path (the engine's too). TF32 off: with it on, ONNX Runtime
 # rounds matmul inputs to a 10-bit mantissa and a rollout drifts past 1e-3 from the CPU provider
@@ -54,6 +55,32 @@ def cuda_session(path: str | Path, cuda_graph: bool = False, device_id: int = 0,
     if not on_cuda(session):
         raise RuntimeError(f"{path}: ONNX Runtime fell back to {session.get_providers()[0]}")
     return session
+
+
+def queued_run() -> ort.RunOptions:
+    """Run options for a session that computes on the caller's stream (cuda_session(stream=)): the
+    run is queued there and ONNX Runtime does not wait for it to finish; the caller's next work on
+    that stream comes after it anyway, and reading a result on the host waits for the stream."""
+    options = ort.RunOptions()
+    options.add_run_config_entry("disable_synchronize_execution_providers", "1")
+    return options
+
+
+Built = TypeVar("Built")
+
+
+def captured_or_plain(build: Callable[[bool], Built], trial: Callable[[Built], object],
+                      trials: int = 3) -> tuple[Built, str]:
+    """``build(True)`` (on a session made with ``cuda_graph=True``), run ``trials`` times by ``trial``:
+    ONNX Runtime captures the graph on those runs. Where that raises, ``build(False)`` on a plain
+    session instead. Returns what was built and ``"cuda graph"``, or why it is not one."""
+    try:
+        built = build(True)
+        for _ in range(trials):
+            trial(built)
+        return built, "cuda graph"
+    except Exception as exc:  # noqa: BLE001 - the reason is returned, reported by the caller
+        return build(False), f"no cuda graph ({type(exc).__name__}: {str(exc).strip()[:300]})"
 
 
 class BoundSession:

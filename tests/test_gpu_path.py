@@ -120,3 +120,24 @@ def test_a_failed_measurement_is_recorded_where_it_happened_and_the_targets_are_
     assert judged["encoder_ort_over_floor"] == {"limit": TARGETS["encoder_ort_over_floor"], "value": 1.25, "met": True}
     assert judged["plan_default_ms"] == {"limit": 2.0, "value": 2.5, "met": False}
     assert judged["plan_samples4096_ms"] == {"limit": 5.0, "measured": False}
+
+
+def test_a_graph_that_cannot_be_captured_falls_back_to_a_plain_session_and_says_why():
+    from jepa_pilot.perception.bound import captured_or_plain
+
+    built = []
+
+    def build(graph: bool):
+        built.append(graph)
+        return {"graph": graph}
+
+    def trial(session):
+        if session["graph"]:
+            raise RuntimeError("This session cannot use the graph capture feature\n")
+
+    session, why = captured_or_plain(build, trial)
+    assert session == {"graph": False} and built == [True, False]
+    assert why == "no cuda graph (RuntimeError: This session cannot use the graph capture feature)"
+    runs = []
+    session, why = captured_or_plain(lambda graph: {"graph": graph}, runs.append, trials=3)
+    assert session == {"graph": True} and why == "cuda graph" and len(runs) == 3
