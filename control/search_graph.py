@@ -185,18 +185,15 @@ class GraphPlanner:
         self.reset()
         self.gen.manual_seed(self.config.seed)
 
-    def expand(self, macro: torch.Tensor) -> torch.Tensor:
-        """(..., H, A) -> (..., H*S, A), each macro action held for S control periods."""
-        return torch.repeat_interleave(macro, self.frameskip, dim=-2)
-
     @torch.no_grad()
     def plan(self, z_hist: np.ndarray, goal: np.ndarray, periods: float = 1.0) -> Plan:
         """DevicePlanner.plan: (K, D) latest latents and the (D,) goal in, the plan out."""
+        z, goal = np.asarray(z_hist, np.float32), np.asarray(goal, np.float32)
         with torch.cuda.stream(self.stream):
             b = self.buffers
             iterations = self.warm.begin(periods, self.config.iterations)
-            b["z_hist"].copy_(torch.as_tensor(np.asarray(z_hist, np.float32)))
-            b["goal"].copy_(torch.as_tensor(np.asarray(goal, np.float32)))
+            b["z_hist"].copy_(torch.as_tensor(z))
+            b["goal"].copy_(torch.as_tensor(goal))
             b["mean"].copy_(self.warm.mean)
             b["std"].copy_(self.warm.std)
             for i in range(iterations):  # one draw per iteration run, as DevicePlanner draws them
@@ -205,10 +202,11 @@ class GraphPlanner:
             self.run()
             best, spread = b["best"].clone(), b["spread"].clone()
             self.warm.keep(best, spread)
-            latents = b["latents"].cpu().numpy().copy()  # on the CPU .cpu() is the buffer itself
-            return Plan(actions=self.expand(best).cpu().numpy().astype(np.float64), latents=latents,
-                        cost=float(b["cost"][0]), iterations=iterations,
-                        goal_distance=float(torch.linalg.vector_norm(b["z_hist"][-1] - b["goal"])))
+            down = torch.cat([best.reshape(-1), b["latents"].reshape(-1), b["cost"]]).cpu().numpy()  # one copy
+        (h, a), d = self.shape, b["latents"].shape[1]
+        return Plan(actions=np.repeat(down[:h * a].reshape(h, a), self.frameskip, axis=0).astype(np.float64),
+                    latents=down[h * a:h * a + h * d].reshape(h, d), cost=float(down[-1]), iterations=iterations,
+                    goal_distance=float(np.linalg.norm(z[-1] - goal)))
 
 
 def graph_planner(bundle, config: PlannerConfig, load_model: Callable, device: str = "cuda",
