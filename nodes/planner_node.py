@@ -119,7 +119,7 @@ class PlannerNode(ModelNode):
 
     def rollout_batches(self) -> tuple[int, ...]:
         if self.cfg.search == "device":
-            return (self.cfg.samples,)  # the device rollout's one fixed batch
+            return (self.cfg.samples,)  # the device rollout's one batch (on CUDA the search graph warms itself)
         return (self.cfg.samples, 1)  # each iteration's candidates, then the chosen plan
 
     def check_fit(self, engine) -> None:
