@@ -36,31 +36,76 @@ import numpy as np
 import onnxruntime as ort
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from jepa_pilot.control.device_planner import candidates, search_costs, update
 from jepa_pilot.control.planner import Plan, PlannerConfig, WarmStart
 from jepa_pilot.perception.bound import bind_tensors, captured_or_plain, cuda_session, queued_run
 
-__all__ = ["SearchGraph", "GraphPlanner", "export_search", "graph_planner", "ort_runner", "torch_runner", "CACHE"]
+__all__ = ["HeldRollout", "SearchGraph", "GraphPlanner", "export_search", "graph_planner", "ort_runner", "torch_runner", "CACHE"]
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "jepa_pilot" / "search"
+# Bumped when SearchGraph computes the same search another way: cached graphs of an older form are
+# then exported again, not reused.
+FORM = 2
 INPUTS = ("z_hist", "goal", "mean", "std", "noise", "active")
 OUTPUTS = ("best", "spread", "latents", "cost")
+
+
+class HeldRollout(nn.Module):
+    """The world model's rollout of macro actions, each held for S model substeps, rewritten so a model
+    step is few kernels (on a model this small a GPU's time per step is its kernel count):
+
+    * an action held S substeps meets the S action blocks of the predictor's first layer: their
+      weights are summed once, so a step reads A action inputs, not S * A;
+    * every layer is one matrix product, no bias add (ONNX Runtime's CUDA Gemm adds a bias with a
+      second cuBLAS call): the biases ride in homogeneous coordinates, a constant input column and
+      one extra unit per hidden layer that stays constant through its activation;
+    * the history is a list of latents, joined with the action once per step.
+
+    Same function as ``model.rollout`` (WorldModel over its MLP Predictor), to float rounding:
+    ``(K, D)`` or ``(N, K, D)`` latents, ``(N, H, A)`` macro actions -> ``(N, H, D)``."""
+
+    def __init__(self, model) -> None:
+        super().__init__()
+        cfg, layers = model.cfg, list(model.predictor.mlp)
+        linears, self.acts = layers[0::2], nn.ModuleList(layers[1::2])
+        if not all(isinstance(m, nn.Linear) and m.bias is not None for m in linears) or len(self.acts) != len(linears) - 1:
+            raise TypeError(f"HeldRollout needs the MLP predictor (Linear, activation, ..., Linear), not {layers}")
+        self.history, k = cfg.history, cfg.history * cfg.latent_dim
+        with torch.no_grad():
+            first = linears[0].weight                                                      # (W, K*D + S*A)
+            held = first[:, k:].reshape(len(first), cfg.frameskip, cfg.action_dim).sum(1)  # (W, A)
+            weights, unit = [torch.cat([first[:, :k], held], 1)] + [m.weight for m in linears[1:]], 1.0
+            for i, (w, m) in enumerate(zip(weights, linears)):
+                w = torch.cat([w, (m.bias / unit)[:, None]], 1)                 # (out, in + 1): the bias
+                if i < len(self.acts):  # one more unit, pre-activation 1, constant through the activation
+                    w = torch.cat([w, F.one_hot(torch.tensor([w.shape[1] - 1]), w.shape[1]).to(w) / unit])
+                    unit = float(self.acts[i](torch.ones(1)))
+                    if not abs(unit) > 1e-3:
+                        raise TypeError(f"HeldRollout: the activation {self.acts[i]} maps 1 to {unit}")
+                self.register_buffer(f"w{i}", w.T.contiguous())                 # (in + 1, out [+ 1])
+        self.layers = len(linears)
+
+    def forward(self, z_hist: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
+        n = macro.shape[0]
+        window = list(z_hist.expand(n, *z_hist.shape[-2:]).unbind(1))       # K x (N, D), oldest first
+        one, out = macro.new_ones(n, 1), []
+        for action in macro.unbind(1):                                      # (N, A), held S substeps
+            x = torch.cat([*window[-self.history:], action, one], 1)        # (N, K*D + A + 1)
+            for i, act in enumerate(self.acts):
+                x = act(x @ getattr(self, f"w{i}"))                          # (N, W + 1), the last unit constant
+            window.append(window[-1] + x @ getattr(self, f"w{self.layers - 1}"))  # (N, D): a residual step
+            out.append(window[-1])
+        return torch.stack(out, 1)                                          # (N, H, D)
 
 
 class SearchGraph(nn.Module):
     """``config.iterations`` search steps and the chosen plan's forecast, over a WorldModel."""
 
-    def __init__(self, model, horizon: int, config: PlannerConfig) -> None:
+    def __init__(self, model, config: PlannerConfig) -> None:
         super().__init__()
-        self.model, self.horizon, self.config = model, horizon, config
-        self.frameskip, self.action_dim = model.cfg.frameskip, model.cfg.action_dim
-
-    def rollout(self, z_hist: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
-        """(K, D) latents, (N, H, A) macro actions -> (N, H, D), each held for S model substeps."""
-        n = macro.shape[0]
-        chunks = macro[:, :, None, :].expand(n, self.horizon, self.frameskip, self.action_dim)  # (N, H, S, A)
-        return self.model.rollout(z_hist.expand(n, *z_hist.shape), chunks)
+        self.rollout, self.config = HeldRollout(model), config
 
     def forward(self, z_hist, goal, mean, std, noise, active):
         limit = self.config.action_limit
@@ -77,7 +122,7 @@ class SearchGraph(nn.Module):
 
 def _key(model_id: str, horizon: int, config: PlannerConfig) -> str:
     search = {k: v for k, v in config.to_dict().items() if k not in ("init_std", "seed")}  # not in the graph
-    return hashlib.sha256(json.dumps([model_id, horizon, search], sort_keys=True).encode()).hexdigest()[:16]
+    return hashlib.sha256(json.dumps([FORM, model_id, horizon, search], sort_keys=True).encode()).hexdigest()[:16]
 
 
 def export_search(bundle, config: PlannerConfig, load_model: Callable, cache: Path = CACHE) -> Path:
@@ -90,7 +135,7 @@ def export_search(bundle, config: PlannerConfig, load_model: Callable, cache: Pa
     if path.exists():
         return path
     model = load_model(bundle.root).eval()
-    graph = SearchGraph(model, spec.horizon, config).eval()
+    graph = SearchGraph(model, config).eval()
     inputs = (torch.zeros(spec.history, spec.latent_dim), torch.zeros(spec.latent_dim),
               torch.zeros(spec.horizon, spec.action_dim), torch.ones(spec.horizon, spec.action_dim),
               torch.zeros(config.iterations, config.samples, spec.horizon, spec.action_dim),

@@ -220,7 +220,7 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     for name, cfg in PLANS.items():
         config = PlannerConfig(**cfg)
         searches = (lambda: graph_planner(engine.bundle, config, load_world_model, "cuda"),
-                    lambda: GraphPlanner(torch_runner(SearchGraph(model, spec.horizon, config), capture=True), config,
+                    lambda: GraphPlanner(torch_runner(SearchGraph(model, config), capture=True), config,
                                          spec, "cuda"))
         for which, out in enumerate((bound, floor)):
             def fused(which=which):

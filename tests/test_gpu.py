@@ -90,7 +90,7 @@ def test_the_planner_nodes_device_search_is_one_captured_graph_that_plans_as_the
     stepwise = DevicePlanner(OrtDeviceRollout(cuda_session(BUNDLE / "rollout.onnx"), config.samples, spec.history,
                                               spec.latent_dim, spec.horizon, spec.frameskip, spec.action_dim, "cuda"),
                              config, "cuda")
-    floor = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE).cuda().eval(), spec.horizon, config),
+    floor = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE).cuda().eval(), config),
                                       capture=True), config, spec, "cuda")
     rng = np.random.default_rng(3)
     for periods in (1.0, 1.0, 1 / 3, 1.0):

@@ -40,7 +40,7 @@ def test_the_search_graph_plans_as_the_step_by_step_device_planner_does(engine, 
 
     config = PlannerConfig(**settings)
     graph = graph_planner(engine.bundle, config, load_world_model, "cpu", cache=tmp_path)
-    module = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE), engine.spec.horizon, config)), config,
+    module = GraphPlanner(torch_runner(SearchGraph(load_world_model(BUNDLE), config)), config,
                           engine.spec, "cpu")
     got, by_module, want = plans(graph), plans(module), plans(engine_planner(engine, config, load_world_model))
     assert [p.iterations for p in got] == [p.iterations for p in want] == [3, 3, 3, 1, 3]
@@ -67,3 +67,31 @@ def test_search_graphs_are_cached_per_model_and_search_settings(engine, tmp_path
     assert first.stat().st_mtime_ns == stamp and first.name.startswith(engine.spec.model_id)
     other = export(PlannerConfig(elites=10))
     assert other != first and sorted(p.name for p in tmp_path.iterdir()) == sorted([first.name, other.name])
+
+
+def test_the_held_rollout_is_the_models_rollout_of_held_actions():
+    """The search graph's rollout (biases folded into homogeneous coordinates, the S copies of a held action
+    summed into one weight block) computes what WorldModel.rollout computes on the expanded actions, from
+    one shared history or one per sequence; a predictor it cannot rewrite is refused, not approximated."""
+    import torch
+    from torch import nn
+
+    from jepa_pilot.control.search_graph import HeldRollout
+
+    model = load_world_model(BUNDLE)
+    held, (k, d), (s, a) = HeldRollout(model), (2, 32), (4, 2)
+    gen = torch.Generator().manual_seed(3)
+    z, macro = torch.randn(64, k, d, generator=gen), torch.rand(64, 10, a, generator=gen) * 2 - 1
+    with torch.no_grad():
+        want = model.rollout(z, macro[:, :, None].expand(64, 10, s, a))  # (N, H, D)
+        np.testing.assert_allclose(held(z, macro), want, rtol=1e-4, atol=1e-5)
+        shared = model.rollout(z[:1].expand(64, k, d), macro[:, :, None].expand(64, 10, s, a))
+        np.testing.assert_allclose(held(z[0], macro), shared, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(held(z[0], macro), want)  # the history matters
+    model.predictor.mlp[1] = nn.Sigmoid()  # still rewritable: any activation that keeps 1 away from 0
+    with torch.no_grad():
+        np.testing.assert_allclose(HeldRollout(model)(z, macro), model.rollout(z, macro[:, :, None].expand(64, 10, s, a)),
+                                   rtol=1e-4, atol=1e-5)
+    model.predictor.mlp[0].bias = None  # not the predictor it knows how to rewrite
+    with pytest.raises(TypeError, match="MLP predictor"):
+        HeldRollout(model)
