@@ -5,11 +5,12 @@ not where it does not (no CUDA device, no onnxruntime-gpu):
 
 * ``ort_cpu``: ONNX Runtime on the CPU, host arrays in and out, the NumPy
   planner (control.planner.Planner): what a robot without a GPU runs;
-* ``ort_cuda``: the same engine on the CUDA provider, host arrays (each
-  call uploads its inputs and downloads its outputs);
+* ``ort_cuda``: the same engine's sessions on the CUDA provider, host
+  arrays (each call uploads its inputs and downloads its outputs);
 * ``ort_cuda_bound_graph``: IO binding on device buffers, captured as CUDA
   graphs (perception/bound.py; where ONNX Runtime cannot capture a graph,
-  its plain CUDA session, and ``sessions`` says why). ``plan``: as the
+  its plain CUDA session, and ``sessions`` says why). ``encoder``: the
+  engine's single-frame encoder, as the encoder node runs it. ``plan``: as the
   planner node's ``search: device`` runs it, the whole search as one
   exported graph (control.search_graph.graph_planner: one run, one CUDA
   graph replay per plan); ``plan_op_by_op``: the same search driven from
@@ -124,7 +125,9 @@ def _cold_plan(planner, z, goal) -> Callable[[], object]:
 def ort_path(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     """ONNX Runtime with host arrays and the NumPy planner, on whichever provider ``engine`` runs."""
     frame, z, goal, actions = _host_inputs(spec, rng)
-    out = {"provider": engine.providers[0], "encoder": timed_ms(lambda: engine.encode_prepared(frame), calls),
+    plain = engine.sessions["encoder"]  # the engine's own session, host arrays (on CUDA a single frame
+    out = {"provider": engine.providers[0],  # goes through a bound one: cuda_paths)
+           "encoder": timed_ms(lambda: plain.run(None, {"frames": frame}), calls),
            "rollout": {f"N{n}": timed_ms(lambda a=a: engine.rollout(z, a), calls) for n, a in actions.items()}}
     out["plan"] = {name: timed_ms(_cold_plan(Planner(engine, PlannerConfig(**cfg)), z, goal), calls)
                    for name, cfg in PLANS.items()}
@@ -173,7 +176,6 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
 
     from jepa_pilot.control.device_planner import DevicePlanner, TorchRollout, cuda_rollout
     from jepa_pilot.control.search_graph import GraphPlanner, SearchGraph, graph_planner, torch_runner
-    from jepa_pilot.perception.bound import BoundSession, captured_or_plain, cuda_session
     from jepa_pilot.world_model.finetune import load_world_model
 
     frame, z, goal, actions = _host_inputs(spec, rng)
@@ -182,12 +184,9 @@ def cuda_paths(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     floor = {"rollout": {}, "plan": {}}
     model = load_world_model(engine.bundle.root).cuda().eval()
 
-    def bound_encoder():
-        shapes = {"frames": frame.shape, "latent": (1, spec.latent_dim)}
-        encoder, bound["sessions"]["encoder"] = captured_or_plain(
-            lambda graph: BoundSession(cuda_session(engine.bundle.path("encoder"), graph), shapes),
-            lambda e: e.run(frames=frame))
-        return timed_ms(lambda: encoder.run(frames=frame), calls)
+    def bound_encoder():  # the engine's single-frame encoder, as the encoder node runs it
+        bound["sessions"]["encoder"] = engine.single_frame
+        return timed_ms(lambda: engine.encode_prepared(frame), calls)
 
     def floor_encoder():
         x = torch.as_tensor(frame, device="cuda")

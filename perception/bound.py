@@ -14,7 +14,8 @@ buffers are allocated once and bound by address:
 Fixed addresses are also what CUDA graphs need: a session made with
 ``cuda_graph=True`` (:func:`cuda_session`) is captured by ONNX Runtime on its
 first runs and replayed after, so it must always be run through the same
-binding, from one thread. On the CPU the same code runs with host buffers,
+binding, one run at a time (perception/engine.py encodes single frames so,
+under a lock). On the CPU the same code runs with host buffers,
 which is how it is tested without a GPU.
 """
 from __future__ import annotations
@@ -88,7 +89,7 @@ class BoundSession:
     on the session's device."""
 
     def __init__(self, session: ort.InferenceSession, shapes: Mapping[str, tuple[int, ...]], device_id: int = 0):
-        self.session = session
+        self.session, self.shapes = session, {n: tuple(v) for n, v in shapes.items()}
         self.inputs = [a.name for a in session.get_inputs()]
         self.outputs = [a.name for a in session.get_outputs()]
         missing = [n for n in self.inputs + self.outputs if n not in shapes]

@@ -10,16 +10,24 @@ silently falls back to the CPU when CUDA cannot load. TensorRT keeps the
 engines it builds on disk (``TRT_CACHE``/<model id>), so only the first run
 ever builds them; ``warm()`` runs each graph once (the hot-swap loader warms
 a bundle before the graph switches to it).
+
+On CUDA a single frame (a camera's, a goal image) is encoded by a session of
+its own, IO-bound and captured as a CUDA graph (perception/bound.py): the
+frame is uploaded once into a fixed device buffer and one graph replay makes
+its latent. It is built with the engine, one encode at a time under a lock;
+``single_frame`` says whether it was captured, or why not. Batches go
+through the plain session.
 """
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import onnxruntime as ort
 
-from jepa_pilot.perception.bound import CUDA_OPTIONS
+from jepa_pilot.perception.bound import CUDA_OPTIONS, BoundSession, captured_or_plain, cuda_session
 from jepa_pilot.perception.bundle import Bundle, BundleError, load_bundle
 from jepa_pilot.perception.preprocess import prepare, to_model_input
 
@@ -72,6 +80,19 @@ class WorldModelEngine:
                 raise BundleError(f"{self.bundle.path(name)}: ONNX Runtime cannot load it: {exc}") from None
             self._check_io(name)
         self.providers = self.sessions["encoder"].get_providers()
+        self._single, self.single_frame, self._lock = None, "plain session (not on CUDA)", threading.Lock()
+        if self.providers[0] == PROVIDERS["cuda"]:
+            self._single, self.single_frame = self._single_frame_encoder()
+
+    def _single_frame_encoder(self) -> tuple[BoundSession, str]:
+        """The encoder for one frame on CUDA: bound, captured on three trial frames where it can be."""
+        s, path = self.spec.image_size, self.bundle.path("encoder")
+        shapes, frame = {"frames": (1, 3, s, s), "latent": (1, self.spec.latent_dim)}, np.zeros((1, 3, s, s), np.float32)
+        try:
+            return captured_or_plain(lambda graph: BoundSession(cuda_session(path, graph), shapes),
+                                     lambda bound: bound.run(frames=frame))
+        except Exception as exc:  # ORT raises its own types
+            raise BundleError(f"{path}: ONNX Runtime cannot bind it on CUDA: {exc}") from None
 
     @property
     def model_id(self) -> str:
@@ -113,7 +134,11 @@ class WorldModelEngine:
     # --- encoder ----------------------------------------------------------------
     def encode_prepared(self, frames: np.ndarray) -> np.ndarray:
         """(N, 3, S, S) float32 in [0, 1] -> (N, D)."""
-        return self.sessions["encoder"].run(None, {"frames": np.ascontiguousarray(frames, np.float32)})[0]
+        frames = np.ascontiguousarray(frames, np.float32)
+        if self._single is not None and frames.shape == self._single.shapes["frames"]:
+            with self._lock:  # one buffer, one graph: one frame at a time
+                return self._single.run(frames=frames)
+        return self.sessions["encoder"].run(None, {"frames": frames})[0]
 
     def encode(self, images: np.ndarray | Sequence[np.ndarray], encoding: str = "rgb8") -> np.ndarray:
         """One (H, W, C) uint8 frame -> (D,), or a batch (N, H, W, C) / list of frames -> (N, D).

@@ -37,16 +37,23 @@ def test_cpu_and_cuda_providers_agree(engines):
     np.testing.assert_allclose(cuda.rollout(z, a), cpu.rollout(z, a), rtol=1e-3, atol=1e-3)
 
 
-def test_a_cuda_graph_replays_with_new_inputs(engines):
-    from jepa_pilot.perception.bound import BoundSession, cuda_session
+def test_the_cuda_engine_encodes_a_single_frame_by_a_captured_graph_from_any_thread(engines):
+    """WorldModelEngine on CUDA encodes one frame through its IO-bound session, captured as a CUDA graph
+    on its first runs and replayed after: each answer must be its own input's, also when frames come
+    from several threads at once (the encoder node: camera frames, and goal images from a service)."""
+    from concurrent.futures import ThreadPoolExecutor
 
-    cpu, _ = engines
-    bound = BoundSession(cuda_session(BUNDLE / "encoder.onnx", cuda_graph=True),
-                         {"frames": (1, 3, 64, 64), "latent": (1, 32)})
-    rng = np.random.default_rng(1)
-    for _ in range(4):  # captured on the first runs, replayed after: each answer must be its input's
-        frame = rng.random((1, 3, 64, 64), dtype=np.float32)
-        np.testing.assert_allclose(bound.run(frames=frame), cpu.encode_prepared(frame), rtol=1e-3, atol=1e-3)
+    cpu, cuda = engines
+    assert cuda.single_frame == "cuda graph", cuda.single_frame
+    frames = np.random.default_rng(1).random((24, 1, 3, 64, 64), dtype=np.float32)
+    want = [cpu.encode_prepared(frame) for frame in frames]
+    for frame, w in zip(frames[:4], want):
+        np.testing.assert_allclose(cuda.encode_prepared(frame), w, rtol=1e-3, atol=1e-3)
+    with ThreadPoolExecutor(4) as pool:
+        got = list(pool.map(cuda.encode_prepared, frames))
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-3, atol=1e-3)
+    assert not np.allclose(want[0], want[1], atol=1e-3)  # different frames, different latents
 
 
 def test_the_device_planner_on_cuda_plans_like_the_cpu_planner(engines):
@@ -114,5 +121,5 @@ def test_bench_gpu_measures_every_cuda_path(tmp_path, engines):
         assert "skipped" not in path and path["plan"]["default"]["ms_p50"] > 0, (name, path)
     assert result["dino_wm_reference"]["ms_p50"] > 0
     sessions = result["paths"]["ort_cuda_bound_graph"]["sessions"]
-    assert sessions["rollout N256"] == sessions["search default"] == "cuda graph", sessions
+    assert sessions["encoder"] == sessions["rollout N256"] == sessions["search default"] == "cuda graph", sessions
     assert all("value" in t for t in result["targets"].values()), result["targets"]
