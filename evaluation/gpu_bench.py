@@ -125,9 +125,10 @@ def _cold_plan(planner, z, goal) -> Callable[[], object]:
 def ort_path(engine: WorldModelEngine, spec, calls: int, rng) -> dict:
     """ONNX Runtime with host arrays and the NumPy planner, on whichever provider ``engine`` runs."""
     frame, z, goal, actions = _host_inputs(spec, rng)
-    plain = engine.sessions["encoder"]  # the engine's own session, host arrays (on CUDA a single frame
-    out = {"provider": engine.providers[0],  # goes through a bound one: cuda_paths)
-           "encoder": timed_ms(lambda: plain.run(None, {"frames": frame}), calls),
+    # The engine's plain encoder session: on CUDA the engine encodes a single frame through a bound one
+    # (measured in cuda_paths).
+    plain = engine.sessions["encoder"]
+    out = {"provider": engine.providers[0], "encoder": timed_ms(lambda: plain.run(None, {"frames": frame}), calls),
            "rollout": {f"N{n}": timed_ms(lambda a=a: engine.rollout(z, a), calls) for n, a in actions.items()}}
     out["plan"] = {name: timed_ms(_cold_plan(Planner(engine, PlannerConfig(**cfg)), z, goal), calls)
                    for name, cfg in PLANS.items()}
