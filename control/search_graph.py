@@ -58,9 +58,10 @@ class HeldRollout(nn.Module):
 
     * an action held S substeps meets the S action blocks of the predictor's first layer: their
       weights are summed once, so a step reads A action inputs, not S * A;
-    * every layer is one matrix product, no bias add (ONNX Runtime's CUDA Gemm writes a bias
-      into its output with a cuBLAS call of its own): the biases ride in homogeneous coordinates, a constant input column and
-      one extra unit per hidden layer that stays constant through its activation;
+    * every layer is one matrix product, no bias add (ONNX Runtime's CUDA Gemm writes a bias into
+      its output with a cuBLAS call of its own): the biases ride in homogeneous coordinates, a
+      constant input column and one extra unit per hidden layer that stays constant through its
+      activation;
     * the history is a list of latents, joined with the action once per step.
 
     Same function as ``model.rollout`` (WorldModel over its MLP Predictor), to float rounding:
