@@ -80,6 +80,7 @@ class EncoderNode(ModelNode):
     def configure(self, engine) -> None:
         self.latent_pub = self.publisher(Latent, "/jepa/latent", qos("reliable"))
         self.goal_pub = self.publisher(Latent, "/jepa/goal_latent", qos("latched"))
+        self.get_logger().info(f"single frames: {engine.single_frame}")  # on CUDA: a captured graph, or why not
 
     def activate(self) -> list:
         cfg = self.cfg
