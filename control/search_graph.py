@@ -77,7 +77,7 @@ class HeldRollout(nn.Module):
         with torch.no_grad():
             first = linears[0].weight                                                      # (W, K*D + S*A)
             held = first[:, k:].reshape(len(first), cfg.frameskip, cfg.action_dim).sum(1)  # (W, A)
-            weights, unit = [torch.cat([first[:, :k], held], 1)] + [m.weight for m in linears[1:]], 1.0
+            weights, unit, folded = [torch.cat([first[:, :k], held], 1)] + [m.weight for m in linears[1:]], 1.0, []
             for i, (w, m) in enumerate(zip(weights, linears)):
                 w = torch.cat([w, (m.bias / unit)[:, None]], 1)                 # (out, in + 1): the bias
                 if i < len(self.acts):  # one more unit, pre-activation 1, constant through the activation
@@ -85,18 +85,18 @@ class HeldRollout(nn.Module):
                     unit = float(self.acts[i](torch.ones(1)))
                     if not abs(unit) > 1e-3:
                         raise TypeError(f"HeldRollout: the activation {self.acts[i]} maps 1 to {unit}")
-                self.register_buffer(f"w{i}", w.T.contiguous())                 # (in + 1, out [+ 1])
-        self.layers = len(linears)
+                folded.append(nn.Parameter(w.T.contiguous(), requires_grad=False))  # (in + 1, out [+ 1])
+        self.weights = nn.ParameterList(folded)
 
     def forward(self, z_hist: torch.Tensor, macro: torch.Tensor) -> torch.Tensor:
         n = macro.shape[0]
         window = list(z_hist.expand(n, *z_hist.shape[-2:]).unbind(1))       # K x (N, D), oldest first
-        one, out = macro.new_ones(n, 1), []
+        one, out, (*hidden, last) = macro.new_ones(n, 1), [], self.weights
         for action in macro.unbind(1):                                      # (N, A), held S substeps
             x = torch.cat([*window[-self.history:], action, one], 1)        # (N, K*D + A + 1)
-            for i, act in enumerate(self.acts):
-                x = act(x @ getattr(self, f"w{i}"))                          # (N, W + 1), the last unit constant
-            window.append(window[-1] + x @ getattr(self, f"w{self.layers - 1}"))  # (N, D): a residual step
+            for w, act in zip(hidden, self.acts):
+                x = act(x @ w)                                              # (N, W + 1), the last unit constant
+            window.append(window[-1] + x @ last)                            # (N, D): a residual step
             out.append(window[-1])
         return torch.stack(out, 1)                                          # (N, H, D)
 
