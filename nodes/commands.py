@@ -3,8 +3,8 @@
 Normalised actions in, the robot profile's command messages out (through the
 action space's limits). It remembers whether the last command moved the
 robot, so the node can leave it stopped: ``hold()`` sends a zero command if
-it was moving, and ``close()`` does the same on the way out of the process
-(waiting until reliable subscribers have it) and refuses every command after.
+it was moving (waiting until reliable subscribers have it), and ``close()``
+does the same on the way out of the process and refuses every command after.
 """
 from __future__ import annotations
 
@@ -37,16 +37,19 @@ class CommandOutput:
         self.moving = bool(np.any(np.asarray(action) != 0))
         return True
 
-    def hold(self) -> None:
-        """A zero command, if the robot was last commanded to move."""
-        if self.moving:
-            self.send(np.zeros(self.space.dim))
+    def hold(self, timeout: float = 0.5) -> bool:
+        """A zero command if the robot was last commanded to move, waiting (up to ``timeout``) until
+        reliable subscribers have it: a lifecycle shutdown destroys the publisher right after, and
+        DDS drops what a deleted writer has not delivered. Returns whether one was sent."""
+        if not self.moving or self.closed:
+            return False
+        publish_and_flush(self.publisher, self._msg(np.zeros(self.space.dim)), timeout)
+        self.moving = False
+        return True
 
     def close(self, timeout: float = 0.5) -> bool:
         """The process ends: a zero command if moving, delivered within ``timeout``; nothing after.
         Returns whether a zero command was sent."""
-        was_moving, self.closed = self.moving and not self.closed, True
-        if was_moving:
-            publish_and_flush(self.publisher, self._msg(np.zeros(self.space.dim)), timeout)
-            self.moving = False
-        return was_moving
+        sent = self.hold(timeout)
+        self.closed = True
+        return sent

@@ -154,7 +154,8 @@ class PlannerNode(ModelNode):
                 self.create_timer(1.0 / self.cfg.watchdog_rate_hz, self._watchdog, clock=self.steady)]
 
     def deactivate(self) -> None:
-        self.out.hold()  # leave the robot stopped
+        if self.out.hold():  # leave the robot stopped
+            self.get_logger().info("inactive: zero command sent")
 
     def safe_stop(self) -> None:
         """The process ends (signal, exception, shutdown): a zero command first if the robot was moving;
